@@ -1,0 +1,171 @@
+//! The encryption envelope of spec §7.
+//!
+//! AES-256-GCM; key = SHA-256 of the project's API key; a fresh 12-byte random
+//! nonce per message; wire form = standard Base64 of `nonce ‖ ciphertext ‖ tag`.
+//! Requests come as `{"body": "<base64>"}`, encrypted success responses go out as
+//! `{"isEncrypted": true, "data": "<base64>"}`.
+//!
+//! Every failure to open an envelope is `invalid_payload`: the caller learns
+//! nothing about *why* (bad Base64, short input, wrong key, tampered tag), which is
+//! what an authenticated cipher should reveal.
+
+use crate::error::{ErrorCode, Rejection};
+use crate::submission::RawSubmission;
+use aes_gcm::aead::{Aead, Generate, KeyInit};
+use aes_gcm::{Aes256Gcm, Key};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+type Nonce = aes_gcm::aead::Nonce<Aes256Gcm>;
+
+/// A project's envelope key: SHA-256 of its API key.
+#[derive(Clone)]
+pub struct EnvelopeKey(Key<Aes256Gcm>);
+
+impl std::fmt::Debug for EnvelopeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnvelopeKey(<secret>)")
+    }
+}
+
+impl EnvelopeKey {
+    /// The ARGOS key-derivation convention: the 32-byte SHA-256 digest of the API key.
+    pub fn from_api_key(api_key: &str) -> EnvelopeKey {
+        EnvelopeKey::from_bytes(Sha256::digest(api_key.as_bytes()).into())
+    }
+
+    /// A raw 32-byte key (the service's data key for PII at rest uses this too).
+    pub fn from_bytes(bytes: [u8; 32]) -> EnvelopeKey {
+        EnvelopeKey(Key::<Aes256Gcm>::from(bytes))
+    }
+
+    /// `nonce ‖ ciphertext ‖ tag` with a fresh random nonce.
+    pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+        self.seal_with_nonce(&Nonce::generate(), plaintext)
+    }
+
+    fn seal_with_nonce(&self, nonce: &Nonce, plaintext: &[u8]) -> Vec<u8> {
+        let cipher = Aes256Gcm::new(&self.0);
+        // Encryption fails only for inputs over 64 GiB, far beyond any body limit.
+        let ciphertext = cipher
+            .encrypt(nonce, plaintext)
+            .unwrap_or_else(|_| unreachable!("AES-GCM plaintext over 2^36 bytes"));
+        let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        out.extend_from_slice(nonce.as_slice());
+        out.extend_from_slice(&ciphertext);
+        out
+    }
+
+    /// Opens `nonce ‖ ciphertext ‖ tag`; `None` if it is short, or the tag does not
+    /// verify under this key.
+    pub fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_from(nonce).ok()?;
+        Aes256Gcm::new(&self.0).decrypt(&nonce, ciphertext).ok()
+    }
+
+    /// Base64 of [`seal`](Self::seal).
+    pub fn encrypt_to_base64(&self, plaintext: &[u8]) -> String {
+        BASE64.encode(self.seal(plaintext))
+    }
+
+    /// The same with a caller-chosen nonce; for known-answer tests only.
+    #[doc(hidden)]
+    pub fn encrypt_to_base64_with_nonce(&self, nonce: [u8; NONCE_LEN], plaintext: &[u8]) -> String {
+        BASE64.encode(self.seal_with_nonce(&Nonce::from(nonce), plaintext))
+    }
+
+    /// Reverses [`encrypt_to_base64`](Self::encrypt_to_base64); any failure is
+    /// `invalid_payload`.
+    pub fn decrypt_base64(&self, data: &str) -> Result<Vec<u8>, Rejection> {
+        let sealed = BASE64
+            .decode(data.trim())
+            .map_err(|_| Rejection::new(ErrorCode::InvalidPayload))?;
+        self.open(&sealed)
+            .ok_or_else(|| Rejection::new(ErrorCode::InvalidPayload))
+    }
+}
+
+/// The encrypted request form `{"body": "<base64>"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptedRequest {
+    pub body: String,
+}
+
+/// The encrypted success-response form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptedResponse {
+    pub is_encrypted: bool,
+    pub data: String,
+}
+
+impl EncryptedResponse {
+    /// Encrypts a success body for a client that sent an encrypted request.
+    pub fn seal<T: Serialize>(key: &EnvelopeKey, body: &T) -> EncryptedResponse {
+        // Serialising our own response types cannot fail (string keys, no maps of
+        // non-string keys).
+        let plain = serde_json::to_vec(body).unwrap_or_default();
+        EncryptedResponse {
+            is_encrypted: true,
+            data: key.encrypt_to_base64(&plain),
+        }
+    }
+}
+
+/// Whether a project accepts plain bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncryptionPolicy {
+    /// Plain and encrypted bodies are both accepted.
+    Optional,
+    /// Plain bodies are refused with `invalid_payload`.
+    Required,
+}
+
+/// A request body after the envelope, if any, was opened.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub raw: RawSubmission,
+    /// The request was encrypted, so the success response must be too.
+    pub was_encrypted: bool,
+}
+
+/// Detects the `{"body": "<base64>"}` form, decrypts it with the key derived from
+/// `api_key`, and parses the JSON object inside; a plain object is passed through.
+///
+/// `body` is not a field of the contract, so an object whose only key is `body`
+/// with a string value is unambiguously an envelope.
+pub fn open(bytes: &[u8], api_key: &str, policy: EncryptionPolicy) -> Result<Opened, Rejection> {
+    let raw = RawSubmission::from_slice(bytes)?;
+    match raw.entries() {
+        [(key, serde_json::Value::String(data))] if key == "body" => {
+            let plain = EnvelopeKey::from_api_key(api_key).decrypt_base64(data)?;
+            Ok(Opened {
+                raw: RawSubmission::from_slice(&plain)?,
+                was_encrypted: true,
+            })
+        }
+        _ if policy == EncryptionPolicy::Required => Err(Rejection::new(ErrorCode::InvalidPayload)),
+        _ => Ok(Opened {
+            raw,
+            was_encrypted: false,
+        }),
+    }
+}
+
+/// Builds the `{"body": …}` request form (used by `kycctl push --encrypt` and tests).
+pub fn encrypt_request(api_key: &str, plain_json: &[u8]) -> Vec<u8> {
+    let request = EncryptedRequest {
+        body: EnvelopeKey::from_api_key(api_key).encrypt_to_base64(plain_json),
+    };
+    serde_json::to_vec(&request).unwrap_or_default()
+}

@@ -1,0 +1,208 @@
+//! Stable, machine-readable error codes (spec §3) and the error body every
+//! component answers with. The HTTP status is data here (a `u16`) so that this
+//! crate needs no HTTP library; the intake maps it in exactly one place.
+
+use serde::{Deserialize, Serialize};
+
+/// Every error code of the contract. The wire string (`as_str`) and the message
+/// are part of the public API: clients written against ARGOS match on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the body is not JSON, not an object, or an encrypted body cannot be
+    /// decrypted (or a project that requires encryption got a plain body).
+    InvalidPayload,
+    /// 400: one or more required fields are absent or empty; `parameters` lists all.
+    MissingData,
+    /// 400: the key's project is disabled.
+    InvalidProject,
+    /// 400: `admin` is not an administrator of the project.
+    InvalidAdmin,
+    /// 400: a key that is not a field of the contract (the first in document order).
+    InvalidParameter,
+    /// 400: a value that breaks its rule or is not a string (the first in document order).
+    InvalidFormat,
+    /// 400: accepted by the intake but could not be persisted (results only).
+    ProcessingError,
+    /// 403: missing, unknown or revoked API key.
+    Forbidden,
+    /// 404: the submission is not processed (yet) or belongs to another project.
+    NotFound,
+    /// 413: the body is over the configured limit.
+    PayloadTooLarge,
+    /// 429: the project's rate limit is exceeded (`Retry-After` is set).
+    RateLimited,
+    /// 503: the broker did not durably accept the message in time (`Retry-After` is set).
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Every code, in the order of the spec's table (used by exhaustive tests).
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::InvalidPayload,
+        ErrorCode::MissingData,
+        ErrorCode::InvalidProject,
+        ErrorCode::InvalidAdmin,
+        ErrorCode::InvalidParameter,
+        ErrorCode::InvalidFormat,
+        ErrorCode::ProcessingError,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+    ];
+
+    /// The wire string, e.g. `invalid_format`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidPayload => "invalid_payload",
+            ErrorCode::MissingData => "missing_data",
+            ErrorCode::InvalidProject => "invalid_project",
+            ErrorCode::InvalidAdmin => "invalid_admin",
+            ErrorCode::InvalidParameter => "invalid_parameter",
+            ErrorCode::InvalidFormat => "invalid_format",
+            ErrorCode::ProcessingError => "processing_error",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+
+    /// Parses a wire string back into a code (used when reading stored results).
+    pub fn from_wire(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// The HTTP status the code is answered with.
+    pub const fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidPayload
+            | ErrorCode::MissingData
+            | ErrorCode::InvalidProject
+            | ErrorCode::InvalidAdmin
+            | ErrorCode::InvalidParameter
+            | ErrorCode::InvalidFormat
+            | ErrorCode::ProcessingError => 400,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+
+    /// The fixed message; for the two parameterised codes, the prefix before `: <name>`.
+    pub const fn base_message(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidPayload => "Invalid payload",
+            ErrorCode::MissingData => "Required input data is missing",
+            ErrorCode::InvalidProject => "Invalid project",
+            ErrorCode::InvalidAdmin => "Invalid admin",
+            ErrorCode::InvalidParameter => "invalid parameter",
+            ErrorCode::InvalidFormat => "invalid format",
+            ErrorCode::ProcessingError => "Failed to complete migration",
+            ErrorCode::Forbidden => "Forbidden",
+            ErrorCode::NotFound => "Submission not found",
+            ErrorCode::PayloadTooLarge => "Payload too large",
+            ErrorCode::RateLimited => "Too many requests",
+            ErrorCode::Unavailable => "Service unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a submission was refused: a code plus the fields it concerns.
+///
+/// `parameters` holds field *names* only, never values, so a `Rejection` is safe
+/// to log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.message())]
+pub struct Rejection {
+    pub code: ErrorCode,
+    pub parameters: Vec<String>,
+}
+
+impl Rejection {
+    /// A rejection that names no field.
+    pub fn new(code: ErrorCode) -> Self {
+        Rejection {
+            code,
+            parameters: Vec::new(),
+        }
+    }
+
+    /// `invalid_parameter` naming `name`.
+    pub fn invalid_parameter(name: impl Into<String>) -> Self {
+        Rejection {
+            code: ErrorCode::InvalidParameter,
+            parameters: vec![name.into()],
+        }
+    }
+
+    /// `invalid_format` naming `name`.
+    pub fn invalid_format(name: impl Into<String>) -> Self {
+        Rejection {
+            code: ErrorCode::InvalidFormat,
+            parameters: vec![name.into()],
+        }
+    }
+
+    /// `missing_data` listing every missing field.
+    pub fn missing(names: Vec<String>) -> Self {
+        Rejection {
+            code: ErrorCode::MissingData,
+            parameters: names,
+        }
+    }
+
+    /// The exact message of spec §3: `invalid parameter: <name>`,
+    /// `invalid format: <name>`, or the code's fixed message.
+    pub fn message(&self) -> String {
+        match (self.code, self.parameters.first()) {
+            (ErrorCode::InvalidParameter | ErrorCode::InvalidFormat, Some(name)) => {
+                format!("{}: {name}", self.code.base_message())
+            }
+            _ => self.code.base_message().to_owned(),
+        }
+    }
+
+    /// The wire body.
+    pub fn to_body(&self) -> ErrorBody {
+        ErrorBody {
+            error_code: self.code,
+            message: self.message(),
+            parameters: (!self.parameters.is_empty()).then(|| self.parameters.clone()),
+        }
+    }
+}
+
+impl From<ErrorCode> for Rejection {
+    fn from(code: ErrorCode) -> Self {
+        Rejection::new(code)
+    }
+}
+
+/// Every error body: `{"errorCode", "message", "parameters"?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    pub error_code: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Vec<String>>,
+}
+
+impl ErrorBody {
+    /// The body for a code that names no field.
+    pub fn from_code(code: ErrorCode) -> Self {
+        Rejection::new(code).to_body()
+    }
+}

@@ -1,0 +1,106 @@
+//! Versioned wire schemas shared by intake, worker and `kycctl`: AMQP header names,
+//! routing keys and the result event (spec §6, §8). A `v1` in a name is a promise:
+//! a change that old workers could not read gets a new version, not an edit.
+
+use crate::error::{ErrorCode, Rejection};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The project API key travels in this AMQP header (as in HTTP).
+pub const HEADER_API_KEY: &str = "x-api-key";
+/// Set by the intake: the id it already answered the client with, so the worker
+/// stores the submission under that id.
+pub const HEADER_SUBMISSION_ID: &str = "x-submission-id";
+/// Set by the intake: when the request was received (RFC 3339).
+pub const HEADER_RECEIVED_AT: &str = "x-received-at";
+/// Set by the intake when the client sent an `Idempotency-Key`; echoed in events.
+pub const HEADER_IDEMPOTENCY_KEY: &str = "x-idempotency-key";
+
+/// Routing key of submission messages on the submissions exchange.
+pub const SUBMISSION_ROUTING_KEY: &str = "submission.v1";
+
+/// What happened to a submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "submission.accepted")]
+    Accepted,
+    #[serde(rename = "submission.rejected")]
+    Rejected,
+}
+
+impl EventKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Accepted => "submission.accepted",
+            EventKind::Rejected => "submission.rejected",
+        }
+    }
+
+    /// `accepted` / `rejected`, the status word of results (spec §6).
+    pub const fn status(self) -> &'static str {
+        match self {
+            EventKind::Accepted => "accepted",
+            EventKind::Rejected => "rejected",
+        }
+    }
+}
+
+/// The result event, one logical event per processed submission (spec §6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultEventV1 {
+    pub event: EventKind,
+    pub submission_id: Uuid,
+    pub project_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<ErrorCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: time::OffsetDateTime,
+}
+
+impl ResultEventV1 {
+    /// An accepted event.
+    pub fn accepted(submission_id: Uuid, project_id: Uuid, at: time::OffsetDateTime) -> Self {
+        ResultEventV1 {
+            event: EventKind::Accepted,
+            submission_id,
+            project_id,
+            userid: None,
+            idempotency_key: None,
+            error_code: None,
+            message: None,
+            at,
+        }
+    }
+
+    /// A rejected event carrying the rejection's code and message.
+    pub fn rejected(
+        submission_id: Uuid,
+        project_id: Uuid,
+        rejection: &Rejection,
+        at: time::OffsetDateTime,
+    ) -> Self {
+        ResultEventV1 {
+            event: EventKind::Rejected,
+            error_code: Some(rejection.code),
+            message: Some(rejection.message()),
+            ..ResultEventV1::accepted(submission_id, project_id, at)
+        }
+    }
+
+    /// `submission.accepted.<projectId>` or `submission.rejected.<projectId>`.
+    pub fn routing_key(&self) -> String {
+        routing_key(self.event, self.project_id)
+    }
+}
+
+/// The events-exchange routing key for a kind of event in a project.
+pub fn routing_key(kind: EventKind, project_id: Uuid) -> String {
+    format!("{}.{}", kind.as_str(), project_id)
+}
