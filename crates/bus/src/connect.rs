@@ -1,0 +1,44 @@
+//! Opening connections and channels, always under a timeout: a broker that
+//! accepts TCP but never answers must not hang a process.
+
+use crate::Topology;
+use lapin::options::BasicQosOptions;
+use lapin::{Channel, Connection, ConnectionProperties};
+use std::time::Duration;
+
+/// How long connecting (TCP, AMQP handshake) may take before it counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Failures at the AMQP boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("amqp: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("amqp: timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// Connects to `url`, naming the connection `name` in the management UI.
+pub async fn connect(url: &str, name: &str) -> Result<Connection, BusError> {
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties))
+        .await
+        .map_err(|_| BusError::Timeout(CONNECT_TIMEOUT))?
+        .map_err(BusError::from)
+}
+
+/// A channel for consuming from the submissions queue: topology declared, and at
+/// most `prefetch` unacknowledged deliveries outstanding (the broker stops
+/// sending beyond it, which is the worker's back-pressure).
+pub async fn open_consumer_channel(
+    connection: &Connection,
+    topology: &Topology,
+    prefetch: u16,
+) -> Result<Channel, BusError> {
+    let channel = connection.create_channel().await?;
+    topology.declare(&channel).await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    Ok(channel)
+}

@@ -1,0 +1,24 @@
+//! # kyc-bus — RabbitMQ for kyc-ingest
+//!
+//! Owns everything AMQP: the broker topology ([`Topology`]), the supervised
+//! connection that reconnects with back-off ([`Link`]), the confirmed publisher
+//! that only reports success for a plain broker ack ([`Publisher`]), and small
+//! helpers for consumers and headers.
+//!
+//! Where a message goes: the intake and `kycctl push` publish submissions to
+//! `P.submissions` (routing key `submission.v1`); the quorum queue `P.submissions`
+//! feeds the workers; messages over the delivery limit are dead-lettered through
+//! `P.dead` into `P.submissions.dead`; workers announce outcomes on the topic
+//! exchange `P.events` and, when asked, on a `reply_to` queue.
+
+mod connect;
+pub mod headers;
+mod link;
+mod publisher;
+mod topology;
+
+pub use connect::{BusError, connect, open_consumer_channel};
+pub use lapin;
+pub use link::{Link, LinkOptions};
+pub use publisher::{Outgoing, PublishError, Publisher, persistent};
+pub use topology::{DELIVERY_LIMIT, Topology};

@@ -1,0 +1,234 @@
+//! A supervised AMQP connection: connects with exponential back-off, declares the
+//! topology, opens confirm-mode channels, watches for failure and broker flow
+//! control, and starts over when the connection dies. Publishers borrow its
+//! channels; nobody else reconnects.
+//!
+//! We do not use lapin's own auto-recovery: replaying consumers and confirm state
+//! inside the client hides from us exactly the moment when unconfirmed publishes
+//! must be answered 503. A fresh connection with fresh channels is simpler to
+//! reason about, and every publish already tolerates failure.
+
+use crate::{BusError, Topology, connect};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::StreamExt;
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Channel, Connection, Event};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+type EventStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Event> + Send>>;
+
+/// What a [`Link`] connects to and how many channels it opens.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    pub url: String,
+    /// Shown in the broker's management UI, e.g. `kyc-intake`.
+    pub name: String,
+    pub topology: Topology,
+    /// Confirm-mode channels to spread publishes over.
+    pub channels: usize,
+}
+
+/// The live connection, once established.
+#[derive(Debug)]
+struct Live {
+    generation: u64,
+    connection: Connection,
+    channels: Vec<Channel>,
+    next: AtomicUsize,
+    /// The broker blocked publishing (memory or disk alarm).
+    blocked: AtomicBool,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Down,
+    Up(Arc<Live>),
+}
+
+/// A channel lent to a publisher, with the generation of the connection it came
+/// from (so a failure report cannot tear down a newer connection).
+#[derive(Debug, Clone)]
+pub(crate) struct Lease {
+    pub channel: Channel,
+    pub generation: u64,
+    pub blocked: bool,
+}
+
+/// Handle to a supervised connection. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Link {
+    state: watch::Receiver<State>,
+    failed: Arc<FailureReport>,
+}
+
+#[derive(Debug, Default)]
+struct FailureReport {
+    generation: AtomicU64,
+    notify: Notify,
+}
+
+impl Link {
+    /// Starts the supervisor task; it runs until `shutdown` is cancelled.
+    pub fn spawn(options: LinkOptions, shutdown: CancellationToken) -> Link {
+        let (tx, rx) = watch::channel(State::Down);
+        let failed = Arc::new(FailureReport::default());
+        tokio::spawn(supervise(options, tx, failed.clone(), shutdown));
+        Link { state: rx, failed }
+    }
+
+    /// Whether a connection is up and not blocked by the broker.
+    pub fn is_ready(&self) -> bool {
+        match &*self.state.borrow() {
+            State::Up(live) => !live.blocked.load(Ordering::Relaxed),
+            State::Down => false,
+        }
+    }
+
+    /// Waits until the link is up, at most `timeout`; `true` if it is.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut state = self.state.clone();
+        let up = state.wait_for(|s| matches!(s, State::Up(_)));
+        matches!(tokio::time::timeout(timeout, up).await, Ok(Ok(_)))
+    }
+
+    /// The next channel, round-robin; `None` while the connection is down.
+    pub(crate) fn lease(&self) -> Option<Lease> {
+        match &*self.state.borrow() {
+            State::Up(live) => {
+                let i = live.next.fetch_add(1, Ordering::Relaxed) % live.channels.len();
+                Some(Lease {
+                    channel: live.channels[i].clone(),
+                    generation: live.generation,
+                    blocked: live.blocked.load(Ordering::Relaxed),
+                })
+            }
+            State::Down => None,
+        }
+    }
+
+    /// A publisher saw a channel of `generation` fail: reconnect.
+    pub(crate) fn report_failure(&self, generation: u64) {
+        self.failed.generation.store(generation, Ordering::Relaxed);
+        self.failed.notify.notify_one();
+    }
+}
+
+async fn supervise(
+    options: LinkOptions,
+    state: watch::Sender<State>,
+    failed: Arc<FailureReport>,
+    shutdown: CancellationToken,
+) {
+    let mut generation = 0u64;
+    loop {
+        generation += 1;
+        let established = tokio::select! {
+            () = shutdown.cancelled() => return,
+            live = establish_with_backoff(&options, generation) => live,
+        };
+        let (live, mut events) = established;
+        let live = Arc::new(live);
+        tracing::info!(name = %options.name, generation, "amqp link up");
+        state.send_replace(State::Up(live.clone()));
+
+        // Fallback for a death that produces no event: poll the status.
+        let mut poll = tokio::time::interval(Duration::from_millis(500));
+        let reason = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break None,
+                () = failed.notify.notified() => {
+                    if failed.generation.load(Ordering::Relaxed) == generation {
+                        break Some("a publish failed".to_owned());
+                    }
+                }
+                _ = poll.tick() => {
+                    if !live.connection.status().connected() {
+                        break Some("connection no longer connected".to_owned());
+                    }
+                }
+                event = events.next() => match event {
+                    Some(Event::Error(e)) => break Some(e.to_string()),
+                    Some(Event::ConnectionBlocked(why)) => {
+                        tracing::warn!(name = %options.name, reason = %why, "broker blocked publishing");
+                        live.blocked.store(true, Ordering::Relaxed);
+                    }
+                    Some(Event::ConnectionUnblocked) => {
+                        tracing::info!(name = %options.name, "broker unblocked publishing");
+                        live.blocked.store(false, Ordering::Relaxed);
+                    }
+                    Some(_) => {}
+                    None => break Some("event stream ended".to_owned()),
+                },
+            }
+        };
+        state.send_replace(State::Down);
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            live.connection.close(200, "closing".into()),
+        )
+        .await;
+        match reason {
+            None => return,
+            Some(reason) => {
+                tracing::warn!(name = %options.name, %reason, "amqp link down, reconnecting")
+            }
+        }
+    }
+}
+
+/// Retries [`establish`] with exponential back-off (100 ms doubling to 5 s, with
+/// jitter, forever: the caller cancels).
+async fn establish_with_backoff(options: &LinkOptions, generation: u64) -> (Live, EventStream) {
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        match establish(options, generation).await {
+            Ok(live) => return live,
+            Err(e) => {
+                let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                tracing::warn!(name = %options.name, error = %e, ?delay, "amqp connect failed");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+async fn establish(
+    options: &LinkOptions,
+    generation: u64,
+) -> Result<(Live, EventStream), BusError> {
+    let connection = connect(&options.url, &options.name).await?;
+    // Subscribe before anything else can fail, so no error event is missed.
+    let events: EventStream = Box::pin(connection.events_listener());
+    let mut channels = Vec::with_capacity(options.channels.max(1));
+    for i in 0..options.channels.max(1) {
+        let channel = connection.create_channel().await?;
+        if i == 0 {
+            options.topology.declare(&channel).await?;
+        }
+        // Confirms on every publishing channel: success is a broker ack, never
+        // "the bytes left our socket".
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channels.push(channel);
+    }
+    Ok((
+        Live {
+            generation,
+            connection,
+            channels,
+            next: AtomicUsize::new(0),
+            blocked: AtomicBool::new(false),
+        },
+        events,
+    ))
+}

@@ -1,0 +1,153 @@
+//! Broker topology, declared idempotently by every process at start.
+//!
+//! The same declarations are listed in `deploy/rabbitmq/definitions.json`; the
+//! arguments must match exactly, or RabbitMQ answers `PRECONDITION_FAILED`.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+
+/// Deliveries of one message before it is dead-lettered. RabbitMQ 3.10 has no
+/// default (a message could loop forever); 4.x defaults to 20. Five covers a
+/// worker crash or two without letting a poison message occupy a worker for long.
+pub const DELIVERY_LIMIT: i64 = 5;
+
+/// The names of every exchange and queue, derived from one prefix so that tests
+/// (and several environments) can share a broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    prefix: String,
+}
+
+impl Topology {
+    pub fn new(prefix: impl Into<String>) -> Topology {
+        Topology {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Direct exchange the submissions are published to.
+    pub fn submissions_exchange(&self) -> String {
+        format!("{}.submissions", self.prefix)
+    }
+
+    /// Quorum queue the workers consume.
+    pub fn submissions_queue(&self) -> String {
+        format!("{}.submissions", self.prefix)
+    }
+
+    /// Topic exchange of result events.
+    pub fn events_exchange(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+
+    /// Fanout exchange that receives dead-lettered submissions.
+    pub fn dead_exchange(&self) -> String {
+        format!("{}.dead", self.prefix)
+    }
+
+    /// Quorum queue holding dead-lettered submissions for inspection and replay.
+    pub fn dead_queue(&self) -> String {
+        format!("{}.submissions.dead", self.prefix)
+    }
+
+    /// Declares every exchange, queue and binding. Safe to call any number of times
+    /// from any number of processes.
+    pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        // Durable: the topology must outlive a broker restart, or a confirmed
+        // message could be routed nowhere after one.
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        let exchanges = [
+            (self.submissions_exchange(), ExchangeKind::Direct),
+            (self.events_exchange(), ExchangeKind::Topic),
+            // Fanout: dead-lettered messages keep their original routing key, and
+            // every one of them belongs in the dead queue.
+            (self.dead_exchange(), ExchangeKind::Fanout),
+        ];
+        for (name, kind) in exchanges {
+            channel
+                .exchange_declare(name.into(), kind, durable, FieldTable::default())
+                .await?;
+        }
+
+        let queue = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(
+                self.submissions_queue().into(),
+                queue,
+                self.submissions_queue_arguments(),
+            )
+            .await?;
+        channel
+            .queue_declare(self.dead_queue().into(), queue, quorum_arguments())
+            .await?;
+
+        channel
+            .queue_bind(
+                self.submissions_queue().into(),
+                self.submissions_exchange().into(),
+                kyc_core::wire::SUBMISSION_ROUTING_KEY.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                self.dead_queue().into(),
+                self.dead_exchange().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The submissions queue's arguments, each with its reason.
+    pub fn submissions_queue_arguments(&self) -> FieldTable {
+        let mut args = quorum_arguments();
+        // Bounded redelivery: a message that keeps failing (or crashing its worker)
+        // is dead-lettered instead of blocking the queue forever.
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(LongString::from(self.dead_exchange())),
+        );
+        // At-least-once dead-lettering: the message leaves this queue only once
+        // the dead queue has confirmed it, so a poison message is never lost in
+        // transit. It requires the reject-publish overflow behaviour.
+        args.insert(
+            "x-dead-letter-strategy".into(),
+            AMQPValue::LongString(LongString::from("at-least-once")),
+        );
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString(LongString::from("reject-publish")),
+        );
+        args
+    }
+}
+
+/// Quorum queues: replicated, durable, with poison-message handling; classic
+/// queues offer neither delivery limits nor safe dead-lettering.
+fn quorum_arguments() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    args
+}

@@ -1,0 +1,104 @@
+//! # kyc-store — PostgreSQL for kyc-ingest
+//!
+//! Owns the database: the connection pool, the embedded migrations in
+//! `migrations/`, and the three repositories — [`projects`] (tenants and their
+//! hashed API keys), admins (in [`projects`] too) and [`submissions`] (one row
+//! per processed submission, written by workers in one transaction per batch).
+//! [`pii`] encrypts identity and document numbers before they reach a column;
+//! [`directory`] is the in-memory, short-TTL cache of project/admin lookups that
+//! lets the intake and workers answer without a database round trip per message.
+
+pub mod directory;
+pub mod pii;
+pub mod projects;
+pub mod submissions;
+
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::time::Duration;
+
+pub use directory::Directory;
+pub use pii::DataKey;
+pub use projects::{ApiKey, Project};
+
+/// Failures at the database boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    NotFound(&'static str),
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed (connection trouble, not bad data).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_) => true,
+                // 08: connection exception, 53: insufficient resources,
+                // 57P: operator intervention (e.g. the server shutting down),
+                // 40: serialization failure / deadlock.
+                sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                    c.starts_with("08")
+                        || c.starts_with("53")
+                        || c.starts_with("57P")
+                        || c.starts_with("40")
+                }),
+                _ => false,
+            },
+            StoreError::Migrate(_) | StoreError::NotFound(_) => false,
+        }
+    }
+}
+
+/// The embedded migrations (`migrations/` at the workspace root).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// A handle to the database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// A pool that connects lazily: a process can start (and answer from its
+    /// caches, or report not-ready) while the database is still away.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            // Fail fast when the database is away, so callers can back off rather
+            // than pile up waiting for a connection.
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy(url)?;
+        Ok(Store { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+}
+
+/// Creates the database named in `url` if it does not exist, then applies every
+/// pending migration. Run explicitly (`kycctl db migrate`), never by each replica.
+pub async fn migrate(url: &str) -> Result<(), StoreError> {
+    if !sqlx::Postgres::database_exists(url).await? {
+        sqlx::Postgres::create_database(url).await?;
+        tracing::info!("created database");
+    }
+    let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
+    MIGRATOR.run(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
