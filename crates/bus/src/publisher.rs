@@ -43,6 +43,10 @@ pub struct Outgoing<'a> {
     pub routing_key: &'a str,
     pub payload: &'a [u8],
     pub properties: BasicProperties,
+    /// Ask the broker to return the message if no queue takes it. Submissions
+    /// set it (an unroutable submission is not "durably queued"); result events
+    /// on the topic exchange do not (nobody listening is fine).
+    pub mandatory: bool,
 }
 
 /// Publishes with confirms, bounded in-flight count and a confirm timeout.
@@ -81,8 +85,7 @@ impl Publisher {
             return Err(PublishError::Blocked);
         }
         let options = BasicPublishOptions {
-            // Unroutable messages come back instead of vanishing silently.
-            mandatory: true,
+            mandatory: message.mandatory,
             ..BasicPublishOptions::default()
         };
         let confirm = async {

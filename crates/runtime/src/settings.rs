@@ -1,0 +1,244 @@
+//! Typed settings from three layers: built-in defaults → optional file named by
+//! `KYC_CONFIG` (TOML) → environment variables `KYC__SECTION__KEY`.
+//!
+//! With no configuration at all every process talks to the broker and database of
+//! the local machine, which is what `kycctl dev`, the tests and a laptop want.
+//! Every binary reads the whole structure and uses the sections it needs, so one
+//! environment can serve all of them.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Settings {
+    pub http: Http,
+    pub database: Database,
+    pub amqp: Amqp,
+    pub crypto: Crypto,
+    pub worker: Worker,
+    pub directory: Directory,
+    pub log: Log,
+}
+
+/// The intake's HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Http {
+    /// `KYC__HTTP__ADDR`; port 0 picks a free port (tests).
+    pub addr: SocketAddr,
+    /// Largest accepted body (spec §3: default 64 KiB → 413 beyond).
+    pub body_limit_bytes: usize,
+    /// Per-project requests per second (spec §3 `rate_limited`); 0 disables.
+    pub rate_limit_per_second: u32,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 64 * 1024,
+            rate_limit_per_second: 5_000,
+            drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Database {
+    /// `KYC__DATABASE__URL`.
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database {
+            url: SecretString::from("postgres://postgres@127.0.0.1:5432/kyc"),
+            max_connections: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Amqp {
+    /// `KYC__AMQP__URL`.
+    pub url: SecretString,
+    /// `KYC__AMQP__PREFIX`: names every exchange and queue (`<prefix>.submissions`…).
+    pub prefix: String,
+    /// Confirm-mode channels the intake spreads its publishes over.
+    pub publish_channels: usize,
+    /// How long a publish may wait for its confirm before the client gets 503.
+    pub confirm_timeout_ms: u64,
+    /// Publishes awaiting confirms per process; beyond it requests get 503 at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for Amqp {
+    fn default() -> Self {
+        Amqp {
+            url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            prefix: "kyc".to_owned(),
+            publish_channels: 4,
+            confirm_timeout_ms: 5_000,
+            max_in_flight: 8_192,
+        }
+    }
+}
+
+impl Amqp {
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_millis(self.confirm_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Crypto {
+    /// `KYC__CRYPTO__DATA_KEY`: Base64 of 32 random bytes, encrypting identity and
+    /// document numbers at rest. Unset: a built-in development key, with a loud
+    /// warning at start.
+    pub data_key: Option<SecretString>,
+    /// `KYC__CRYPTO__DATA_KEY_ID`: stored next to each sealed value.
+    pub data_key_id: String,
+}
+
+impl Default for Crypto {
+    fn default() -> Self {
+        Crypto {
+            data_key: None,
+            data_key_id: "dev".to_owned(),
+        }
+    }
+}
+
+/// The built-in development data key: 32 zero bytes, Base64. Anything sealed with
+/// it is as good as plain text; it exists so a laptop needs no setup.
+pub const DEVELOPMENT_DATA_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+impl Crypto {
+    /// The configured key, or the development key after a warning.
+    pub fn data_key_or_dev(&self) -> (String, SecretString) {
+        match &self.data_key {
+            Some(key) => (self.data_key_id.clone(), key.clone()),
+            None => {
+                tracing::warn!(
+                    "KYC__CRYPTO__DATA_KEY is not set: identity and document numbers are sealed \
+                     with the BUILT-IN DEVELOPMENT KEY, which protects nothing. Set a key of your \
+                     own (base64 of 32 random bytes) before storing real data."
+                );
+                ("dev".to_owned(), SecretString::from(DEVELOPMENT_DATA_KEY))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Worker {
+    /// `KYC__WORKER__BATCH_SIZE`: deliveries per transaction.
+    pub batch_size: usize,
+    /// `KYC__WORKER__BATCH_LINGER_MS`: how long a partial batch waits for more.
+    pub batch_linger_ms: u64,
+    /// Unacknowledged deliveries the broker may push ahead (≥ batch size, so the
+    /// next batch is already local while one is being stored).
+    pub prefetch: u16,
+    /// How long the worker may take to finish its batch after SIGTERM.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Worker {
+            batch_size: 500,
+            batch_linger_ms: 20,
+            prefetch: 1_000,
+            drain_timeout_ms: 20_000,
+        }
+    }
+}
+
+impl Worker {
+    pub fn batch_linger(&self) -> Duration {
+        Duration::from_millis(self.batch_linger_ms)
+    }
+}
+
+/// The project/admin lookup cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Directory {
+    /// How long a lookup is trusted; a rotated key or removed admin stops working
+    /// within this time.
+    pub ttl_ms: u64,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Directory { ttl_ms: 5_000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Log {
+    /// `KYC__LOG__JSON=true` for JSON lines.
+    pub json: bool,
+}
+
+/// A configuration that cannot be loaded or does not make sense.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads defaults → `KYC_CONFIG` file (if set) → `KYC__…` environment, and
+    /// checks the combination.
+    pub fn load() -> Result<Settings, SettingsError> {
+        let mut builder = config::Config::builder();
+        if let Ok(path) = std::env::var("KYC_CONFIG") {
+            builder = builder.add_source(config::File::with_name(&path).required(true));
+        }
+        let settings: Settings = builder
+            .add_source(
+                config::Environment::with_prefix("KYC")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |what: &str| Err(SettingsError::Invalid(what.to_owned()));
+        if self.worker.batch_size == 0 {
+            return invalid("worker.batch_size must be at least 1");
+        }
+        if usize::from(self.worker.prefetch) < self.worker.batch_size {
+            return invalid("worker.prefetch must be at least worker.batch_size");
+        }
+        if self.amqp.prefix.is_empty() || self.amqp.prefix.contains(char::is_whitespace) {
+            return invalid("amqp.prefix must be a non-empty name without spaces");
+        }
+        if self.amqp.publish_channels == 0 || self.amqp.max_in_flight == 0 {
+            return invalid("amqp.publish_channels and amqp.max_in_flight must be at least 1");
+        }
+        if self.http.body_limit_bytes == 0 {
+            return invalid("http.body_limit_bytes must be at least 1");
+        }
+        Ok(())
+    }
+}

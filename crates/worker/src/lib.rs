@@ -1,0 +1,23 @@
+//! # kyc-worker — from the submissions queue to PostgreSQL and result events
+//!
+//! The loop (architecture.md, "Worker loop"):
+//!
+//! 1. [`batch`]: collect up to `batch_size` deliveries, or what arrived within
+//!    `batch_linger` after the first;
+//! 2. [`decide`]: for each, authenticate `x-api-key`, open the envelope, validate
+//!    with `kyc-core`, check project and admin — an [`Outcome`](kyc_store::submissions::Outcome);
+//! 3. store the batch in one transaction (`kyc-store`, set-based insert,
+//!    `ON CONFLICT (id) DO NOTHING`);
+//! 4. [`announce`]: publish one confirmed result event per submission (and a reply
+//!    where `reply_to` asks for one);
+//! 5. ack — last, so a crash anywhere before leaves the messages on the queue.
+//!
+//! Transient failures (database or broker away) retry the batch with back-off and
+//! acknowledge nothing meanwhile.
+
+pub mod announce;
+pub mod batch;
+pub mod decide;
+mod run;
+
+pub use run::{Worker, WorkerOptions};

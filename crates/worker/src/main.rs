@@ -1,0 +1,24 @@
+//! `kyc-worker`: consume submissions, store them, announce results. Scale by count.
+
+use kyc_runtime::{Settings, shutdown, telemetry};
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    telemetry::init(settings.log.json);
+    let stop = shutdown::on_signal();
+    let worker = kyc_worker::Worker::from_settings(&settings)?;
+    let drain = Duration::from_millis(settings.worker.drain_timeout_ms);
+    let deadline = {
+        let stop = stop.clone();
+        async move {
+            stop.cancelled().await;
+            tokio::time::sleep(drain).await;
+        }
+    };
+    tokio::select! {
+        result = worker.run(stop) => result,
+        () = deadline => anyhow::bail!("worker did not drain within {drain:?}; unacknowledged messages return to the queue"),
+    }
+}
