@@ -10,7 +10,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Installs the global subscriber: `RUST_LOG` (default `info`), human-readable,
-/// or JSON lines when `json` is set. Calling it twice is harmless (tests do).
+/// or JSON lines when `json` is set, on stderr (stdout is for command output,
+/// such as the JSON `kycctl project create` prints). Calling it twice is harmless (tests do).
 pub fn init(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
@@ -23,7 +24,9 @@ pub fn init(json: bool) {
             )
             .try_init()
     } else {
-        registry.with(tracing_subscriber::fmt::layer()).try_init()
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init()
     };
 }
 

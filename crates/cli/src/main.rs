@@ -1,0 +1,68 @@
+//! `kycctl`: operate kyc-ingest. Each subcommand lives in its own module.
+
+mod admin;
+mod dev;
+
+use clap::{Parser, Subcommand};
+use kyc_runtime::{Settings, telemetry};
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kycctl",
+    version,
+    about = "Operate kyc-ingest: database, projects, admins, keys, dev mode"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Database schema.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Projects (tenants) and their API keys.
+    #[command(subcommand)]
+    Project(admin::ProjectCommand),
+    /// Administrators a project's submissions may name.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// API keys.
+    #[command(subcommand)]
+    Key(admin::KeyCommand),
+    /// Migrate, ensure a demo project, then run an intake and a worker in this
+    /// process until Ctrl-C (needs a local RabbitMQ and PostgreSQL).
+    Dev(dev::DevArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Create the database if missing and apply pending migrations.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load()?;
+    telemetry::init(settings.log.json);
+    match cli.command {
+        Command::Db(DbCommand::Migrate) => {
+            use secrecy::ExposeSecret;
+            kyc_store::migrate(settings.database.url.expose_secret()).await?;
+            eprintln!("database migrated");
+            Ok(())
+        }
+        Command::Project(c) => admin::project(&settings, c).await,
+        Command::Admin(c) => admin::admin(&settings, c).await,
+        Command::Key(c) => admin::key(&settings, c).await,
+        Command::Dev(args) => dev::run(settings, args).await,
+    }
+}
+
+/// Parses a project id argument.
+fn project_id(s: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(s).map_err(|e| format!("not a project id: {e}"))
+}

@@ -1,0 +1,54 @@
+//! What every handler shares.
+
+use crate::error::ApiError;
+use axum::http::HeaderMap;
+use kyc_bus::{Publisher, Topology};
+use kyc_core::ErrorCode;
+use kyc_core::wire::HEADER_API_KEY;
+use kyc_store::{Directory, Project};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct AppState(pub Arc<Shared>);
+
+#[derive(Debug)]
+pub struct Shared {
+    pub directory: Directory,
+    pub publisher: Publisher,
+    pub topology: Topology,
+    pub body_limit: usize,
+    pub metrics: PrometheusHandle,
+    /// Cancelled when the process starts draining (`/readyz` then says no).
+    pub draining: CancellationToken,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// The caller's project, from `x-api-key` (spec §1). A missing or unknown key is
+    /// `forbidden`; a lookup that cannot reach the database (and has nothing
+    /// cached) is `unavailable`, never `forbidden`: a valid client must not be told
+    /// its key is wrong because we are having trouble.
+    pub async fn authenticate<'h>(
+        &self,
+        headers: &'h HeaderMap,
+    ) -> Result<(Project, &'h str), ApiError> {
+        let key = headers
+            .get(HEADER_API_KEY)
+            .and_then(|v| v.to_str().ok())
+            .filter(|k| !k.is_empty())
+            .ok_or(ApiError::code(ErrorCode::Forbidden))?;
+        match self.directory.project_for_key(key).await {
+            Ok(Some(project)) => Ok((project, key)),
+            Ok(None) => Err(ApiError::code(ErrorCode::Forbidden)),
+            Err(e) => Err(ApiError::Unavailable(format!("project lookup: {e}"))),
+        }
+    }
+}
