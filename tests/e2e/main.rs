@@ -1,0 +1,5 @@
+//! End-to-end tests: intake + worker against the real RabbitMQ and PostgreSQL.
+//! One binary, one module per concern; every test builds its own `TestEnv`.
+#![allow(clippy::unwrap_used)]
+
+mod happy_path;

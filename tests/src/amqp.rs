@@ -1,0 +1,193 @@
+//! Talking to the broker directly, as a downstream consumer or a bulk publisher would.
+
+use futures_util::StreamExt;
+use kyc_bus::lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use kyc_bus::lapin::types::FieldTable;
+use kyc_bus::lapin::{BasicProperties, Channel, Connection, Consumer};
+use kyc_bus::{Topology, headers};
+use kyc_core::wire::{HEADER_API_KEY, ResultEventV1, SUBMISSION_ROUTING_KEY};
+use std::time::Duration;
+
+/// A connection and a confirm-mode channel with the topology declared.
+pub async fn channel(topology: &Topology) -> (Connection, Channel) {
+    let connection = kyc_bus::connect(&crate::amqp_url(), "kyc-tests")
+        .await
+        .expect("connect to RabbitMQ");
+    let channel = connection.create_channel().await.expect("channel");
+    topology.declare(&channel).await.expect("declare topology");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    (connection, channel)
+}
+
+/// Publishes a submission the way `kycctl push` or any AMQP client would, and
+/// waits for the broker's ack.
+pub async fn publish_submission(
+    channel: &Channel,
+    topology: &Topology,
+    body: &[u8],
+    properties: BasicProperties,
+) {
+    let confirm = channel
+        .basic_publish(
+            topology.submissions_exchange().into(),
+            SUBMISSION_ROUTING_KEY.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            body,
+            properties.with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    assert!(
+        confirm.is_ack() && confirm.take_message().is_none(),
+        "broker did not accept the message"
+    );
+}
+
+/// Message properties carrying an API key.
+pub fn with_api_key(api_key: &str) -> BasicProperties {
+    BasicProperties::default().with_headers(headers::table([(HEADER_API_KEY, api_key)]))
+}
+
+/// A private queue receiving messages: result events (bound to the events
+/// exchange) or replies (addressed by name).
+#[derive(Debug)]
+pub struct Tap {
+    pub queue: String,
+    consumer: Consumer,
+    _connection: Connection,
+}
+
+impl Tap {
+    /// Every result event of the topology.
+    pub async fn events(topology: &Topology) -> Tap {
+        Tap::open(topology, Some("#")).await
+    }
+
+    /// A fresh exclusive queue (for `reply_to`).
+    pub async fn queue(topology: &Topology) -> Tap {
+        Tap::open(topology, None).await
+    }
+
+    /// Declares an exclusive, auto-deleted, server-named queue, binds it to the
+    /// events exchange with `binding` if given, and consumes it.
+    async fn open(topology: &Topology, binding: Option<&str>) -> Tap {
+        let (connection, channel) = channel(topology).await;
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare tap queue");
+        let name = queue.name().as_str().to_owned();
+        if let Some(routing_key) = binding {
+            channel
+                .queue_bind(
+                    name.as_str().into(),
+                    topology.events_exchange().into(),
+                    routing_key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("bind tap");
+        }
+        let consumer = channel
+            .basic_consume(
+                name.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume tap");
+        Tap {
+            queue: name,
+            consumer,
+            _connection: connection,
+        }
+    }
+
+    /// The next message's correlation id and event, or `None` after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<(Option<String>, ResultEventV1)> {
+        let delivery = tokio::time::timeout(timeout, self.consumer.next())
+            .await
+            .ok()??
+            .ok()?;
+        let correlation = delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str().to_owned());
+        let event = serde_json::from_slice(&delivery.data).expect("result events are valid JSON");
+        Some((correlation, event))
+    }
+
+    /// Collects events until `n` distinct submissions are seen (events may repeat
+    /// on redelivery), failing after `timeout`.
+    pub async fn distinct(
+        &mut self,
+        n: usize,
+        timeout: Duration,
+    ) -> std::collections::HashMap<uuid::Uuid, ResultEventV1> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = std::collections::HashMap::new();
+        while seen.len() < n {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some((_, event)) => {
+                    seen.insert(event.submission_id, event);
+                }
+                None => panic!(
+                    "only {} of {n} result events within {timeout:?}",
+                    seen.len()
+                ),
+            }
+        }
+        seen
+    }
+}
+
+/// Deletes the test's queues and exchanges (best effort).
+pub async fn delete_topology(topology: &Topology) {
+    let Ok(connection) = kyc_bus::connect(&crate::amqp_url(), "kyc-tests-cleanup").await else {
+        return;
+    };
+    let Ok(channel) = connection.create_channel().await else {
+        return;
+    };
+    for queue in [topology.submissions_queue(), topology.dead_queue()] {
+        let _ = channel
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for exchange in [
+        topology.submissions_exchange(),
+        topology.events_exchange(),
+        topology.dead_exchange(),
+    ] {
+        let _ = channel
+            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    let _ = connection.close(200, "bye".into()).await;
+}
