@@ -1,0 +1,104 @@
+//! Shared fixtures for the kyc-core integration tests (and the benchmark, which
+//! includes this file by path): the spec-example-like full record, a fixed
+//! "today", and helpers that build JSON with keys in a chosen document order.
+//!
+//! Records are kept as `Vec<(String, Value)>` rather than a `serde_json::Map`,
+//! because the map's key order depends on a Cargo feature and these tests are
+//! about document order.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use time::macros::date;
+
+/// The reference date for "not in the future" in every test.
+pub const TODAY: time::Date = date!(2024 - 06 - 15);
+
+/// The five required fields, in spec §2 table order.
+pub const REQUIRED: [&str; 5] = ["admin", "email", "fullName", "birthDate", "kycStatus"];
+
+/// A record as ordered JSON entries.
+pub type Entries = Vec<(String, Value)>;
+
+/// A complete, valid record with all 25 fields, in spec §2 table order, in the
+/// spirit of the public ARGOS request example.
+pub fn full_record() -> Entries {
+    [
+        ("admin", "admin@example.com"),
+        ("email", "jane.doe@example.com"),
+        ("fullName", "Jane Doe"),
+        ("birthDate", "1990-05-17"),
+        ("kycStatus", "approved"),
+        ("firstName", "Jane"),
+        ("lastName", "Doe"),
+        ("idType", "passport"),
+        ("issuingCountry", "USA"),
+        ("nationality", "USA"),
+        ("gender", "female"),
+        ("issueDate", "2020-01-15"),
+        ("expireDate", "2030-01-15"),
+        ("ipAddress", "203.0.113.7"),
+        ("identityNumber", "123-45-6789"),
+        ("documentNumber", "X12345678"),
+        ("address_city", "Springfield"),
+        ("address_country", "United States"),
+        ("address_state", "IL"),
+        ("address_street", "742 Evergreen Terrace"),
+        (
+            "address_full",
+            "742 Evergreen Terrace, Springfield, IL 62704, USA",
+        ),
+        ("cf1", "legacy-id-4711"),
+        ("cf2", "migrated from system A"),
+        ("cf3", "batch 2024-03"),
+        ("userid", "user-000123"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+    .collect()
+}
+
+/// Only the required fields of [`full_record`].
+pub fn minimal_record() -> Entries {
+    full_record()
+        .into_iter()
+        .filter(|(k, _)| REQUIRED.contains(&k.as_str()))
+        .collect()
+}
+
+/// `entries` with `key` set to `value`: replaced in place if present (keeping
+/// its document position), appended otherwise.
+pub fn with(mut entries: Entries, key: &str, value: impl Into<Value>) -> Entries {
+    let value = value.into();
+    match entries.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = value,
+        None => entries.push((key.to_owned(), value)),
+    }
+    entries
+}
+
+/// `entries` without `key`.
+pub fn without(entries: Entries, key: &str) -> Entries {
+    entries.into_iter().filter(|(k, _)| k != key).collect()
+}
+
+/// Serialises entries as one JSON object, keys in the given order (duplicates
+/// are kept, which is what the duplicate-key tests need).
+pub fn to_json(entries: &[(String, Value)]) -> Vec<u8> {
+    let mut out = String::from("{");
+    for (i, (key, value)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(key).expect("a string always serialises"));
+        out.push(':');
+        out.push_str(&serde_json::to_string(value).expect("a Value always serialises"));
+    }
+    out.push('}');
+    out.into_bytes()
+}
+
+/// A string of `n` copies of `c`.
+pub fn repeat(c: char, n: usize) -> String {
+    std::iter::repeat_n(c, n).collect()
+}
