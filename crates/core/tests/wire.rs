@@ -1,0 +1,158 @@
+//! Wire schemas (spec §6, §8): the result event's exact field names and the
+//! routing keys.
+
+#![allow(clippy::unwrap_used)]
+
+use kyc_core::wire::{self, EventKind, ResultEventV1};
+use kyc_core::{ErrorCode, Rejection};
+use serde_json::{Value, json};
+use time::macros::datetime;
+use uuid::Uuid;
+
+const SUBMISSION: Uuid = uuid::uuid!("0190f1a2-3b4c-7d5e-8f60-000000000001");
+const PROJECT: Uuid = uuid::uuid!("0190f1a2-3b4c-7d5e-8f60-000000000002");
+const AT: time::OffsetDateTime = datetime!(2024-06-15 12:34:56.789 UTC);
+
+fn keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    names.sort();
+    names
+}
+
+#[track_caller]
+fn assert_round_trips(case: &str, event: &ResultEventV1) {
+    let text = serde_json::to_string(event).unwrap();
+    let back: ResultEventV1 = serde_json::from_str(&text).unwrap();
+    assert_eq!(&back, event, "{case}: round trip through {text}");
+}
+
+#[test]
+fn an_accepted_event_has_only_the_mandatory_fields() {
+    let event = ResultEventV1::accepted(SUBMISSION, PROJECT, AT);
+    let value = serde_json::to_value(&event).unwrap();
+    assert_eq!(
+        value,
+        json!({
+            "event": "submission.accepted",
+            "submissionId": "0190f1a2-3b4c-7d5e-8f60-000000000001",
+            "projectId": "0190f1a2-3b4c-7d5e-8f60-000000000002",
+            "at": "2024-06-15T12:34:56.789Z",
+        })
+    );
+    assert_round_trips("accepted", &event);
+}
+
+#[test]
+fn a_rejected_event_carries_the_code_and_message_of_the_rejection() {
+    let event =
+        ResultEventV1::rejected(SUBMISSION, PROJECT, &Rejection::invalid_format("email"), AT);
+    let value = serde_json::to_value(&event).unwrap();
+    assert_eq!(value["event"], "submission.rejected");
+    assert_eq!(value["errorCode"], "invalid_format");
+    assert_eq!(value["message"], "invalid format: email");
+    assert_eq!(
+        keys(&value),
+        sorted(&[
+            "event",
+            "submissionId",
+            "projectId",
+            "errorCode",
+            "message",
+            "at"
+        ])
+    );
+    assert_round_trips("rejected", &event);
+}
+
+#[test]
+fn every_optional_field_uses_its_documented_name() {
+    let event = ResultEventV1 {
+        userid: Some("user-000123".into()),
+        idempotency_key: Some("order-4711".into()),
+        ..ResultEventV1::rejected(SUBMISSION, PROJECT, &ErrorCode::ProcessingError.into(), AT)
+    };
+    let value = serde_json::to_value(&event).unwrap();
+    assert_eq!(
+        keys(&value),
+        sorted(&[
+            "event",
+            "submissionId",
+            "projectId",
+            "userid",
+            "idempotencyKey",
+            "errorCode",
+            "message",
+            "at"
+        ])
+    );
+    assert_eq!(value["userid"], "user-000123");
+    assert_eq!(value["idempotencyKey"], "order-4711");
+    assert_eq!(value["errorCode"], "processing_error");
+    assert_eq!(value["message"], "Failed to complete migration");
+    assert_round_trips("all fields", &event);
+}
+
+#[test]
+fn a_documented_event_text_reads_into_the_type() {
+    let text = r#"{"event":"submission.rejected","submissionId":"0190f1a2-3b4c-7d5e-8f60-000000000001",
+        "projectId":"0190f1a2-3b4c-7d5e-8f60-000000000002","userid":"u1","idempotencyKey":"k1",
+        "errorCode":"invalid_admin","message":"Invalid admin","at":"2024-06-15T14:34:56.789+02:00"}"#;
+    let event: ResultEventV1 = serde_json::from_str(text).unwrap();
+    assert_eq!(event.event, EventKind::Rejected);
+    assert_eq!(event.submission_id, SUBMISSION);
+    assert_eq!(event.project_id, PROJECT);
+    assert_eq!(event.userid.as_deref(), Some("u1"));
+    assert_eq!(event.idempotency_key.as_deref(), Some("k1"));
+    assert_eq!(event.error_code, Some(ErrorCode::InvalidAdmin));
+    assert_eq!(event.message.as_deref(), Some("Invalid admin"));
+    assert_eq!(event.at, AT, "the same instant in another offset");
+}
+
+#[test]
+fn an_unknown_event_kind_does_not_read() {
+    let text = r#"{"event":"submission.lost","submissionId":"0190f1a2-3b4c-7d5e-8f60-000000000001",
+        "projectId":"0190f1a2-3b4c-7d5e-8f60-000000000002","at":"2024-06-15T12:34:56Z"}"#;
+    assert!(serde_json::from_str::<ResultEventV1>(text).is_err());
+}
+
+#[test]
+fn routing_keys_name_the_outcome_and_the_project() {
+    let accepted = ResultEventV1::accepted(SUBMISSION, PROJECT, AT);
+    let rejected =
+        ResultEventV1::rejected(SUBMISSION, PROJECT, &ErrorCode::InvalidAdmin.into(), AT);
+    assert_eq!(
+        accepted.routing_key(),
+        "submission.accepted.0190f1a2-3b4c-7d5e-8f60-000000000002"
+    );
+    assert_eq!(
+        rejected.routing_key(),
+        "submission.rejected.0190f1a2-3b4c-7d5e-8f60-000000000002"
+    );
+    assert_eq!(
+        wire::routing_key(EventKind::Accepted, PROJECT),
+        accepted.routing_key()
+    );
+    assert_eq!(wire::SUBMISSION_ROUTING_KEY, "submission.v1");
+}
+
+#[test]
+fn event_kinds_name_their_status_words() {
+    assert_eq!(EventKind::Accepted.as_str(), "submission.accepted");
+    assert_eq!(EventKind::Rejected.as_str(), "submission.rejected");
+    assert_eq!(EventKind::Accepted.status(), "accepted");
+    assert_eq!(EventKind::Rejected.status(), "rejected");
+}
+
+#[test]
+fn amqp_header_names_are_the_documented_ones() {
+    assert_eq!(wire::HEADER_API_KEY, "x-api-key");
+    assert_eq!(wire::HEADER_SUBMISSION_ID, "x-submission-id");
+    assert_eq!(wire::HEADER_RECEIVED_AT, "x-received-at");
+    assert_eq!(wire::HEADER_IDEMPOTENCY_KEY, "x-idempotency-key");
+}
