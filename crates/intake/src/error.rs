@@ -20,6 +20,10 @@ pub enum ApiError {
     /// never sent.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The worker rejected the submission while the client waited (`?wait`): its
+    /// code and message, as stored.
+    #[error("rejected by the worker: {}", .0.error_code)]
+    Worker(ErrorBody),
 }
 
 impl ApiError {
@@ -31,28 +35,27 @@ impl ApiError {
         match self {
             ApiError::Rejected(r) => r.code,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Worker(body) => body.error_code,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let rejection = match self {
-            ApiError::Rejected(r) => r,
+        let body = match self {
+            ApiError::Rejected(r) => r.to_body(),
             ApiError::Unavailable(cause) => {
                 tracing::warn!(error.message = %cause, "answering 503 unavailable");
-                Rejection::new(ErrorCode::Unavailable)
+                Rejection::new(ErrorCode::Unavailable).to_body()
             }
+            ApiError::Worker(body) => body,
         };
-        metrics::counter!("kyc_intake_errors_total", "code" => rejection.code.as_str())
-            .increment(1);
-        let status = StatusCode::from_u16(rejection.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, Json(rejection.to_body())).into_response();
-        if matches!(
-            rejection.code,
-            ErrorCode::Unavailable | ErrorCode::RateLimited
-        ) {
+        let code = body.error_code;
+        metrics::counter!("kyc_intake_errors_total", "code" => code.as_str()).increment(1);
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, Json(body)).into_response();
+        if matches!(code, ErrorCode::Unavailable | ErrorCode::RateLimited) {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECONDS),
@@ -60,9 +63,4 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// The body of a plain error response, for handlers that build one directly.
-pub fn body(code: ErrorCode) -> ErrorBody {
-    ErrorBody::from_code(code)
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod openapi;
 pub mod routes;
 pub mod state;
+pub mod wait;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -63,6 +64,10 @@ impl Intake {
             settings.amqp.confirm_timeout(),
             settings.amqp.max_in_flight,
         );
+        let waiters = wait::Waiters::spawn(
+            settings.amqp.url.expose_secret().to_owned(),
+            link_stop.clone(),
+        );
         let state = AppState(Arc::new(Shared {
             directory,
             publisher,
@@ -70,6 +75,7 @@ impl Intake {
             body_limit: settings.http.body_limit_bytes,
             metrics,
             draining: CancellationToken::new(),
+            waiters,
         }));
         let listener = TcpListener::bind(settings.http.addr).await?;
         Ok(Intake {

@@ -1,7 +1,7 @@
 //! `GET /openapi.json`: the contract as OpenAPI 3.1 (spec §9).
 
 use crate::routes::result::ResultBody;
-use crate::routes::submit::SuccessBody;
+use crate::routes::submit::{AcceptedBody, SuccessBody};
 use utoipa::OpenApi;
 
 /// The request body: every value is a string (spec §2). Documentation only: the
@@ -78,7 +78,7 @@ struct ErrorBodyDoc {
 #[openapi(
     info(title = "kyc-ingest submission migration API", version = "3"),
     paths(submit_doc, result_doc),
-    components(schemas(SubmissionRequest, SuccessBody, ResultBody, ErrorBodyDoc))
+    components(schemas(SubmissionRequest, SuccessBody, AcceptedBody, ResultBody, ErrorBodyDoc))
 )]
 pub struct ApiDoc;
 
@@ -95,7 +95,7 @@ pub struct ApiDoc;
     ),
     responses(
         (status = 200, description = "Durably queued (or persisted with ?wait)", body = SuccessBody),
-        (status = 202, description = "?wait ran out; still queued", body = SuccessBody),
+        (status = 202, description = "?wait ran out; still queued", body = AcceptedBody),
         (status = 400, description = "invalid_payload, missing_data, invalid_parameter, invalid_format, invalid_project, invalid_admin", body = ErrorBodyDoc),
         (status = 403, description = "forbidden", body = ErrorBodyDoc),
         (status = 413, description = "payload_too_large", body = ErrorBodyDoc),

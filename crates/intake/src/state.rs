@@ -22,6 +22,8 @@ pub struct Shared {
     pub metrics: PrometheusHandle,
     /// Cancelled when the process starts draining (`/readyz` then says no).
     pub draining: CancellationToken,
+    /// Requests waiting for their result (`?wait`).
+    pub waiters: crate::wait::Waiters,
 }
 
 impl std::ops::Deref for AppState {

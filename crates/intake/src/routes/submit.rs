@@ -9,20 +9,21 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use kyc_bus::{Outgoing, headers, persistent};
 use kyc_core::envelope::{self, EncryptedResponse, EncryptionPolicy, EnvelopeKey};
+use kyc_core::wire::EventKind;
 use kyc_core::wire::{
     HEADER_API_KEY, HEADER_IDEMPOTENCY_KEY, HEADER_RECEIVED_AT, HEADER_SUBMISSION_ID,
     SUBMISSION_ROUTING_KEY,
 };
-use kyc_core::{ErrorCode, Rejection, id};
+use kyc_core::{ErrorBody, ErrorCode, Rejection, id};
 use serde::Serialize;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -39,13 +40,27 @@ pub struct SuccessBody {
     pub submission_id: Uuid,
 }
 
+/// `202 {"message": "accepted", "submissionId": …}`: `?wait` ran out; still queued.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedBody {
+    /// `accepted`.
+    pub message: &'static str,
+    pub submission_id: Uuid,
+}
+
+/// The longest `?wait` (spec §5).
+pub const MAX_WAIT_SECONDS: u64 = 30;
+
 pub async fn submit(
     State(app): State<AppState>,
+    RawQuery(query): RawQuery,
     request_headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let (project, api_key) = app.authenticate(&request_headers).await?;
     let bytes = read_limited(body, app.body_limit).await?;
+    let wait = wait_seconds(query.as_deref())?;
 
     let idempotency_key = match request_headers.get(IDEMPOTENCY_KEY) {
         None => None,
@@ -81,26 +96,94 @@ pub async fn submit(
             return Err(ApiError::code(ErrorCode::InvalidAdmin));
         }
 
-        publish(&app, &bytes, api_key, submission_id, idempotency_key).await?;
+        // Register before publishing, so a fast worker's reply cannot be missed.
+        let waiting = wait.map(|seconds| (seconds, app.waiters.register(submission_id)));
+        let reply_to = waiting.as_ref().and_then(|_| app.waiters.reply_queue());
+        publish(
+            &app,
+            &bytes,
+            api_key,
+            submission_id,
+            idempotency_key,
+            reply_to,
+        )
+        .await?;
         tracing::debug!("queued");
         metrics::counter!("kyc_intake_accepted_total").increment(1);
 
+        let respond = |status: StatusCode, body: &dyn erased::Body| -> Response {
+            if opened.was_encrypted {
+                let sealed = EncryptedResponse {
+                    is_encrypted: true,
+                    data: EnvelopeKey::from_api_key(api_key).encrypt_to_base64(&body.to_json()),
+                };
+                (status, Json(sealed)).into_response()
+            } else {
+                let json = [(header::CONTENT_TYPE, "application/json")];
+                (status, json, body.to_json()).into_response()
+            }
+        };
         let success = SuccessBody {
             message: "success",
             submission_id,
         };
-        Ok(if opened.was_encrypted {
-            Json(EncryptedResponse::seal(
-                &EnvelopeKey::from_api_key(api_key),
-                &success,
-            ))
-            .into_response()
-        } else {
-            Json(success).into_response()
-        })
+        let Some((seconds, wait)) = waiting else {
+            return Ok(respond(StatusCode::OK, &success));
+        };
+        match wait.result(Duration::from_secs(seconds)).await {
+            Some(event) if event.event == EventKind::Accepted => {
+                Ok(respond(StatusCode::OK, &success))
+            }
+            Some(event) => Err(ApiError::Worker(ErrorBody {
+                error_code: event.error_code.unwrap_or(ErrorCode::ProcessingError),
+                message: event
+                    .message
+                    .unwrap_or_else(|| ErrorCode::ProcessingError.base_message().to_owned()),
+                parameters: None,
+            })),
+            None => Ok(respond(
+                StatusCode::ACCEPTED,
+                &AcceptedBody {
+                    message: "accepted",
+                    submission_id,
+                },
+            )),
+        }
     }
     .instrument(span)
     .await
+}
+
+/// `?wait=<1..30>`; absent is no waiting. Other query parameters are ignored.
+fn wait_seconds(query: Option<&str>) -> Result<Option<u64>, Rejection> {
+    let Some(query) = query else { return Ok(None) };
+    let Some(value) = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find_map(|(k, v)| (k == "wait").then_some(v))
+    else {
+        return Ok(None);
+    };
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|s| (1..=MAX_WAIT_SECONDS).contains(s))
+        .map(Some)
+        .ok_or_else(|| Rejection::invalid_format("wait"))
+}
+
+/// Serialising to JSON behind a trait object, so one closure can answer with
+/// either success body, plain or encrypted.
+mod erased {
+    pub trait Body {
+        fn to_json(&self) -> Vec<u8>;
+    }
+    impl<T: serde::Serialize> Body for T {
+        fn to_json(&self) -> Vec<u8> {
+            // Our response structs always serialise.
+            serde_json::to_vec(self).unwrap_or_default()
+        }
+    }
 }
 
 /// Reads the body up to `limit` bytes: over it is 413 `payload_too_large`; a body
@@ -123,6 +206,7 @@ async fn publish(
     api_key: &str,
     submission_id: Uuid,
     idempotency_key: Option<&str>,
+    reply_to: Option<String>,
 ) -> Result<(), ApiError> {
     let id = submission_id.to_string();
     let received_at = OffsetDateTime::now_utc()
@@ -139,6 +223,11 @@ async fn publish(
     let mut properties = persistent().with_headers(headers::table(pairs));
     if let Some(key) = idempotency_key {
         properties = properties.with_message_id(key.into());
+    }
+    if let Some(queue) = reply_to {
+        properties = properties
+            .with_reply_to(queue.into())
+            .with_correlation_id(id.as_str().into());
     }
     let exchange = app.topology.submissions_exchange();
     let started = Instant::now();

@@ -1,0 +1,184 @@
+//! `?wait=<seconds>` (spec §5) without a database poll per request.
+//!
+//! Each intake process owns one private reply queue. A request that wants to
+//! wait registers its submission id here *before* publishing, publishes with
+//! `reply_to` = that queue and `correlation_id` = the submission id, and the
+//! worker sends the result event there after its batch is committed. One consumer
+//! task routes each reply to the requests waiting for that id.
+//!
+//! The queue is exclusive and auto-deleted: it lives exactly as long as the
+//! connection that declared it. After a reconnect it has a new name, so a reply
+//! addressed to the old one is returned to the worker (mandatory) and dropped;
+//! the waiting request then answers 202, which the contract allows.
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::StreamExt;
+use kyc_bus::lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+use kyc_bus::lapin::types::FieldTable;
+use kyc_core::wire::ResultEventV1;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Requests waiting for results, and the reply queue they are told to use.
+#[derive(Debug, Clone)]
+pub struct Waiters {
+    pending: Arc<Mutex<HashMap<Uuid, Vec<oneshot::Sender<ResultEventV1>>>>>,
+    queue: watch::Receiver<Option<String>>,
+}
+
+/// A registered wait; unregisters itself when dropped.
+#[derive(Debug)]
+pub struct Wait {
+    id: Uuid,
+    receiver: oneshot::Receiver<ResultEventV1>,
+    pending: Arc<Mutex<HashMap<Uuid, Vec<oneshot::Sender<ResultEventV1>>>>>,
+}
+
+impl Wait {
+    /// The result event, or `None` if `timeout` passes first.
+    pub async fn result(mut self, timeout: Duration) -> Option<ResultEventV1> {
+        tokio::time::timeout(timeout, &mut self.receiver)
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
+impl Drop for Wait {
+    fn drop(&mut self) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(senders) = pending.get_mut(&self.id) {
+            senders.retain(|s| !s.is_closed());
+            if senders.is_empty() {
+                pending.remove(&self.id);
+            }
+        }
+    }
+}
+
+impl Waiters {
+    /// Starts the reply consumer; it runs until `shutdown` is cancelled.
+    pub fn spawn(amqp_url: String, shutdown: CancellationToken) -> Waiters {
+        let (tx, rx) = watch::channel(None);
+        let waiters = Waiters {
+            pending: Arc::default(),
+            queue: rx,
+        };
+        tokio::spawn(consume_replies(
+            amqp_url,
+            tx,
+            waiters.pending.clone(),
+            shutdown,
+        ));
+        waiters
+    }
+
+    /// The reply queue's current name (`None` while disconnected).
+    pub fn reply_queue(&self) -> Option<String> {
+        self.queue.borrow().clone()
+    }
+
+    /// Registers interest in `id`'s result.
+    pub fn register(&self, id: Uuid) -> Wait {
+        let (sender, receiver) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id)
+            .or_default()
+            .push(sender);
+        Wait {
+            id,
+            receiver,
+            pending: self.pending.clone(),
+        }
+    }
+
+    fn deliver(
+        pending: &Mutex<HashMap<Uuid, Vec<oneshot::Sender<ResultEventV1>>>>,
+        event: ResultEventV1,
+    ) {
+        let senders = pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&event.submission_id);
+        for sender in senders.into_iter().flatten() {
+            let _ = sender.send(event.clone());
+        }
+    }
+}
+
+async fn consume_replies(
+    amqp_url: String,
+    queue_name: watch::Sender<Option<String>>,
+    pending: Arc<Mutex<HashMap<Uuid, Vec<oneshot::Sender<ResultEventV1>>>>>,
+    shutdown: CancellationToken,
+) {
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        let session = async {
+            let connection = kyc_bus::connect(&amqp_url, "kyc-intake-replies").await?;
+            let channel = connection.create_channel().await?;
+            let queue = channel
+                .queue_declare(
+                    "".into(),
+                    // Private to this process and gone with its connection.
+                    QueueDeclareOptions {
+                        exclusive: true,
+                        auto_delete: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+            let mut consumer = channel
+                .basic_consume(
+                    queue.name().clone(),
+                    "".into(),
+                    // Replies are a latency optimisation, not a record: losing one
+                    // only turns a 200 into a 202, so no acks.
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..BasicConsumeOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+            queue_name.send_replace(Some(queue.name().as_str().to_owned()));
+            tracing::info!(queue = %queue.name(), "reply queue ready");
+            while let Some(delivery) = consumer.next().await {
+                let delivery = delivery?;
+                match serde_json::from_slice::<ResultEventV1>(&delivery.data) {
+                    Ok(event) => Waiters::deliver(&pending, event),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ignoring a reply that is not a result event")
+                    }
+                }
+            }
+            Ok::<(), kyc_bus::BusError>(())
+        };
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => return,
+            outcome = session => outcome,
+        };
+        queue_name.send_replace(None);
+        let delay = delays.next().unwrap_or(Duration::from_secs(5));
+        match outcome {
+            Ok(()) => tracing::warn!(?delay, "reply consumer ended; reconnecting"),
+            Err(e) => tracing::warn!(error = %e, ?delay, "reply consumer failed; reconnecting"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
