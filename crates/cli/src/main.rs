@@ -3,6 +3,8 @@
 mod admin;
 mod dev;
 
+use kyc_cli::push;
+
 use clap::{Parser, Subcommand};
 use kyc_runtime::{Settings, telemetry};
 use uuid::Uuid;
@@ -35,6 +37,9 @@ enum Command {
     /// Migrate, ensure a demo project, then run an intake and a worker in this
     /// process until Ctrl-C (needs a local RabbitMQ and PostgreSQL).
     Dev(dev::DevArgs),
+    /// Publish a JSON Lines or CSV file straight to RabbitMQ and collect one result
+    /// per line (spec §8).
+    Push(push::PushArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +64,24 @@ async fn main() -> anyhow::Result<()> {
         Command::Admin(c) => admin::admin(&settings, c).await,
         Command::Key(c) => admin::key(&settings, c).await,
         Command::Dev(args) => dev::run(settings, args).await,
+        Command::Push(args) => {
+            let report = push::run(&settings, args).await?;
+            let secs = report.elapsed.as_secs_f64();
+            println!(
+                "pushed {} records in {secs:.1}s ({:.0}/s): {} accepted, {} rejected{}; results in {}",
+                report.records,
+                report.records as f64 / secs.max(1e-9),
+                report.accepted,
+                report.rejected,
+                if report.skipped > 0 {
+                    format!(" ({} lines already had results)", report.skipped)
+                } else {
+                    String::new()
+                },
+                report.results.display()
+            );
+            Ok(())
+        }
     }
 }
 

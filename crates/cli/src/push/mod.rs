@@ -1,0 +1,388 @@
+//! `kycctl push FILE`: a bulk migration straight to RabbitMQ (spec §8).
+//!
+//! The file streams through a reader thread; each record is published to
+//! `P.submissions` with confirms kept in flight in a window, a `message_id` stable
+//! for (line number, line content) — so a rerun names the same submissions and
+//! stores nothing twice — and `reply_to`/`correlation_id` pointing at this run's
+//! private reply queue. Each result event that comes back becomes one line of the
+//! results file. `--resume` skips lines that already have a result.
+
+mod input;
+mod results;
+
+pub use input::Format;
+pub use results::ResultLine;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::stream::FuturesUnordered;
+use indicatif::{ProgressBar, ProgressStyle};
+use kyc_bus::lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use kyc_bus::lapin::types::FieldTable;
+use kyc_bus::lapin::{Channel, Confirmation, Consumer};
+use kyc_bus::{Topology, headers, persistent};
+use kyc_core::wire::{HEADER_API_KEY, ResultEventV1, SUBMISSION_ROUTING_KEY};
+use kyc_runtime::Settings;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PushArgs {
+    /// A JSON Lines (one submission object per line) or CSV file (header row of
+    /// field names).
+    pub file: PathBuf,
+    /// The project's API key.
+    #[arg(long, env = "KYC_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Where to write one result per input line [default: FILE.results.jsonl].
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// Skip lines that already have a result in the results file.
+    #[arg(long)]
+    pub resume: bool,
+    /// Send each record in the encrypted `{"body": …}` form (spec §7).
+    #[arg(long)]
+    pub encrypt: bool,
+    /// Input format [default: by extension; .csv is CSV, anything else JSON Lines].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Publishes awaiting their broker confirm at once.
+    #[arg(long, default_value_t = 1000)]
+    pub window: usize,
+    /// Give up when no result has arrived for this many seconds (are workers running?).
+    #[arg(long, default_value_t = 120)]
+    pub idle_timeout: u64,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Default)]
+pub struct PushReport {
+    /// Records published by this run.
+    pub records: u64,
+    /// Records skipped because `--resume` found their result.
+    pub skipped: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub elapsed: Duration,
+    pub results: PathBuf,
+}
+
+/// Runs a push; `Ok` only when every published record has its result.
+pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushReport> {
+    let started = Instant::now();
+    let api_key = args
+        .api_key
+        .clone()
+        .context("--api-key (or KYC_API_KEY) is required")?;
+    anyhow::ensure!(args.window > 0, "--window must be at least 1");
+    let format = args.format.unwrap_or_else(|| Format::of(&args.file));
+    let results_path = args
+        .results
+        .clone()
+        .unwrap_or_else(|| default_results_path(&args.file));
+    let done = if args.resume {
+        results::done_lines(&results_path).context("reading the results file")?
+    } else {
+        HashSet::new()
+    };
+    let total = input::count(&args.file, format)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+
+    let topology = Topology::new(settings.amqp.prefix.clone());
+    let connection = kyc_bus::connect(settings.amqp.url.expose_secret(), "kycctl-push").await?;
+    let channel = connection.create_channel().await?;
+    topology.declare(&channel).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let (reply_queue, consumer) = reply_queue(&connection).await?;
+    let writer = results::Writer::open(&results_path, !args.resume)?;
+
+    let progress = progress_bar(total, done.len() as u64);
+    let (expected_tx, expected_rx) = watch::channel(None);
+    let collector = tokio::spawn(collect(
+        consumer,
+        writer,
+        progress.clone(),
+        expected_rx,
+        Duration::from_secs(args.idle_timeout),
+    ));
+
+    // The reader thread feeds a bounded channel: memory stays flat however large
+    // the file is.
+    let (tx, mut rx) = mpsc::channel::<input::Record>(2 * args.window);
+    let file = args.file.clone();
+    let reader = std::thread::spawn(move || {
+        input::read(&file, format, |record| tx.blocking_send(record).is_ok())
+    });
+
+    let publishing = Publishing {
+        channel,
+        exchange: topology.submissions_exchange(),
+        api_key,
+        encrypt: args.encrypt,
+        reply_queue,
+    };
+    let mut in_flight = FuturesUnordered::new();
+    let (mut published, mut skipped) = (0u64, 0u64);
+    while let Some(record) = rx.recv().await {
+        if done.contains(&record.line) {
+            skipped += 1;
+            continue;
+        }
+        while in_flight.len() >= args.window {
+            settle(&publishing, &mut in_flight).await?;
+        }
+        in_flight.push(publishing.publish(record, 0));
+        published += 1;
+    }
+    while !in_flight.is_empty() {
+        settle(&publishing, &mut in_flight).await?;
+    }
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the file reader panicked"))?
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    expected_tx.send_replace(Some(published));
+
+    let counts = collector.await??;
+    progress.finish_and_clear();
+    let _ = connection.close(200, "done".into()).await;
+    Ok(PushReport {
+        records: published,
+        skipped,
+        accepted: counts.accepted,
+        rejected: counts.rejected,
+        elapsed: started.elapsed(),
+        results: results_path,
+    })
+}
+
+/// `FILE.results.jsonl`.
+pub fn default_results_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".results.jsonl");
+    PathBuf::from(name)
+}
+
+/// The idempotency key of a record: its line number and a digest of its content.
+/// Stable across reruns of the same file; an edited line gets a new key (it is a
+/// different record), while untouched lines keep theirs.
+pub fn message_id(line: u64, body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    let mut id = format!("{line}:");
+    for b in &digest[..16] {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
+}
+
+/// How to publish one record.
+struct Publishing {
+    channel: Channel,
+    exchange: String,
+    api_key: String,
+    encrypt: bool,
+    reply_queue: String,
+}
+
+/// Broker nacks tolerated per record before the push gives up.
+const MAX_ATTEMPTS: u32 = 3;
+
+type Confirmed = (
+    input::Record,
+    u32,
+    Result<Confirmation, kyc_bus::lapin::Error>,
+);
+
+impl Publishing {
+    fn publish(&self, record: input::Record, attempt: u32) -> BoxFuture<'static, Confirmed> {
+        let channel = self.channel.clone();
+        let exchange = self.exchange.clone();
+        let body = if self.encrypt {
+            kyc_core::envelope::encrypt_request(&self.api_key, &record.body)
+        } else {
+            record.body.clone()
+        };
+        let properties = persistent()
+            .with_headers(headers::table([(HEADER_API_KEY, self.api_key.as_str())]))
+            .with_message_id(message_id(record.line, &record.body).into())
+            .with_reply_to(self.reply_queue.as_str().into())
+            .with_correlation_id(record.line.to_string().into());
+        async move {
+            let confirm = async {
+                channel
+                    .basic_publish(
+                        exchange.into(),
+                        SUBMISSION_ROUTING_KEY.into(),
+                        // Mandatory: an unroutable record must not count as sent.
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
+                        &body,
+                        properties,
+                    )
+                    .await?
+                    .await
+            };
+            let result = confirm.await;
+            (record, attempt, result)
+        }
+        .boxed()
+    }
+}
+
+/// Waits for the next confirm; a nack is retried (same message id, so harmless),
+/// anything else that is not a plain ack ends the push.
+async fn settle(
+    publishing: &Publishing,
+    in_flight: &mut FuturesUnordered<BoxFuture<'static, Confirmed>>,
+) -> anyhow::Result<()> {
+    let Some((record, attempt, result)) = in_flight.next().await else {
+        return Ok(());
+    };
+    match result {
+        Ok(Confirmation::Ack(None)) => Ok(()),
+        Ok(Confirmation::Ack(Some(returned))) => anyhow::bail!(
+            "the broker returned line {} as unroutable ({}): is the topology prefix right?",
+            record.line,
+            returned.reply_text
+        ),
+        Ok(Confirmation::Nack(_)) if attempt + 1 < MAX_ATTEMPTS => {
+            in_flight.push(publishing.publish(record, attempt + 1));
+            Ok(())
+        }
+        Ok(Confirmation::Nack(_)) => anyhow::bail!(
+            "the broker refused line {} {MAX_ATTEMPTS} times",
+            record.line
+        ),
+        Ok(Confirmation::NotRequested) => {
+            anyhow::bail!("publisher confirms are off on the push channel")
+        }
+        Err(e) => Err(anyhow::Error::from(e).context(format!(
+            "publishing line {}; rerun with --resume to continue where this run stopped",
+            record.line
+        ))),
+    }
+}
+
+/// This run's private reply queue and its consumer.
+async fn reply_queue(
+    connection: &kyc_bus::lapin::Connection,
+) -> anyhow::Result<(String, Consumer)> {
+    let channel = connection.create_channel().await?;
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            // Exclusive and auto-deleted: it lives exactly as long as this run.
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            // No acks: a lost reply is recovered by `--resume`, which re-sends the
+            // line and gets the stored verdict again.
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((queue.name().as_str().to_owned(), consumer))
+}
+
+fn progress_bar(total: u64, done: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total).with_position(done);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} results  {per_sec}  ETA {eta}  {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    accepted: u64,
+    rejected: u64,
+}
+
+/// Receives result events, writes one result line per input line (the first
+/// result of a line wins; events are at-least-once), until every published
+/// record has one.
+async fn collect(
+    mut consumer: Consumer,
+    mut writer: results::Writer,
+    progress: ProgressBar,
+    mut expected: watch::Receiver<Option<u64>>,
+    idle: Duration,
+) -> anyhow::Result<Counts> {
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut counts = Counts::default();
+    let mut publishing_done = false;
+    loop {
+        if let Some(n) = *expected.borrow() {
+            if seen.len() as u64 >= n {
+                break;
+            }
+        }
+        tokio::select! {
+            changed = expected.changed(), if !publishing_done => {
+                publishing_done = changed.is_err() || expected.borrow().is_some();
+            }
+            next = tokio::time::timeout(idle, consumer.next()) => {
+                let delivery = match next {
+                    Err(_) => {
+                        writer.flush()?;
+                        anyhow::bail!(
+                            "no result for {}s ({} results so far): are workers running? Rerun with --resume to continue",
+                            idle.as_secs(),
+                            seen.len()
+                        );
+                    }
+                    Ok(None) => anyhow::bail!("the reply queue was closed; rerun with --resume"),
+                    Ok(Some(delivery)) => delivery?,
+                };
+                let line = delivery
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .and_then(|c| c.as_str().parse::<u64>().ok());
+                let event = serde_json::from_slice::<ResultEventV1>(&delivery.data);
+                let (Some(line), Ok(event)) = (line, event) else {
+                    tracing::warn!("ignoring a reply without a line number or result event");
+                    continue;
+                };
+                if seen.insert(line) {
+                    let result = ResultLine::of(line, &event);
+                    if result.accepted() {
+                        counts.accepted += 1;
+                    } else {
+                        counts.rejected += 1;
+                    }
+                    writer.write(&result)?;
+                    progress.inc(1);
+                    progress.set_message(format!("{} accepted, {} rejected", counts.accepted, counts.rejected));
+                }
+            }
+        }
+    }
+    writer.flush()?;
+    Ok(counts)
+}
