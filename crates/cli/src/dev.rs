@@ -37,6 +37,9 @@ pub async fn run(settings: Settings, args: DevArgs) -> anyhow::Result<()> {
     let metrics = telemetry::metrics();
     let intake = kyc_intake::Intake::build(&settings, metrics).await?;
     let addr = intake.local_addr()?;
+    if !intake.wait_ready(Duration::from_secs(10)).await {
+        tracing::warn!("RabbitMQ is not reachable yet; submissions get 503 until it is");
+    }
     let worker = kyc_worker::Worker::from_settings(&settings)?;
     let stop = shutdown::on_signal();
     let intake_task = tokio::spawn(intake.run(stop.clone()));

@@ -92,10 +92,12 @@ impl Intake {
         self.listener.local_addr()
     }
 
-    /// Waits until the broker link is up, at most `timeout` (tests and `kycctl dev`
-    /// use it to avoid 503s right after start).
+    /// Waits until the broker link and the reply queue are up, at most `timeout`
+    /// each (tests and `kycctl dev` use it to avoid 503s and early 202s right
+    /// after start).
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         self.state.publisher.link().wait_ready(timeout).await
+            && self.state.waiters.wait_ready(timeout).await
     }
 
     /// Serves until `shutdown` is cancelled; then stops accepting, lets in-flight

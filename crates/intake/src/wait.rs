@@ -82,6 +82,13 @@ impl Waiters {
         self.queue.borrow().clone()
     }
 
+    /// Waits until the reply queue exists, at most `timeout`; `true` if it does.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut queue = self.queue.clone();
+        let ready = queue.wait_for(Option::is_some);
+        matches!(tokio::time::timeout(timeout, ready).await, Ok(Ok(_)))
+    }
+
     /// Registers interest in `id`'s result.
     pub fn register(&self, id: Uuid) -> Wait {
         let (sender, receiver) = oneshot::channel();

@@ -105,7 +105,7 @@ pub async fn submit(
             api_key,
             submission_id,
             idempotency_key,
-            reply_to,
+            reply_to.clone(),
         )
         .await?;
         tracing::debug!("queued");
@@ -130,6 +130,9 @@ pub async fn submit(
         let Some((seconds, wait)) = waiting else {
             return Ok(respond(StatusCode::OK, &success));
         };
+        // Without a reply queue (reconnecting) no result can reach us: waiting
+        // would only delay the same 202.
+        let seconds = if reply_to.is_some() { seconds } else { 0 };
         match wait.result(Duration::from_secs(seconds)).await {
             Some(event) if event.event == EventKind::Accepted => {
                 Ok(respond(StatusCode::OK, &success))
