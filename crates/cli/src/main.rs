@@ -3,7 +3,7 @@
 mod admin;
 mod dev;
 
-use kyc_cli::push;
+use kyc_cli::{dlq, push};
 
 use clap::{Parser, Subcommand};
 use kyc_runtime::{Settings, telemetry};
@@ -40,6 +40,31 @@ enum Command {
     /// Publish a JSON Lines or CSV file straight to RabbitMQ and collect one result
     /// per line (spec §8).
     Push(push::PushArgs),
+    /// The dead-letter queue: messages no worker could process.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Show dead messages (ids, death count, reason; never their content).
+    List {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish dead messages back to the submissions exchange.
+    Replay {
+        /// Replay every dead message.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// Ids as `dlq list` shows them.
+        #[arg(required_unless_present = "all")]
+        ids: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +89,31 @@ async fn main() -> anyhow::Result<()> {
         Command::Admin(c) => admin::admin(&settings, c).await,
         Command::Key(c) => admin::key(&settings, c).await,
         Command::Dev(args) => dev::run(settings, args).await,
+        Command::Dlq(DlqCommand::List { limit, json }) => {
+            let letters = dlq::list(&settings, limit).await?;
+            if json {
+                for letter in &letters {
+                    println!("{}", serde_json::to_string(letter)?);
+                }
+            } else {
+                println!("{:<40} {:>6}  {:<16} QUEUE", "ID", "DEATHS", "REASON");
+                for l in &letters {
+                    println!("{:<40} {:>6}  {:<16} {}", l.id, l.deaths, l.reason, l.queue);
+                }
+                eprintln!("{} dead message(s) shown", letters.len());
+            }
+            Ok(())
+        }
+        Command::Dlq(DlqCommand::Replay { all, ids }) => {
+            let selection = if all {
+                dlq::Selection::All
+            } else {
+                dlq::Selection::Ids(ids.into_iter().collect())
+            };
+            let replayed = dlq::replay(&settings, &selection).await?;
+            println!("replayed {replayed} message(s)");
+            Ok(())
+        }
         Command::Push(args) => {
             let report = push::run(&settings, args).await?;
             let secs = report.elapsed.as_secs_f64();

@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod openapi;
+pub mod rate_limit;
 pub mod routes;
 pub mod state;
 pub mod wait;
@@ -76,6 +77,7 @@ impl Intake {
             metrics,
             draining: CancellationToken::new(),
             waiters,
+            rate_limit: rate_limit::ProjectRateLimit::new(settings.http.rate_limit_per_second),
         }));
         let listener = TcpListener::bind(settings.http.addr).await?;
         Ok(Intake {

@@ -24,6 +24,7 @@ pub struct Shared {
     pub draining: CancellationToken,
     /// Requests waiting for their result (`?wait`).
     pub waiters: crate::wait::Waiters,
+    pub rate_limit: crate::rate_limit::ProjectRateLimit,
 }
 
 impl std::ops::Deref for AppState {

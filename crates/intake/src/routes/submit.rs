@@ -1,6 +1,7 @@
 //! `POST /v3/submission/migration` (spec §1–§5, §7).
 //!
-//! Checks run in the order of spec §3: authentication → size → decryption/parse →
+//! Checks run in the order of spec §3: authentication (then the project's rate
+//! limit) → size → decryption/parse →
 //! unknown parameters → missing fields → formats → project/admin. Only then is the
 //! request body published, byte for byte as received, and only a broker confirm
 //! turns into `200 success`.
@@ -59,6 +60,10 @@ pub async fn submit(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (project, api_key) = app.authenticate(&request_headers).await?;
+    // Right after authentication: the cheapest refusal for a flooding client.
+    if !app.rate_limit.allow(project.id) {
+        return Err(ApiError::code(ErrorCode::RateLimited));
+    }
     let bytes = read_limited(body, app.body_limit).await?;
     let wait = wait_seconds(query.as_deref())?;
 

@@ -1,0 +1,190 @@
+//! `kycctl dlq list|replay`: the dead-letter queue `P.submissions.dead`.
+//!
+//! Messages land there when they exceed the submissions queue's delivery limit
+//! (a message no worker could finish). Listing shows identifiers and the broker's
+//! death records — never the body, which holds personal data. Replaying publishes
+//! a message back to the submissions exchange (with confirms) and only then
+//! removes it from the dead queue, so a crash mid-replay duplicates at worst, and
+//! the worker's `ON CONFLICT DO NOTHING` absorbs a duplicate.
+
+use anyhow::Context;
+use kyc_bus::lapin::message::BasicGetMessage;
+use kyc_bus::lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+};
+use kyc_bus::lapin::types::{AMQPValue, FieldTable};
+use kyc_bus::lapin::{BasicProperties, Channel, Connection};
+use kyc_bus::{Topology, headers};
+use kyc_core::wire::{HEADER_SUBMISSION_ID, SUBMISSION_ROUTING_KEY};
+use kyc_runtime::Settings;
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use std::collections::HashSet;
+
+/// What `dlq list` shows of one dead message.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    /// The submission id the intake assigned, else the `message_id`, else a digest
+    /// of the body: what `dlq replay` takes.
+    pub id: String,
+    /// How often the message died (the broker's `x-death` count).
+    pub deaths: i64,
+    /// Why it died first, e.g. `delivery_limit`.
+    pub reason: String,
+    /// The queue it died in.
+    pub queue: String,
+}
+
+/// Which messages to replay.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    All,
+    Ids(HashSet<String>),
+}
+
+/// Up to `limit` dead messages, oldest first. The messages stay in the queue.
+pub async fn list(settings: &Settings, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
+    let (connection, channel, topology) = open(settings).await?;
+    let mut letters = Vec::new();
+    while letters.len() < limit {
+        let Some(message) = get(&channel, &topology).await? else {
+            break;
+        };
+        letters.push(describe(&message));
+    }
+    // Nothing was acknowledged: closing the channel returns every message.
+    close(connection, channel).await;
+    Ok(letters)
+}
+
+/// Publishes the selected dead messages back to the submissions exchange and
+/// removes them from the dead queue; returns how many were replayed.
+pub async fn replay(settings: &Settings, selection: &Selection) -> anyhow::Result<u64> {
+    let (connection, channel, topology) = open(settings).await?;
+    let publisher = connection.create_channel().await?;
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    // Every message is fetched once: those not replayed stay unacknowledged and
+    // return to the queue when the channel closes.
+    let mut replayed = 0;
+    while let Some(message) = get(&channel, &topology).await? {
+        let letter = describe(&message);
+        if let Selection::Ids(ids) = selection
+            && !ids.contains(&letter.id)
+        {
+            continue;
+        }
+        let confirm = publisher
+            .basic_publish(
+                topology.submissions_exchange().into(),
+                SUBMISSION_ROUTING_KEY.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &message.delivery.data,
+                revived(&message.delivery.properties),
+            )
+            .await?
+            .await?;
+        anyhow::ensure!(
+            confirm.is_ack() && confirm.take_message().is_none(),
+            "the broker did not accept the replayed message {}",
+            letter.id
+        );
+        message
+            .delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await?;
+        replayed += 1;
+    }
+    close(connection, channel).await;
+    Ok(replayed)
+}
+
+async fn open(settings: &Settings) -> anyhow::Result<(Connection, Channel, Topology)> {
+    let topology = Topology::new(settings.amqp.prefix.clone());
+    let connection = kyc_bus::connect(settings.amqp.url.expose_secret(), "kycctl-dlq")
+        .await
+        .context("connecting to RabbitMQ")?;
+    let channel = connection.create_channel().await?;
+    topology.declare(&channel).await?;
+    Ok((connection, channel, topology))
+}
+
+async fn get(channel: &Channel, topology: &Topology) -> anyhow::Result<Option<BasicGetMessage>> {
+    Ok(channel
+        .basic_get(
+            topology.dead_queue().into(),
+            BasicGetOptions { no_ack: false },
+        )
+        .await?)
+}
+
+async fn close(connection: Connection, channel: Channel) {
+    let _ = channel.close(200, "done".into()).await;
+    let _ = connection.close(200, "done".into()).await;
+}
+
+fn describe(message: &BasicGetMessage) -> DeadLetter {
+    let properties = &message.delivery.properties;
+    let id = headers::get(properties, HEADER_SUBMISSION_ID)
+        .map(str::to_owned)
+        .or_else(|| {
+            properties
+                .message_id()
+                .as_ref()
+                .map(|m| m.as_str().to_owned())
+        })
+        .unwrap_or_else(|| kyc_core::id::content_key(&message.delivery.data));
+    let first_death = properties
+        .headers()
+        .as_ref()
+        .and_then(|h| match h.inner().get("x-death") {
+            Some(AMQPValue::FieldArray(deaths)) => deaths.as_slice().first().cloned(),
+            _ => None,
+        });
+    let field = |name: &str| -> Option<AMQPValue> {
+        match &first_death {
+            Some(AMQPValue::FieldTable(t)) => t.inner().get(name).cloned(),
+            _ => None,
+        }
+    };
+    let text = |v: Option<AMQPValue>| match v {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        Some(AMQPValue::ShortString(s)) => s.as_str().to_owned(),
+        _ => String::new(),
+    };
+    DeadLetter {
+        id,
+        deaths: match field("count") {
+            Some(AMQPValue::LongLongInt(n)) => n,
+            Some(AMQPValue::LongInt(n)) => i64::from(n),
+            _ => 0,
+        },
+        reason: text(field("reason")),
+        queue: text(field("queue")),
+    }
+}
+
+/// The message's properties without the broker's death and delivery bookkeeping,
+/// so the replayed message starts with a fresh delivery count.
+fn revived(properties: &BasicProperties) -> BasicProperties {
+    let mut kept = FieldTable::default();
+    if let Some(headers) = properties.headers() {
+        for (name, value) in headers.inner() {
+            let name_str = name.as_str();
+            let bookkeeping = name_str == "x-death"
+                || name_str.starts_with("x-first-death-")
+                || name_str.starts_with("x-last-death-")
+                || name_str == "x-delivery-count";
+            if !bookkeeping {
+                kept.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    properties.clone().with_headers(kept)
+}
