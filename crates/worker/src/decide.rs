@@ -40,7 +40,10 @@ impl ReplyTo {
 #[derive(Debug)]
 pub enum Decision {
     /// Store this outcome (accepted or rejected), then announce it.
-    Store { outcome: Outcome, reply: ReplyTo },
+    Store {
+        outcome: Box<Outcome>,
+        reply: ReplyTo,
+    },
     /// No valid API key: nothing can be stored (a row belongs to a project), but
     /// a requester waiting on `reply_to` still learns `forbidden`.
     Forbidden {
@@ -98,13 +101,13 @@ pub async fn decide(
     }
 
     Ok(Decision::Store {
-        outcome: Outcome {
+        outcome: Box::new(Outcome {
             id: submission_id(properties, project.id, idempotency_key.as_deref(), body),
             project_id: project.id,
             received_at: received_at(properties),
             idempotency_key,
             result,
-        },
+        }),
         reply,
     })
 }

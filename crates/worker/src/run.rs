@@ -196,45 +196,54 @@ impl Worker {
 
     async fn try_batch(&self, batch: &[Delivery], publisher: &Publisher) -> Result<(), BatchError> {
         let today = kyc_core::submission::today_utc();
-        let mut decisions = Vec::with_capacity(batch.len());
+        // What to store, and for each delivery where its outcome went.
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+        let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
         for delivery in batch {
-            decisions
-                .push(decide(&delivery.properties, &delivery.data, &self.directory, today).await?);
+            match decide(&delivery.properties, &delivery.data, &self.directory, today).await? {
+                Decision::Store { outcome, reply } => {
+                    slots.push(Slot::Stored(outcomes.len(), reply));
+                    outcomes.push(*outcome);
+                }
+                Decision::Forbidden {
+                    submission_id,
+                    idempotency_key,
+                    reply,
+                } => slots.push(Slot::Forbidden {
+                    submission_id,
+                    idempotency_key,
+                    reply,
+                }),
+            }
         }
-
-        let stored: Vec<(usize, Outcome)> = decisions
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| match d {
-                Decision::Store { outcome, .. } => Some((i, outcome.clone())),
-                Decision::Forbidden { .. } => None,
-            })
-            .collect();
-        let outcomes: Vec<Outcome> = stored.iter().map(|(_, o)| o.clone()).collect();
-        let (verdicts, poisoned) = self.store(&outcomes).await?;
+        let verdicts = self.store(&outcomes).await?;
 
         let now = OffsetDateTime::now_utc();
-        let mut announcements = Vec::with_capacity(decisions.len());
-        let mut verdict_of = vec![None; decisions.len()];
-        for ((i, _), verdict) in stored.iter().zip(verdicts) {
-            verdict_of[*i] = verdict;
-        }
+        let mut announcements = Vec::with_capacity(slots.len());
         let mut reject = Vec::new();
-        for (i, decision) in decisions.into_iter().enumerate() {
-            match decision {
-                Decision::Store { outcome, reply } => match verdict_of[i].take() {
-                    Some(verdict) => {
-                        let span = tracing::info_span!("submission", submission_id = %outcome.id, project_id = %outcome.project_id);
-                        span.in_scope(|| tracing::debug!(accepted = verdict.accepted, code = ?verdict.error_code, "stored"));
-                        metrics::counter!("kyc_worker_submissions_total", "status" => if verdict.accepted { "accepted" } else { "rejected" }).increment(1);
-                        announcements.push(Announcement {
-                            event: event(&outcome, &verdict, now),
-                            reply,
-                        });
-                    }
-                    None => reject.push(i),
-                },
-                Decision::Forbidden {
+        for (i, slot) in slots.into_iter().enumerate() {
+            match slot {
+                Slot::Stored(k, reply) => {
+                    let outcome = &outcomes[k];
+                    let Some(verdict) = &verdicts[k] else {
+                        reject.push(i);
+                        continue;
+                    };
+                    let span = tracing::info_span!("submission", submission_id = %outcome.id, project_id = %outcome.project_id);
+                    span.in_scope(|| tracing::debug!(accepted = verdict.accepted, code = ?verdict.error_code, "stored"));
+                    let status = if verdict.accepted {
+                        "accepted"
+                    } else {
+                        "rejected"
+                    };
+                    metrics::counter!("kyc_worker_submissions_total", "status" => status)
+                        .increment(1);
+                    announcements.push(Announcement {
+                        event: event(outcome, verdict, now),
+                        reply,
+                    });
+                }
+                Slot::Forbidden {
                     submission_id,
                     idempotency_key,
                     reply,
@@ -250,15 +259,11 @@ impl Worker {
                             now,
                         );
                         event.idempotency_key = idempotency_key;
-                        announcements.push(Announcement {
-                            event,
-                            reply: reply.clone(),
-                        });
+                        announcements.push(Announcement { event, reply });
                     }
                 }
             }
         }
-        debug_assert_eq!(reject.len(), poisoned);
 
         announce(publisher, &self.options.topology, &announcements)
             .instrument(tracing::debug_span!(
@@ -295,20 +300,16 @@ impl Worker {
     /// other than connection trouble, one bad row must not hold back the rest:
     /// each outcome is then stored on its own, and those that still fail are
     /// returned as `None` (poison).
-    async fn store(
-        &self,
-        outcomes: &[Outcome],
-    ) -> Result<(Vec<Option<Verdict>>, usize), StoreError> {
+    async fn store(&self, outcomes: &[Outcome]) -> Result<Vec<Option<Verdict>>, StoreError> {
         if outcomes.is_empty() {
-            return Ok((Vec::new(), 0));
+            return Ok(Vec::new());
         }
         match self.store.store_batch(outcomes, &self.data_key).await {
-            Ok(verdicts) => Ok((verdicts.into_iter().map(Some).collect(), 0)),
+            Ok(verdicts) => Ok(verdicts.into_iter().map(Some).collect()),
             Err(e) if e.is_transient() => Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "batch insert failed; storing one by one");
                 let mut verdicts = Vec::with_capacity(outcomes.len());
-                let mut poisoned = 0;
                 for outcome in outcomes {
                     match self
                         .store
@@ -319,15 +320,25 @@ impl Worker {
                         Err(e) if e.is_transient() => return Err(e),
                         Err(e) => {
                             tracing::error!(submission_id = %outcome.id, error = %e, "cannot store submission");
-                            poisoned += 1;
                             verdicts.push(None);
                         }
                     }
                 }
-                Ok((verdicts, poisoned))
+                Ok(verdicts)
             }
         }
     }
+}
+
+/// Where a delivery's decision went.
+enum Slot {
+    /// Its outcome is `outcomes[k]`.
+    Stored(usize, crate::decide::ReplyTo),
+    Forbidden {
+        submission_id: uuid::Uuid,
+        idempotency_key: Option<String>,
+        reply: crate::decide::ReplyTo,
+    },
 }
 
 fn event(outcome: &Outcome, verdict: &Verdict, at: OffsetDateTime) -> ResultEventV1 {
