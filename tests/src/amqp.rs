@@ -142,6 +142,26 @@ impl Tap {
         Some((correlation, event))
     }
 
+    /// Skips messages until one about `submission_id` arrives; its correlation id
+    /// and event. Fails the test after `timeout`.
+    pub async fn until(
+        &mut self,
+        submission_id: uuid::Uuid,
+        timeout: Duration,
+    ) -> (Option<String>, ResultEventV1) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some((correlation, event)) if event.submission_id == submission_id => {
+                    return (correlation, event);
+                }
+                Some(_) => {}
+                None => panic!("no message about {submission_id} within {timeout:?}"),
+            }
+        }
+    }
+
     /// Collects events until `n` distinct submissions are seen (events may repeat
     /// on redelivery), failing after `timeout`.
     pub async fn distinct(
@@ -165,6 +185,25 @@ impl Tap {
         }
         seen
     }
+}
+
+/// Messages ready in the submissions queue (a passive declare; the topology must
+/// exist).
+pub async fn queue_depth(topology: &Topology) -> u32 {
+    let (connection, channel) = channel(topology).await;
+    let queue = channel
+        .queue_declare(
+            topology.submissions_queue().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("passive declare of the submissions queue");
+    let _ = connection.close(200, "bye".into()).await;
+    queue.message_count()
 }
 
 /// Deletes the test's queues and exchanges (best effort).

@@ -178,6 +178,35 @@ impl TestEnv {
         n
     }
 
+    /// Rows in `submissions` with this id (0 or 1: it is the primary key).
+    pub async fn rows_with_id(&self, id: Uuid) -> i64 {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM submissions WHERE id = $1")
+            .bind(id)
+            .fetch_one(self.store.pool())
+            .await
+            .expect("count submissions by id");
+        n
+    }
+
+    /// The stored status (`accepted`/`rejected`) of a submission, if it has a row.
+    pub async fn status_of(&self, id: Uuid) -> Option<String> {
+        sqlx::query_scalar("SELECT status FROM submissions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.store.pool())
+            .await
+            .expect("read submission status")
+    }
+
+    /// Waits until the submission has a row; its status.
+    pub async fn await_row(&self, id: Uuid, timeout: Duration) -> String {
+        eventually(
+            timeout,
+            &format!("a row for submission {id}"),
+            || async move { self.status_of(id).await },
+        )
+        .await
+    }
+
     /// Stops every service this env started and waits for them.
     pub async fn stop_all(&self) {
         let stops: Vec<_> = self
@@ -320,4 +349,20 @@ pub fn record(userid: &str) -> serde_json::Value {
         "kycStatus": "approved",
         "userid": userid,
     })
+}
+
+/// A JSON object with its keys in exactly the given order (`serde_json::json!`
+/// sorts keys, but "the first bad field in document order" needs a fixed order).
+pub fn ordered_json(pairs: &[(&str, serde_json::Value)]) -> Vec<u8> {
+    let members: Vec<String> = pairs
+        .iter()
+        .map(|(key, value)| {
+            format!(
+                "{}:{}",
+                serde_json::Value::from(*key),
+                serde_json::to_string(value).expect("json")
+            )
+        })
+        .collect();
+    format!("{{{}}}", members.join(",")).into_bytes()
 }
