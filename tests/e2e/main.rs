@@ -2,4 +2,12 @@
 //! One binary, one module per concern; every test builds its own `TestEnv`.
 #![allow(clippy::unwrap_used)]
 
+mod concurrency;
+mod direct;
+mod encryption;
+mod errors;
 mod happy_path;
+mod idempotency;
+mod isolation;
+mod pii;
+mod restart;
