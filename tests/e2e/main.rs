@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod concurrency;
+mod dead_letters;
 mod direct;
 mod encryption;
 mod errors;
@@ -10,4 +11,7 @@ mod happy_path;
 mod idempotency;
 mod isolation;
 mod pii;
+mod push;
+mod rate_limit;
 mod restart;
+mod wait;

@@ -337,10 +337,10 @@ async fn collect(
     let mut counts = Counts::default();
     let mut publishing_done = false;
     loop {
-        if let Some(n) = *expected.borrow() {
-            if seen.len() as u64 >= n {
-                break;
-            }
+        if let Some(n) = *expected.borrow()
+            && seen.len() as u64 >= n
+        {
+            break;
         }
         tokio::select! {
             changed = expected.changed(), if !publishing_done => {
