@@ -15,3 +15,4 @@ mod push;
 mod rate_limit;
 mod restart;
 mod wait;
+mod key_rotation;

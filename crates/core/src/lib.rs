@@ -23,6 +23,7 @@ pub mod country;
 pub mod envelope;
 pub mod error;
 pub mod id;
+pub mod seal;
 pub mod submission;
 pub mod types;
 pub mod wire;

@@ -16,6 +16,11 @@ pub const HEADER_RECEIVED_AT: &str = "x-received-at";
 /// Set by the intake when the client sent an `Idempotency-Key`; echoed in events.
 pub const HEADER_IDEMPOTENCY_KEY: &str = "x-idempotency-key";
 
+/// Set by the intake: the project it authenticated the message for.
+pub const HEADER_PROJECT_ID: &str = "x-project-id";
+/// Set by the intake: [`crate::seal::SealKey::seal`] over submission and project id.
+pub const HEADER_INTAKE_SEAL: &str = "x-intake-seal";
+
 /// Routing key of submission messages on the submissions exchange.
 pub const SUBMISSION_ROUTING_KEY: &str = "submission.v1";
 

@@ -20,7 +20,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use kyc_bus::{Link, LinkOptions, Publisher, Topology};
 use kyc_runtime::Settings;
-use kyc_store::{Directory, Store};
+use kyc_store::{DataKey, Directory, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
 use state::{AppState, Shared};
@@ -50,6 +50,8 @@ impl Intake {
         )?;
         let directory = Directory::new(store, Duration::from_millis(settings.directory.ttl_ms));
         let topology = Topology::new(settings.amqp.prefix.clone());
+        let (key_id, key) = settings.crypto.data_key_or_dev();
+        let data_key = DataKey::from_base64(key_id, &key)?;
         let link_stop = CancellationToken::new();
         let link = Link::spawn(
             LinkOptions {
@@ -78,6 +80,7 @@ impl Intake {
             draining: CancellationToken::new(),
             waiters,
             rate_limit: rate_limit::ProjectRateLimit::new(settings.http.rate_limit_per_second),
+            seal_key: data_key.seal_key().clone(),
         }));
         let listener = TcpListener::bind(settings.http.addr).await?;
         Ok(Intake {

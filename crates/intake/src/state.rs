@@ -25,6 +25,8 @@ pub struct Shared {
     /// Requests waiting for their result (`?wait`).
     pub waiters: crate::wait::Waiters,
     pub rate_limit: crate::rate_limit::ProjectRateLimit,
+    /// Seals published messages so workers trust the project authenticated here.
+    pub seal_key: kyc_core::seal::SealKey,
 }
 
 impl std::ops::Deref for AppState {

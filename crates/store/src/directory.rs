@@ -90,6 +90,7 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
 pub struct Directory {
     store: Store,
     projects: Arc<Cache<[u8; 32], Option<Project>>>,
+    projects_by_id: Arc<Cache<Uuid, Option<Project>>>,
     admins: Arc<Cache<Uuid, Arc<HashSet<String>>>>,
 }
 
@@ -98,6 +99,7 @@ impl Directory {
         Directory {
             store,
             projects: Arc::new(Cache::new(ttl)),
+            projects_by_id: Arc::new(Cache::new(ttl)),
             admins: Arc::new(Cache::new(ttl)),
         }
     }
@@ -112,6 +114,13 @@ impl Directory {
         let digest = key_digest(api_key);
         self.projects
             .get_or_fetch(digest, || self.store.project_by_key_digest(&digest))
+            .await
+    }
+
+    /// A project by id (for messages whose project an intake has sealed).
+    pub async fn project_by_id(&self, id: Uuid) -> Result<Option<Project>, StoreError> {
+        self.projects_by_id
+            .get_or_fetch(id, || self.store.project(id))
             .await
     }
 

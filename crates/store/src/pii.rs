@@ -5,6 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use kyc_core::envelope::EnvelopeKey;
+use kyc_core::seal::SealKey;
 use secrecy::{ExposeSecret, SecretString};
 
 /// A data key and its id.
@@ -12,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 pub struct DataKey {
     id: String,
     key: EnvelopeKey,
+    seal: SealKey,
 }
 
 /// Why a configured data key is unusable.
@@ -32,7 +34,13 @@ impl DataKey {
         Ok(DataKey {
             id: id.into(),
             key: EnvelopeKey::from_bytes(bytes),
+            seal: SealKey::derive(&bytes),
         })
+    }
+
+    /// The key intake and workers seal and verify intake-authenticated messages with.
+    pub fn seal_key(&self) -> &SealKey {
+        &self.seal
     }
 
     pub fn id(&self) -> &str {

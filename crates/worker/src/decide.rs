@@ -4,8 +4,10 @@
 use kyc_bus::headers;
 use kyc_bus::lapin::BasicProperties;
 use kyc_core::envelope::{self, EncryptionPolicy};
+use kyc_core::seal::SealKey;
 use kyc_core::wire::{
-    HEADER_API_KEY, HEADER_IDEMPOTENCY_KEY, HEADER_RECEIVED_AT, HEADER_SUBMISSION_ID,
+    HEADER_API_KEY, HEADER_IDEMPOTENCY_KEY, HEADER_INTAKE_SEAL, HEADER_PROJECT_ID,
+    HEADER_RECEIVED_AT, HEADER_SUBMISSION_ID,
 };
 use kyc_core::{ErrorCode, Rejection, id};
 use kyc_store::submissions::Outcome;
@@ -59,6 +61,7 @@ pub async fn decide(
     properties: &BasicProperties,
     body: &[u8],
     directory: &Directory,
+    seal_key: &SealKey,
     today: time::Date,
 ) -> Result<Decision, StoreError> {
     let reply = ReplyTo::of(properties);
@@ -69,17 +72,26 @@ pub async fn decide(
         .filter(|m| !m.is_empty())
         .or_else(|| headers::get(properties, HEADER_IDEMPOTENCY_KEY).map(str::to_owned));
 
-    let project = match headers::get(properties, HEADER_API_KEY) {
-        Some(key) => directory.project_for_key(key).await?.map(|p| (p, key)),
-        None => None,
+    let api_key = headers::get(properties, HEADER_API_KEY);
+    // A message an intake sealed was authenticated there: trust its project even if
+    // the key has been rotated since (the client already holds a 200). Anything
+    // else is authenticated by its key.
+    let project = match sealed_project(properties, seal_key) {
+        Some(project_id) => directory.project_by_id(project_id).await?,
+        None => match api_key {
+            Some(key) => directory.project_for_key(key).await?,
+            None => None,
+        },
     };
-    let Some((project, api_key)) = project else {
+    let Some(project) = project else {
         return Ok(Decision::Forbidden {
             submission_id: submission_id(properties, Uuid::nil(), idempotency_key.as_deref(), body),
             idempotency_key,
             reply,
         });
     };
+    // The envelope key derives from the API key the client encrypted with.
+    let api_key = api_key.unwrap_or_default();
 
     let policy = if project.encryption_required {
         EncryptionPolicy::Required
@@ -110,6 +122,16 @@ pub async fn decide(
         }),
         reply,
     })
+}
+
+/// The project id of a message whose intake seal verifies.
+fn sealed_project(properties: &BasicProperties, seal_key: &SealKey) -> Option<Uuid> {
+    let submission_id = Uuid::parse_str(headers::get(properties, HEADER_SUBMISSION_ID)?).ok()?;
+    let project_id = Uuid::parse_str(headers::get(properties, HEADER_PROJECT_ID)?).ok()?;
+    let seal = headers::get(properties, HEADER_INTAKE_SEAL)?;
+    seal_key
+        .verify(submission_id, project_id, seal)
+        .then_some(project_id)
 }
 
 /// The id the intake already promised (header), else one derived from the

@@ -200,7 +200,15 @@ impl Worker {
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
         let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
         for delivery in batch {
-            match decide(&delivery.properties, &delivery.data, &self.directory, today).await? {
+            match decide(
+                &delivery.properties,
+                &delivery.data,
+                &self.directory,
+                self.data_key.seal_key(),
+                today,
+            )
+            .await?
+            {
                 Decision::Store { outcome, reply } => {
                     slots.push(Slot::Stored(outcomes.len(), reply));
                     outcomes.push(*outcome);

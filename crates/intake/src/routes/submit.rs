@@ -19,8 +19,8 @@ use kyc_bus::{Outgoing, headers, persistent};
 use kyc_core::envelope::{self, EncryptedResponse, EncryptionPolicy, EnvelopeKey};
 use kyc_core::wire::EventKind;
 use kyc_core::wire::{
-    HEADER_API_KEY, HEADER_IDEMPOTENCY_KEY, HEADER_RECEIVED_AT, HEADER_SUBMISSION_ID,
-    SUBMISSION_ROUTING_KEY,
+    HEADER_API_KEY, HEADER_IDEMPOTENCY_KEY, HEADER_INTAKE_SEAL, HEADER_PROJECT_ID,
+    HEADER_RECEIVED_AT, HEADER_SUBMISSION_ID, SUBMISSION_ROUTING_KEY,
 };
 use kyc_core::{ErrorBody, ErrorCode, Rejection, id};
 use serde::Serialize;
@@ -65,8 +65,16 @@ pub async fn submit(
         return Err(ApiError::code(ErrorCode::RateLimited));
     }
     let bytes = read_limited(body, app.body_limit).await?;
+    let policy = if project.encryption_required {
+        EncryptionPolicy::Required
+    } else {
+        EncryptionPolicy::Optional
+    };
+    let opened = envelope::open(&bytes, api_key, policy)?;
+    let submission = opened.raw.validate(kyc_core::submission::today_utc())?;
+    // The request's own options are checked with the body's formats: after them,
+    // before project and admin.
     let wait = wait_seconds(query.as_deref())?;
-
     let idempotency_key = match request_headers.get(IDEMPOTENCY_KEY) {
         None => None,
         Some(value) => Some(
@@ -82,13 +90,6 @@ pub async fn submit(
         tracing::info_span!("submission", submission_id = %submission_id, project_id = %project.id);
 
     async move {
-        let policy = if project.encryption_required {
-            EncryptionPolicy::Required
-        } else {
-            EncryptionPolicy::Optional
-        };
-        let opened = envelope::open(&bytes, api_key, policy)?;
-        let submission = opened.raw.validate(kyc_core::submission::today_utc())?;
         if project.disabled {
             return Err(ApiError::code(ErrorCode::InvalidProject));
         }
@@ -104,15 +105,15 @@ pub async fn submit(
         // Register before publishing, so a fast worker's reply cannot be missed.
         let waiting = wait.map(|seconds| (seconds, app.waiters.register(submission_id)));
         let reply_to = waiting.as_ref().and_then(|_| app.waiters.reply_queue());
-        publish(
-            &app,
-            &bytes,
+        let message = Message {
+            body: &bytes,
             api_key,
             submission_id,
+            project_id: project.id,
             idempotency_key,
-            reply_to.clone(),
-        )
-        .await?;
+            reply_to: reply_to.clone(),
+        };
+        publish(&app, message).await?;
         tracing::debug!("queued");
         metrics::counter!("kyc_intake_accepted_total").increment(1);
 
@@ -206,33 +207,41 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
+/// What the intake publishes for one accepted request.
+struct Message<'a> {
+    /// The request body as received.
+    body: &'a [u8],
+    api_key: &'a str,
+    submission_id: Uuid,
+    project_id: Uuid,
+    idempotency_key: Option<&'a str>,
+    reply_to: Option<String>,
+}
+
 /// Publishes the body as received, persistent and mandatory, and waits for the
 /// broker's confirm; anything but a plain ack is 503 `unavailable`.
-async fn publish(
-    app: &AppState,
-    body: &[u8],
-    api_key: &str,
-    submission_id: Uuid,
-    idempotency_key: Option<&str>,
-    reply_to: Option<String>,
-) -> Result<(), ApiError> {
-    let id = submission_id.to_string();
+async fn publish(app: &AppState, message: Message<'_>) -> Result<(), ApiError> {
+    let id = message.submission_id.to_string();
+    let project = message.project_id.to_string();
+    let seal = app.seal_key.seal(message.submission_id, message.project_id);
     let received_at = OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     let mut pairs = vec![
-        (HEADER_API_KEY, api_key),
+        (HEADER_API_KEY, message.api_key),
         (HEADER_SUBMISSION_ID, id.as_str()),
+        (HEADER_PROJECT_ID, project.as_str()),
+        (HEADER_INTAKE_SEAL, seal.as_str()),
         (HEADER_RECEIVED_AT, received_at.as_str()),
     ];
-    if let Some(key) = idempotency_key {
+    if let Some(key) = message.idempotency_key {
         pairs.push((HEADER_IDEMPOTENCY_KEY, key));
     }
     let mut properties = persistent().with_headers(headers::table(pairs));
-    if let Some(key) = idempotency_key {
+    if let Some(key) = message.idempotency_key {
         properties = properties.with_message_id(key.into());
     }
-    if let Some(queue) = reply_to {
+    if let Some(queue) = message.reply_to {
         properties = properties
             .with_reply_to(queue.into())
             .with_correlation_id(id.as_str().into());
@@ -244,7 +253,7 @@ async fn publish(
         .publish(Outgoing {
             exchange: &exchange,
             routing_key: SUBMISSION_ROUTING_KEY,
-            payload: body,
+            payload: message.body,
             properties,
             mandatory: true,
         })
