@@ -1,0 +1,177 @@
+//! `kycctl bench pipeline`: the path without HTTP, end to end.
+//!
+//! For each worker count W:
+//! - ceiling: W bare workers consuming while N raw messages (the bench record)
+//!   are published with a window of unconfirmed messages; records/s from the
+//!   first publish until the N-th row is in the scratch table;
+//! - ours: W `kyc_worker::Worker`s consuming while `kycctl push` (the real
+//!   `kyc_cli::push::run`) sends a JSONL file of N valid records; records/s from
+//!   the start of the push until it has every result (and N rows are stored).
+//!
+//! Between phases the queues are purged and the tables emptied: push names its
+//! messages by line, so a second run of the same file would otherwise find its
+//! rows already stored.
+
+use crate::bench::Common;
+use crate::bench::bare_worker::{BareWorker, Shape};
+use crate::bench::env::{BenchEnv, Table, with_env};
+use crate::bench::ours::OurWorker;
+use crate::bench::raw_publish;
+use crate::bench::record;
+use crate::bench::report::{Phase, Ratio, Report, Role, memory::Peak};
+use clap::{Args, FromArgMatches};
+use kyc_cli::push::PushArgs;
+use kyc_runtime::Settings;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PipelineArgs {
+    /// Records per phase.
+    #[arg(long, default_value_t = 200_000)]
+    pub records: u64,
+    /// Worker counts to measure, e.g. `1,2`.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub workers: Vec<usize>,
+    /// Publishes awaiting their confirm at once (ceiling and push alike).
+    #[arg(long, default_value_t = 1000)]
+    pub window: usize,
+    /// Give up on a phase after this long.
+    #[arg(long, default_value = "300s", value_parser = crate::bench::parse_duration)]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Report> {
+    anyhow::ensure!(args.records > 0, "--records must be at least 1");
+    anyhow::ensure!(
+        !args.workers.is_empty() && args.workers.iter().all(|&w| w > 0),
+        "--workers takes counts of at least 1, e.g. 1,2"
+    );
+    with_env(settings, async |env: &BenchEnv| {
+        let mut report = Report::new("pipeline", "records/s", args.common.json);
+        let shape = Shape::of(&env.settings);
+        report.param("records", args.records);
+        report.param("window", args.window);
+        report.param("batch_size", shape.batch_size);
+        report.param("prefetch", shape.prefetch);
+
+        std::fs::create_dir_all(&env.dir)?;
+        let file = env.dir.join("records.jsonl");
+        let (path, n) = (file.clone(), args.records);
+        tokio::task::spawn_blocking(move || record::write_jsonl(&path, n)).await??;
+        let body = record::body();
+
+        for &workers in &args.workers {
+            eprintln!("bench pipeline: bare, {workers} worker(s) …");
+            let peak = Peak::start();
+            let bare: Vec<BareWorker> = (0..workers)
+                .map(|_| {
+                    BareWorker::start(
+                        &env.amqp_url,
+                        &env.bare,
+                        env.store.pool().clone(),
+                        shape,
+                        &env.stop,
+                    )
+                })
+                .collect();
+            let connection = kyc_bus::connect(&env.amqp_url, "bench-publisher").await?;
+            let channels =
+                raw_publish::confirm_channels(&connection, env.settings.amqp.publish_channels)
+                    .await?;
+            let started = Instant::now();
+            let published =
+                raw_publish::publish(&channels, &env.bare, &body, args.records, args.window)
+                    .await?;
+            let done = env
+                .wait_rows(Table::Scratch, args.records, args.timeout)
+                .await?;
+            let _ = connection.close(200, "bye".into()).await;
+            for worker in bare {
+                worker.stop().await?;
+            }
+            let mut ceiling = Phase::new(
+                format!("bare pipeline, {workers} worker(s)"),
+                Role::Ceiling,
+                args.records,
+                done.duration_since(started).as_secs_f64(),
+            );
+            ceiling.peak_rss_mib = peak.read();
+            let ceiling_own = peak.own;
+            ceiling.extra.insert(
+                "publish_per_s",
+                args.records as f64 / published.as_secs_f64().max(1e-9),
+            );
+            env.truncate(Table::Scratch).await?;
+            env.purge().await?;
+
+            eprintln!("bench pipeline: push + {workers} of our worker(s) …");
+            let peak = Peak::start();
+            let ours: Vec<OurWorker> = (0..workers)
+                .map(|_| OurWorker::start(env))
+                .collect::<anyhow::Result<_>>()?;
+            let results = env.dir.join(format!("results-{workers}.jsonl"));
+            let push = push_args(&file, &results, &env.api_key, args.window)?;
+            let started = Instant::now();
+            let pushed = kyc_cli::push::run(&env.settings, push).await?;
+            let done = env
+                .wait_rows(Table::Submissions, args.records, args.timeout)
+                .await?;
+            for worker in ours {
+                worker.stop().await?;
+            }
+            anyhow::ensure!(
+                pushed.accepted == args.records,
+                "push: {} of {} records accepted ({} rejected)",
+                pushed.accepted,
+                args.records,
+                pushed.rejected
+            );
+            let mut phase = Phase::new(
+                format!("push + {workers} worker(s)"),
+                Role::Ours,
+                args.records,
+                done.duration_since(started).as_secs_f64(),
+            );
+            phase.peak_rss_mib = peak.read();
+            env.truncate(Table::Submissions).await?;
+            env.purge().await?;
+
+            report.ratios.push(Ratio::throughput(&phase, &ceiling));
+            report.push(ceiling, ceiling_own);
+            report.push(phase, peak.own);
+        }
+        report.notes.push(
+            "ceiling: raw publish → bare worker (UNNEST of id+jsonb, one event per row); \
+             ours: kycctl push (headers, message ids, reply queue) → worker (validate, typed \
+             columns, sealed PII, event + reply per record)"
+                .to_owned(),
+        );
+        Ok(report)
+    })
+    .await
+}
+
+/// `kycctl push FILE --api-key … --results … --window …`, parsed by push's own
+/// flag definitions so every other flag keeps its default.
+fn push_args(
+    file: &Path,
+    results: &Path,
+    api_key: &str,
+    window: usize,
+) -> anyhow::Result<PushArgs> {
+    let command = PushArgs::augment_args(clap::Command::new("push"));
+    let matches = command.try_get_matches_from([
+        "push".to_owned(),
+        file.display().to_string(),
+        "--api-key".to_owned(),
+        api_key.to_owned(),
+        "--results".to_owned(),
+        results.display().to_string(),
+        "--window".to_owned(),
+        window.to_string(),
+    ])?;
+    Ok(PushArgs::from_arg_matches(&matches)?)
+}

@@ -1,0 +1,72 @@
+//! CEILING: raw confirmed publishing. The same bytes, persistent and mandatory,
+//! to the submissions exchange of a topology, keeping at most `window` publishes
+//! waiting for their confirm (a window of 1 is one at a time), over as many
+//! confirm channels as our publishers use. No headers, no retries, no timeouts,
+//! no in-flight accounting: what the broker and the client library cost.
+
+use futures_util::{StreamExt, TryStreamExt};
+use kyc_bus::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use kyc_bus::lapin::{Channel, Confirmation, Connection};
+use kyc_bus::{Topology, persistent};
+use kyc_core::wire::SUBMISSION_ROUTING_KEY;
+use std::time::{Duration, Instant};
+
+/// `n` channels in confirm mode.
+pub async fn confirm_channels(connection: &Connection, n: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut channels = Vec::with_capacity(n.max(1));
+    for _ in 0..n.max(1) {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// Publishes `body` `n` times with at most `window` unconfirmed, spread
+/// round-robin over `channels`; how long until the last confirm. Fails on
+/// anything but a plain ack.
+///
+/// Each publish is its own future (send, then await the confirm), `window` of
+/// them polled at once: sending is pipelined as well as confirming, which is
+/// what a concurrent server does too.
+pub async fn publish(
+    channels: &[Channel],
+    topology: &Topology,
+    body: &[u8],
+    n: u64,
+    window: usize,
+) -> anyhow::Result<Duration> {
+    anyhow::ensure!(!channels.is_empty(), "no channel to publish on");
+    let exchange = topology.submissions_exchange();
+    let started = Instant::now();
+    futures_util::stream::iter(0..n)
+        .map(|i| {
+            let channel = &channels[(i % channels.len() as u64) as usize];
+            let exchange = exchange.as_str();
+            async move {
+                let confirmation = channel
+                    .basic_publish(
+                        exchange.into(),
+                        SUBMISSION_ROUTING_KEY.into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
+                        body,
+                        persistent(),
+                    )
+                    .await?
+                    .await?;
+                match confirmation {
+                    Confirmation::Ack(None) => Ok(()),
+                    other => anyhow::bail!("not a plain ack: {other:?}"),
+                }
+            }
+        })
+        .buffer_unordered(window.max(1))
+        .try_for_each(|()| async { Ok(()) })
+        .await?;
+    Ok(started.elapsed())
+}
