@@ -24,19 +24,28 @@ async fn submissions_accepted_before_a_rotation_are_stored_and_the_old_key_then_
 
     // …and stored by a worker that has never seen the old key.
     let _worker = env.start_worker_with(&settings).await;
-    let result = eventually(Duration::from_secs(10), "the pre-rotation submission stored", || async {
-        let r = api.result(new_key.expose(), id).await;
-        (r.status == 200).then_some(r)
-    })
+    let result = eventually(
+        Duration::from_secs(10),
+        "the pre-rotation submission stored",
+        || async {
+            let r = api.result(new_key.expose(), id).await;
+            (r.status == 200).then_some(r)
+        },
+    )
     .await;
     assert_eq!(result.body["status"], "accepted");
 
     // Once the intake's cache has expired, the old key is refused.
-    eventually(Duration::from_secs(5), "the old key refused over HTTP", || async {
-        (api.submit(&old_key, &record("after")).await.status == 403).then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the old key refused over HTTP",
+        || async { (api.submit(&old_key, &record("after")).await.status == 403).then_some(()) },
+    )
     .await;
-    assert_eq!(api.submit(new_key.expose(), &record("new")).await.status, 200);
+    assert_eq!(
+        api.submit(new_key.expose(), &record("new")).await.status,
+        200
+    );
 
     // A direct message with the old key stores nothing.
     let mut events = Tap::events(&env.topology).await;
@@ -44,13 +53,27 @@ async fn submissions_accepted_before_a_rotation_are_stored_and_the_old_key_then_
     let body = serde_json::to_vec(&record("direct-old-key")).unwrap();
     publish_submission(&channel, &env.topology, &body, with_api_key(&old_key)).await;
     let marker = serde_json::to_vec(&record("marker")).unwrap();
-    publish_submission(&channel, &env.topology, &marker, with_api_key(new_key.expose())).await;
-    let (_, event) = events.next(Duration::from_secs(10)).await.expect("the marker's event");
-    assert_eq!(event.userid.as_deref(), Some("marker"), "the old-key message produced no event");
-    let stored: (i64,) = sqlx::query_as("SELECT count(*) FROM submissions WHERE userid = 'direct-old-key'")
-        .fetch_one(env.store.pool())
+    publish_submission(
+        &channel,
+        &env.topology,
+        &marker,
+        with_api_key(new_key.expose()),
+    )
+    .await;
+    let (_, event) = events
+        .next(Duration::from_secs(10))
         .await
-        .unwrap();
+        .expect("the marker's event");
+    assert_eq!(
+        event.userid.as_deref(),
+        Some("marker"),
+        "the old-key message produced no event"
+    );
+    let stored: (i64,) =
+        sqlx::query_as("SELECT count(*) FROM submissions WHERE userid = 'direct-old-key'")
+            .fetch_one(env.store.pool())
+            .await
+            .unwrap();
     assert_eq!(stored.0, 0);
 }
 
@@ -76,7 +99,14 @@ async fn a_forged_seal_does_not_authenticate_a_message() {
     let marker = serde_json::to_vec(&record("marker")).unwrap();
     publish_submission(&channel, &env.topology, &marker, with_api_key(&key)).await;
 
-    let (_, event) = events.next(Duration::from_secs(10)).await.expect("the marker's event");
+    let (_, event) = events
+        .next(Duration::from_secs(10))
+        .await
+        .expect("the marker's event");
     assert_eq!(event.userid.as_deref(), Some("marker"));
-    assert_eq!(env.count_rows().await, 1, "the forged message stored nothing");
+    assert_eq!(
+        env.count_rows().await,
+        1,
+        "the forged message stored nothing"
+    );
 }
