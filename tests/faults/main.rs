@@ -1,1 +1,16 @@
+//! Fault tests (design/quality.md, "Faults are tested, not hoped about"): workers
+//! killed with SIGKILL during a bulk push, the broker and the database restarted
+//! under load, SIGTERM in the middle of a batch.
+//!
+//! They stop and restart the shared PostgreSQL and RabbitMQ, so every test is
+//! `#[ignore]`d and `scripts/test` runs them one at a time, after everything else:
+//! `cargo test -p kyc-tests --test faults -- --ignored --test-threads=1`.
+//! The worker-process tests need the binaries: `cargo build --bins` first.
+//! Every stopped service is restored by a guard, also when a test fails.
+#![allow(clippy::unwrap_used)]
 
+mod broker_restart;
+mod database_restart;
+mod kill9;
+mod sigterm;
+mod support;
