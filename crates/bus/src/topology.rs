@@ -8,9 +8,13 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
 /// Deliveries of one message before it is dead-lettered. RabbitMQ 3.10 has no
-/// default (a message could loop forever); 4.x defaults to 20. Five covers a
-/// worker crash or two without letting a poison message occupy a worker for long.
-pub const DELIVERY_LIMIT: i64 = 5;
+/// default (a message could loop forever); 4.x defaults to 20, and so do we.
+/// Lower limits dead-letter healthy messages: a worker holds up to its prefetch
+/// of deliveries unacknowledged, and each crash of a worker counts one delivery
+/// against every one of them (seen with 5 under repeated SIGKILLs). A poison
+/// message costs little per delivery (the worker rejects it after one failed
+/// single-row insert), so 20 of them are cheap.
+pub const DELIVERY_LIMIT: i64 = 20;
 
 /// The names of every exchange and queue, derived from one prefix so that tests
 /// (and several environments) can share a broker.

@@ -24,8 +24,14 @@ pub fn init(json: bool) {
             )
             .try_init()
     } else {
+        // Colours only for a terminal, not for a log file or a collector.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(ansi),
+            )
             .try_init()
     };
 }

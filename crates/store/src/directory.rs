@@ -14,6 +14,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+/// How long a lookup may wait for the database.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Past this many entries a cache map is cleared rather than grown: lookups of
 /// random keys must not become a memory leak.
 const MAX_ENTRIES: usize = 100_000;
@@ -69,7 +72,13 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
             Lookup::Stale(v) => Some(v),
             Lookup::Missing => None,
         };
-        match fetch().await {
+        // A lookup sits on every request's path: when the database is slow or
+        // away, answer from the stale entry (or fail) within a second rather than
+        // after the pool's acquire timeout.
+        let fetched = tokio::time::timeout(FETCH_TIMEOUT, fetch())
+            .await
+            .unwrap_or(Err(StoreError::Timeout(FETCH_TIMEOUT)));
+        match fetched {
             Ok(v) => {
                 self.put(key, v.clone());
                 Ok(v)
@@ -77,6 +86,9 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
             Err(e) => match stale {
                 Some(v) => {
                     tracing::warn!(error = %e, "database lookup failed; serving a cached entry");
+                    // Re-arm the entry: the next lookups answer from memory for
+                    // another TTL instead of each waiting out a failing database.
+                    self.put(key, v.clone());
                     Ok(v)
                 }
                 None => Err(e),

@@ -30,6 +30,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     NotFound(&'static str),
+    /// A lookup that must be quick was not.
+    #[error("database did not answer within {0:?}")]
+    Timeout(Duration),
 }
 
 impl StoreError {
@@ -53,6 +56,7 @@ impl StoreError {
                 }),
                 _ => false,
             },
+            StoreError::Timeout(_) => true,
             StoreError::Migrate(_) | StoreError::NotFound(_) => false,
         }
     }
@@ -84,9 +88,13 @@ impl Store {
         &self.pool
     }
 
-    /// Whether the database answers a trivial query.
+    /// Whether the database answers a trivial query within a second.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        let ping = sqlx::query("SELECT 1").execute(&self.pool);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), ping).await,
+            Ok(Ok(_))
+        )
     }
 }
 

@@ -89,6 +89,12 @@ impl Worker {
             4 * self.options.batch_size,
         );
 
+        // Consume only once results can be announced: a batch taken earlier would
+        // be stored, then fail to announce and go round the retry loop.
+        while !shutdown.is_cancelled() && !publisher.link().wait_ready(Duration::from_secs(1)).await
+        {
+        }
+
         let mut delays = backoff();
         while !shutdown.is_cancelled() {
             match self.consume(&publisher, &shutdown).await {
