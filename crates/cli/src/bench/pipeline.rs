@@ -4,7 +4,9 @@
 //! - ceiling: W bare workers consuming while N raw messages (the bench record)
 //!   are published with a window of unconfirmed messages; records/s from the
 //!   first publish until the N-th row is in the scratch table;
-//! - ours: W `kyc_worker::Worker`s consuming while `kycctl push` (the real
+//! - ours, worker alone: the same raw feed (with the API key and a distinct
+//!   message id per message) into W `kyc_worker::Worker`s;
+//! - ours, end to end: W `kyc_worker::Worker`s consuming while `kycctl push` (the real
 //!   `kyc_cli::push::run`) sends a JSONL file of N valid records; records/s from
 //!   the start of the push until it has every result (and N rows are stored).
 //!
@@ -107,6 +109,52 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
             env.truncate(Table::Scratch).await?;
             env.purge().await?;
 
+            // Our worker alone, fed exactly like the bare one (raw confirmed
+            // publishing, no replies asked for), plus the API key and a distinct
+            // message id that every direct publisher sends.
+            eprintln!("bench pipeline: raw publish → {workers} of our worker(s) …");
+            let peak = Peak::start();
+            let ours: Vec<OurWorker> = (0..workers)
+                .map(|_| OurWorker::start(env))
+                .collect::<anyhow::Result<_>>()?;
+            let connection = kyc_bus::connect(&env.amqp_url, "bench-publisher").await?;
+            let channels =
+                raw_publish::confirm_channels(&connection, env.settings.amqp.publish_channels)
+                    .await?;
+            let key_headers =
+                kyc_bus::headers::table([(kyc_core::wire::HEADER_API_KEY, env.api_key.as_str())]);
+            let started = Instant::now();
+            raw_publish::publish_with(
+                &channels,
+                &env.ours,
+                &body,
+                args.records,
+                args.window,
+                |i| {
+                    kyc_bus::persistent()
+                        .with_headers(key_headers.clone())
+                        .with_message_id(format!("bench-{i}").into())
+                },
+            )
+            .await?;
+            let done = env
+                .wait_rows(Table::Submissions, args.records, args.timeout)
+                .await?;
+            let _ = connection.close(200, "bye".into()).await;
+            for worker in ours {
+                worker.stop().await?;
+            }
+            let mut worker_only = Phase::new(
+                format!("raw publish + {workers} worker(s)"),
+                Role::Ours,
+                args.records,
+                done.duration_since(started).as_secs_f64(),
+            );
+            worker_only.peak_rss_mib = peak.read();
+            let worker_only_own = peak.own;
+            env.truncate(Table::Submissions).await?;
+            env.purge().await?;
+
             eprintln!("bench pipeline: push + {workers} of our worker(s) …");
             let peak = Peak::start();
             let ours: Vec<OurWorker> = (0..workers)
@@ -139,14 +187,19 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
             env.truncate(Table::Submissions).await?;
             env.purge().await?;
 
+            report
+                .ratios
+                .push(Ratio::throughput(&worker_only, &ceiling));
             report.ratios.push(Ratio::throughput(&phase, &ceiling));
             report.push(ceiling, ceiling_own);
+            report.push(worker_only, worker_only_own);
             report.push(phase, peak.own);
         }
         report.notes.push(
             "ceiling: raw publish → bare worker (UNNEST of id+jsonb, one event per row); \
-             ours: kycctl push (headers, message ids, reply queue) → worker (validate, typed \
-             columns, sealed PII, event + reply per record)"
+             raw publish + worker: the same feed → our worker (validate, typed columns, sealed \
+             PII, one event per record); push + worker: kycctl push (headers, message ids, \
+             reply queue) → our worker (event + reply per record)"
                 .to_owned(),
         );
         Ok(report)

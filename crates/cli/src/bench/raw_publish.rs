@@ -6,7 +6,7 @@
 
 use futures_util::{StreamExt, TryStreamExt};
 use kyc_bus::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use kyc_bus::lapin::{Channel, Confirmation, Connection};
+use kyc_bus::lapin::{BasicProperties, Channel, Confirmation, Connection};
 use kyc_bus::{Topology, persistent};
 use kyc_core::wire::SUBMISSION_ROUTING_KEY;
 use std::time::{Duration, Instant};
@@ -38,6 +38,19 @@ pub async fn publish(
     n: u64,
     window: usize,
 ) -> anyhow::Result<Duration> {
+    publish_with(channels, topology, body, n, window, |_| persistent()).await
+}
+
+/// [`publish`] with the properties of the `i`-th message chosen by `properties`
+/// (headers and message ids, for phases that feed our worker).
+pub async fn publish_with(
+    channels: &[Channel],
+    topology: &Topology,
+    body: &[u8],
+    n: u64,
+    window: usize,
+    properties: impl Fn(u64) -> BasicProperties,
+) -> anyhow::Result<Duration> {
     anyhow::ensure!(!channels.is_empty(), "no channel to publish on");
     let exchange = topology.submissions_exchange();
     let started = Instant::now();
@@ -45,6 +58,7 @@ pub async fn publish(
         .map(|i| {
             let channel = &channels[(i % channels.len() as u64) as usize];
             let exchange = exchange.as_str();
+            let properties = properties(i);
             async move {
                 let confirmation = channel
                     .basic_publish(
@@ -55,7 +69,7 @@ pub async fn publish(
                             ..BasicPublishOptions::default()
                         },
                         body,
-                        persistent(),
+                        properties,
                     )
                     .await?
                     .await?;
