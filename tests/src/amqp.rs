@@ -2,8 +2,8 @@
 
 use futures_util::StreamExt;
 use kyc_bus::lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use kyc_bus::lapin::types::FieldTable;
 use kyc_bus::lapin::{BasicProperties, Channel, Connection, Consumer};
@@ -82,20 +82,10 @@ impl Tap {
     /// Declares an exclusive, auto-deleted, server-named queue, binds it to the
     /// events exchange with `binding` if given, and consumes it.
     async fn open(topology: &Topology, binding: Option<&str>) -> Tap {
-        let (connection, channel) = channel(topology).await;
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        let (connection, _) = channel(topology).await;
+        let (channel, name, consumer) = kyc_bus::private_queue(&connection)
             .await
-            .expect("declare tap queue");
-        let name = queue.name().as_str().to_owned();
+            .expect("declare and consume a tap queue");
         if let Some(routing_key) = binding {
             channel
                 .queue_bind(
@@ -108,18 +98,6 @@ impl Tap {
                 .await
                 .expect("bind tap");
         }
-        let consumer = channel
-            .basic_consume(
-                name.as_str().into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("consume tap");
         Tap {
             queue: name,
             consumer,

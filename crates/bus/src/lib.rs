@@ -11,14 +11,18 @@
 //! `P.dead` into `P.submissions.dead`; workers announce outcomes on the topic
 //! exchange `P.events` and, when asked, on a `reply_to` queue.
 
+mod backoff;
 mod connect;
 pub mod headers;
 mod link;
+mod private_queue;
 mod publisher;
 mod topology;
 
+pub use backoff::backoff;
 pub use connect::{BusError, connect, open_consumer_channel};
 pub use lapin;
 pub use link::{Link, LinkOptions};
+pub use private_queue::private_queue;
 pub use publisher::{Outgoing, PublishError, Publisher, persistent};
 pub use topology::{DELIVERY_LIMIT, Topology};

@@ -9,7 +9,6 @@
 //! reason about, and every publish already tolerates failure.
 
 use crate::{BusError, Topology, connect};
-use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
 use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection, Event};
@@ -180,15 +179,9 @@ async fn supervise(
     }
 }
 
-/// Retries [`establish`] with exponential back-off (100 ms doubling to 5 s, with
-/// jitter, forever: the caller cancels).
+/// Retries [`establish`] with [`crate::backoff`], forever: the caller cancels.
 async fn establish_with_backoff(options: &LinkOptions, generation: u64) -> (Live, EventStream) {
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut delays = crate::backoff();
     loop {
         match establish(options, generation).await {
             Ok(live) => return live,

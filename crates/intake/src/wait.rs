@@ -11,10 +11,7 @@
 //! addressed to the old one is returned to the worker (mandatory) and dropped;
 //! the waiting request then answers 202, which the contract allows.
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
-use kyc_bus::lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
-use kyc_bus::lapin::types::FieldTable;
 use kyc_core::wire::ResultEventV1;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -125,43 +122,14 @@ async fn consume_replies(
     pending: Arc<Mutex<HashMap<Uuid, Vec<oneshot::Sender<ResultEventV1>>>>>,
     shutdown: CancellationToken,
 ) {
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut delays = kyc_bus::backoff();
     loop {
         let session = async {
             let connection = kyc_bus::connect(&amqp_url, "kyc-intake-replies").await?;
-            let channel = connection.create_channel().await?;
-            let queue = channel
-                .queue_declare(
-                    "".into(),
-                    // Private to this process and gone with its connection.
-                    QueueDeclareOptions {
-                        exclusive: true,
-                        auto_delete: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await?;
-            let mut consumer = channel
-                .basic_consume(
-                    queue.name().clone(),
-                    "".into(),
-                    // Replies are a latency optimisation, not a record: losing one
-                    // only turns a 200 into a 202, so no acks.
-                    BasicConsumeOptions {
-                        no_ack: true,
-                        ..BasicConsumeOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await?;
-            queue_name.send_replace(Some(queue.name().as_str().to_owned()));
-            tracing::info!(queue = %queue.name(), "reply queue ready");
+            // Losing a reply only turns a 200 into a 202.
+            let (_channel, queue, mut consumer) = kyc_bus::private_queue(&connection).await?;
+            queue_name.send_replace(Some(queue.clone()));
+            tracing::info!(%queue, "reply queue ready");
             while let Some(delivery) = consumer.next().await {
                 let delivery = delivery?;
                 match serde_json::from_slice::<ResultEventV1>(&delivery.data) {

@@ -3,7 +3,6 @@
 use crate::announce::{Announcement, announce};
 use crate::batch::collect;
 use crate::decide::{Decision, decide};
-use backon::{BackoffBuilder, ExponentialBuilder};
 use kyc_bus::lapin::message::Delivery;
 use kyc_bus::lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicRejectOptions,
@@ -95,7 +94,7 @@ impl Worker {
         {
         }
 
-        let mut delays = backoff();
+        let mut delays = kyc_bus::backoff();
         while !shutdown.is_cancelled() {
             match self.consume(&publisher, &shutdown).await {
                 Ok(()) => break,
@@ -169,7 +168,7 @@ impl Worker {
         publisher: &Publisher,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let mut delays = backoff();
+        let mut delays = kyc_bus::backoff();
         let started = Instant::now();
         loop {
             match self.try_batch(&batch, publisher).await {
@@ -365,16 +364,6 @@ fn event(outcome: &Outcome, verdict: &Verdict, at: OffsetDateTime) -> ResultEven
     event.idempotency_key = outcome.idempotency_key.clone();
     event.userid = outcome.result.as_ref().ok().and_then(|s| s.userid.clone());
     event
-}
-
-/// 100 ms doubling to 5 s, with jitter, without end.
-fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build()
 }
 
 impl Worker {

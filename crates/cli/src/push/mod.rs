@@ -18,10 +18,7 @@ use futures_util::StreamExt;
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
-use kyc_bus::lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
-use kyc_bus::lapin::types::FieldTable;
+use kyc_bus::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use kyc_bus::lapin::{Channel, Confirmation, Consumer};
 use kyc_bus::{Topology, headers, persistent};
 use kyc_core::wire::{HEADER_API_KEY, ResultEventV1, SUBMISSION_ROUTING_KEY};
@@ -102,7 +99,9 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let (reply_queue, consumer) = reply_queue(&connection).await?;
+    // Lost replies are recovered by `--resume`, which re-sends the line and gets
+    // the stored verdict again.
+    let (_reply_channel, reply_queue, consumer) = kyc_bus::private_queue(&connection).await?;
     let writer = results::Writer::open(&results_path, !args.resume)?;
 
     let progress = progress_bar(total, done.len() as u64);
@@ -272,39 +271,6 @@ async fn settle(
             record.line
         ))),
     }
-}
-
-/// This run's private reply queue and its consumer.
-async fn reply_queue(
-    connection: &kyc_bus::lapin::Connection,
-) -> anyhow::Result<(String, Consumer)> {
-    let channel = connection.create_channel().await?;
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            // Exclusive and auto-deleted: it lives exactly as long as this run.
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    let consumer = channel
-        .basic_consume(
-            queue.name().clone(),
-            "".into(),
-            // No acks: a lost reply is recovered by `--resume`, which re-sends the
-            // line and gets the stored verdict again.
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    Ok((queue.name().as_str().to_owned(), consumer))
 }
 
 fn progress_bar(total: u64, done: u64) -> ProgressBar {
