@@ -151,6 +151,9 @@ pub struct Worker {
     pub prefetch: u16,
     /// How long the worker may take to finish its batch after SIGTERM.
     pub drain_timeout_ms: u64,
+    /// `KYC__WORKER__METRICS_ADDR`: where the worker serves `/metrics`
+    /// (Prometheus text); unset, it serves none.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for Worker {
@@ -160,6 +163,7 @@ impl Default for Worker {
             batch_linger_ms: 20,
             prefetch: 1_000,
             drain_timeout_ms: 20_000,
+            metrics_addr: None,
         }
     }
 }

@@ -46,3 +46,12 @@ pub fn metrics() -> PrometheusHandle {
         Err(_) => PrometheusBuilder::new().build_recorder().handle(),
     }
 }
+
+/// Installs the Prometheus recorder and serves it on `addr` (any path answers the
+/// metrics page), for processes without an HTTP server of their own (the worker).
+pub fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()?;
+    Ok(())
+}

@@ -7,6 +7,10 @@ use std::time::Duration;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     telemetry::init(settings.log.json);
+    if let Some(addr) = settings.worker.metrics_addr {
+        telemetry::serve_metrics(addr)?;
+        tracing::info!(%addr, "serving /metrics");
+    }
     let stop = shutdown::on_signal();
     let worker = kyc_worker::Worker::from_settings(&settings)?;
     let drain = Duration::from_millis(settings.worker.drain_timeout_ms);
