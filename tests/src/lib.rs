@@ -231,6 +231,11 @@ impl Drop for TestEnv {
         {
             stop.cancel();
         }
+        // Scratch files (bulk files, results, worker logs) live in
+        // `$TMPDIR/<db_name>`; a failing test keeps them for inspection.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&self.db_name));
+        }
         let db_name = self.db_name.clone();
         let topology = self.topology.clone();
         // Drop may run inside a runtime, where blocking on a future panics: clean
