@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// How long a lookup may wait for the database.
+/// How long a lookup may wait for the database when a stale entry could answer.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Past this many entries a cache map is cleared rather than grown: lookups of
@@ -72,12 +72,16 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
             Lookup::Stale(v) => Some(v),
             Lookup::Missing => None,
         };
-        // A lookup sits on every request's path: when the database is slow or
-        // away, answer from the stale entry (or fail) within a second rather than
-        // after the pool's acquire timeout.
-        let fetched = tokio::time::timeout(FETCH_TIMEOUT, fetch())
-            .await
-            .unwrap_or(Err(StoreError::Timeout(FETCH_TIMEOUT)));
+        // A lookup sits on every request's path: with a stale entry to fall back
+        // on, a slow or absent database costs at most a second. Without one, wait
+        // as long as the pool allows: a cold burst (hundreds of requests missing
+        // the cache at once) must queue for connections, not fail.
+        let fetched = match stale {
+            Some(_) => tokio::time::timeout(FETCH_TIMEOUT, fetch())
+                .await
+                .unwrap_or(Err(StoreError::Timeout(FETCH_TIMEOUT))),
+            None => fetch().await,
+        };
         match fetched {
             Ok(v) => {
                 self.put(key, v.clone());
