@@ -7,6 +7,11 @@ mod dev;
 use kyc_cli::{dlq, push};
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: many small short-lived allocations per message (bodies, headers,
+/// futures) cost several times less than with the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use kyc_runtime::{Settings, telemetry};
 use uuid::Uuid;
 

@@ -2,6 +2,11 @@
 
 use kyc_runtime::{Settings, shutdown, telemetry};
 
+/// mimalloc: many small short-lived allocations per message (bodies, headers,
+/// futures) cost several times less than with the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;

@@ -344,7 +344,10 @@ async fn collect(
                     }
                     writer.write(&result)?;
                     progress.inc(1);
-                    progress.set_message(format!("{} accepted, {} rejected", counts.accepted, counts.rejected));
+                    // The message is text to format: not for every one of a million results.
+                    if seen.len() % 1024 == 0 {
+                        progress.set_message(format!("{} accepted, {} rejected", counts.accepted, counts.rejected));
+                    }
                 }
             }
         }
