@@ -345,7 +345,7 @@ async fn collect(
                     writer.write(&result)?;
                     progress.inc(1);
                     // The message is text to format: not for every one of a million results.
-                    if seen.len() % 1024 == 0 {
+                    if seen.len().is_multiple_of(1024) {
                         progress.set_message(format!("{} accepted, {} rejected", counts.accepted, counts.rejected));
                     }
                 }
