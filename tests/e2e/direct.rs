@@ -5,7 +5,9 @@ use kyc_bus::lapin::BasicProperties;
 use kyc_core::ErrorCode;
 use kyc_core::envelope::encrypt_request;
 use kyc_core::id::{content_key, submission_id};
-use kyc_core::wire::EventKind;
+use kyc_core::wire::{
+    EventKind, HEADER_API_KEY, HEADER_REPLY_MODE, REPLY_BATCH_TYPE, REPLY_MODE_BATCH,
+};
 use kyc_tests::amqp::{self, Tap, publish_submission, with_api_key};
 use kyc_tests::{Api, TestEnv, record};
 use serde_json::json;
@@ -262,4 +264,85 @@ async fn the_same_message_id_twice_is_stored_once() {
         );
     }
     assert_eq!(env.count_rows().await, 3, "two submissions and the marker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_reply_mode_answers_a_worker_batch_with_one_message() {
+    let env = TestEnv::new().await;
+    let (project_id, key) = env.project(false).await;
+    let mut replies = Tap::queue(&env.topology).await;
+    let (_connection, channel) = amqp::channel(&env.topology).await;
+
+    // Four messages asking for batched replies (one of them invalid) and one
+    // asking for a plain reply, all queued before a worker starts, so that one
+    // batch takes them all.
+    let batched = |n: u32| {
+        with_api_key(&key)
+            .with_headers(kyc_bus::headers::table([
+                (HEADER_API_KEY, key.as_str()),
+                (HEADER_REPLY_MODE, REPLY_MODE_BATCH),
+            ]))
+            .with_message_id(format!("b-{n}").into())
+            .with_reply_to(replies.queue.as_str().into())
+            .with_correlation_id(format!("c-{n}").into())
+    };
+    for n in 1..=3 {
+        let body = bytes(&record(&format!("b-user-{n}")));
+        publish_submission(&channel, &env.topology, &body, batched(n)).await;
+    }
+    publish_submission(&channel, &env.topology, b"not json", batched(4)).await;
+    let plain = with_api_key(&key)
+        .with_message_id("p-1".into())
+        .with_reply_to(replies.queue.as_str().into())
+        .with_correlation_id("c-plain".into());
+    publish_submission(&channel, &env.topology, &bytes(&record("p-user")), plain).await;
+    let _worker = env.start_worker().await;
+
+    let mut batches = Vec::new();
+    let mut plain_replies = Vec::new();
+    while batches.len() + plain_replies.len() < 2 {
+        let (kind, results) = replies.next_reply(WAIT).await.expect("a reply");
+        match kind.as_deref() {
+            Some(REPLY_BATCH_TYPE) => batches.push(results),
+            _ => plain_replies.push(results),
+        }
+    }
+    assert_eq!(batches.len(), 1, "one batch reply: {batches:?}");
+    let mut results = batches.pop().unwrap();
+    results.sort_by(|a, b| a.correlation_id.cmp(&b.correlation_id));
+    let correlations: Vec<_> = results
+        .iter()
+        .map(|r| r.correlation_id.as_deref().unwrap_or("-"))
+        .collect();
+    assert_eq!(correlations, ["c-1", "c-2", "c-3", "c-4"]);
+    for (n, reply) in (1..=4).zip(&results) {
+        let key = format!("b-{n}");
+        assert_eq!(
+            reply.event.submission_id,
+            submission_id(project_id, Some(&key)),
+            "{key}: submission id"
+        );
+        assert_eq!(reply.event.idempotency_key.as_deref(), Some(key.as_str()));
+    }
+    assert!(
+        results[..3]
+            .iter()
+            .all(|r| r.event.event == EventKind::Accepted),
+        "{results:?}"
+    );
+    assert_eq!(results[3].event.event, EventKind::Rejected);
+    assert_eq!(results[3].event.error_code, Some(ErrorCode::InvalidPayload));
+
+    // The message that did not ask for batching got its own plain reply.
+    assert_eq!(plain_replies.len(), 1);
+    assert_eq!(plain_replies[0].len(), 1);
+    assert_eq!(
+        plain_replies[0][0].correlation_id.as_deref(),
+        Some("c-plain")
+    );
+    assert_eq!(
+        plain_replies[0][0].event.submission_id,
+        submission_id(project_id, Some("p-1"))
+    );
+    assert_eq!(env.count_rows().await, 5, "every message stored once");
 }

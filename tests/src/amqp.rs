@@ -8,7 +8,7 @@ use kyc_bus::lapin::options::{
 use kyc_bus::lapin::types::FieldTable;
 use kyc_bus::lapin::{BasicProperties, Channel, Connection, Consumer};
 use kyc_bus::{Topology, headers};
-use kyc_core::wire::{HEADER_API_KEY, ResultEventV1, SUBMISSION_ROUTING_KEY};
+use kyc_core::wire::{BatchedReplyV1, HEADER_API_KEY, ResultEventV1, SUBMISSION_ROUTING_KEY};
 use std::time::Duration;
 
 /// A connection and a confirm-mode channel with the topology declared.
@@ -118,6 +118,28 @@ impl Tap {
             .map(|c| c.as_str().to_owned());
         let event = serde_json::from_slice(&delivery.data).expect("result events are valid JSON");
         Some((correlation, event))
+    }
+
+    /// The next message as a reply: its `type` property and the results it carries
+    /// (one for a plain result event, several for a batch reply), or `None` after
+    /// `timeout`.
+    pub async fn next_reply(
+        &mut self,
+        timeout: Duration,
+    ) -> Option<(Option<String>, Vec<BatchedReplyV1>)> {
+        let delivery = tokio::time::timeout(timeout, self.consumer.next())
+            .await
+            .ok()??
+            .ok()?;
+        let kind = delivery.properties.kind().as_ref().map(|k| k.to_string());
+        let correlation = delivery.properties.correlation_id().as_ref();
+        let results = kyc_core::wire::decode_reply(
+            kind.as_deref(),
+            correlation.map(|c| c.as_str()),
+            &delivery.data,
+        )
+        .expect("replies are result events or batches of them");
+        Some((kind, results))
     }
 
     /// Skips messages until one about `submission_id` arrives; its correlation id

@@ -109,3 +109,48 @@ impl ResultEventV1 {
 pub fn routing_key(kind: EventKind, project_id: Uuid) -> String {
     format!("{}.{}", kind.as_str(), project_id)
 }
+
+/// Set (to [`REPLY_MODE_BATCH`]) on a message with `reply_to` whose sender takes its
+/// result inside a [`ReplyBatchV1`]: a worker then sends the results of all such
+/// messages of one batch that name the same reply queue as one message, instead of
+/// one message each. Without it (any AMQP client, spec §8) each result event is
+/// its own reply. A bulk sender asks for it: one reply per record would double the
+/// broker's work per record.
+pub const HEADER_REPLY_MODE: &str = "x-reply-mode";
+/// The value of [`HEADER_REPLY_MODE`] asking for batched replies.
+pub const REPLY_MODE_BATCH: &str = "batch";
+/// The AMQP `type` property of a [`ReplyBatchV1`] message.
+pub const REPLY_BATCH_TYPE: &str = "kyc.reply-batch.v1";
+
+/// Several results in one reply message, each with the `correlation_id` of the
+/// message it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyBatchV1 {
+    pub results: Vec<BatchedReplyV1>,
+}
+
+/// One result of a [`ReplyBatchV1`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchedReplyV1 {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    pub event: ResultEventV1,
+}
+
+/// The results a reply message carries, each with its correlation id: one for a
+/// plain result event, several for a [`ReplyBatchV1`] (told apart by the message
+/// `type`).
+pub fn decode_reply(
+    kind: Option<&str>,
+    correlation_id: Option<&str>,
+    body: &[u8],
+) -> Result<Vec<BatchedReplyV1>, serde_json::Error> {
+    if kind == Some(REPLY_BATCH_TYPE) {
+        return Ok(serde_json::from_slice::<ReplyBatchV1>(body)?.results);
+    }
+    Ok(vec![BatchedReplyV1 {
+        correlation_id: correlation_id.map(str::to_owned),
+        event: serde_json::from_slice(body)?,
+    }])
+}

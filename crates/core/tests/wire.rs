@@ -156,3 +156,43 @@ fn amqp_header_names_are_the_documented_ones() {
     assert_eq!(wire::HEADER_RECEIVED_AT, "x-received-at");
     assert_eq!(wire::HEADER_IDEMPOTENCY_KEY, "x-idempotency-key");
 }
+
+#[test]
+fn a_plain_reply_is_one_event_with_the_message_correlation_id() {
+    let event = ResultEventV1::accepted(SUBMISSION, PROJECT, AT);
+    let body = serde_json::to_vec(&event).unwrap();
+    let results = wire::decode_reply(None, Some("7"), &body).unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].correlation_id.as_deref(), Some("7"));
+    assert_eq!(results[0].event, event);
+}
+
+#[test]
+fn a_batch_reply_carries_each_result_with_its_own_correlation_id() {
+    let accepted = ResultEventV1::accepted(SUBMISSION, PROJECT, AT);
+    let rejected =
+        ResultEventV1::rejected(SUBMISSION, PROJECT, &Rejection::invalid_format("email"), AT);
+    let batch = wire::ReplyBatchV1 {
+        results: vec![
+            wire::BatchedReplyV1 {
+                correlation_id: Some("1".into()),
+                event: accepted.clone(),
+            },
+            wire::BatchedReplyV1 {
+                correlation_id: None,
+                event: rejected.clone(),
+            },
+        ],
+    };
+    let body = serde_json::to_vec(&batch).unwrap();
+    let value: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(value["results"][0]["correlationId"], "1");
+    assert_eq!(value["results"][1]["event"]["errorCode"], "invalid_format");
+    assert!(value["results"][1].get("correlationId").is_none());
+
+    // The message-level correlation id does not apply to a batch.
+    let results = wire::decode_reply(Some(wire::REPLY_BATCH_TYPE), Some("x"), &body).unwrap();
+    assert_eq!(results, batch.results);
+    // Read as a plain event, a batch is not one.
+    assert!(wire::decode_reply(None, None, &body).is_err());
+}

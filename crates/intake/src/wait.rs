@@ -2,8 +2,9 @@
 //!
 //! Each intake process owns one private reply queue. A request that wants to
 //! wait registers its submission id here *before* publishing, publishes with
-//! `reply_to` = that queue and `correlation_id` = the submission id, and the
-//! worker sends the result event there after its batch is committed. One consumer
+//! `reply_to` = that queue, `correlation_id` = the submission id and
+//! `x-reply-mode: batch`, and the worker sends the result events of its batch
+//! there, in one message, after the batch is committed. One consumer
 //! task routes each reply to the requests waiting for that id.
 //!
 //! The queue is exclusive and auto-deleted: it lives exactly as long as the
@@ -132,8 +133,17 @@ async fn consume_replies(
             tracing::info!(%queue, "reply queue ready");
             while let Some(delivery) = consumer.next().await {
                 let delivery = delivery?;
-                match serde_json::from_slice::<ResultEventV1>(&delivery.data) {
-                    Ok(event) => Waiters::deliver(&pending, event),
+                let results = kyc_core::wire::decode_reply(
+                    delivery.properties.kind().as_ref().map(|k| k.as_str()),
+                    None,
+                    &delivery.data,
+                );
+                match results {
+                    Ok(results) => {
+                        for reply in results {
+                            Waiters::deliver(&pending, reply.event);
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "ignoring a reply that is not a result event")
                     }

@@ -7,7 +7,7 @@ use kyc_core::envelope::{self, EncryptionPolicy};
 use kyc_core::seal::SealKey;
 use kyc_core::wire::{
     HEADER_API_KEY, HEADER_IDEMPOTENCY_KEY, HEADER_INTAKE_SEAL, HEADER_PROJECT_ID,
-    HEADER_RECEIVED_AT, HEADER_SUBMISSION_ID,
+    HEADER_RECEIVED_AT, HEADER_REPLY_MODE, HEADER_SUBMISSION_ID, REPLY_MODE_BATCH,
 };
 use kyc_core::{ErrorCode, Rejection, id};
 use kyc_store::submissions::Outcome;
@@ -20,6 +20,8 @@ use uuid::Uuid;
 pub struct ReplyTo {
     pub queue: Option<String>,
     pub correlation_id: Option<String>,
+    /// The sender takes its result inside a batch reply (`x-reply-mode: batch`).
+    pub batch: bool,
 }
 
 impl ReplyTo {
@@ -34,6 +36,7 @@ impl ReplyTo {
                 .correlation_id()
                 .as_ref()
                 .map(|c| c.as_str().to_owned()),
+            batch: headers::get(properties, HEADER_REPLY_MODE) == Some(REPLY_MODE_BATCH),
         }
     }
 }

@@ -19,9 +19,10 @@ use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
 use kyc_bus::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use kyc_bus::lapin::types::FieldTable;
 use kyc_bus::lapin::{Channel, Confirmation, Consumer};
 use kyc_bus::{Topology, headers, persistent};
-use kyc_core::wire::{HEADER_API_KEY, ResultEventV1, SUBMISSION_ROUTING_KEY};
+use kyc_core::wire::{HEADER_API_KEY, HEADER_REPLY_MODE, REPLY_MODE_BATCH, SUBMISSION_ROUTING_KEY};
 use kyc_runtime::Settings;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -125,6 +126,10 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     let publishing = Publishing {
         channel,
         exchange: topology.submissions_exchange(),
+        headers: headers::table([
+            (HEADER_API_KEY, api_key.as_str()),
+            (HEADER_REPLY_MODE, REPLY_MODE_BATCH),
+        ]),
         api_key,
         encrypt: args.encrypt,
         reply_queue,
@@ -188,6 +193,9 @@ struct Publishing {
     channel: Channel,
     exchange: String,
     api_key: String,
+    /// `x-api-key`, and `x-reply-mode: batch`: results come back a worker batch at
+    /// a time, not one reply message per record.
+    headers: FieldTable,
     encrypt: bool,
     reply_queue: String,
 }
@@ -211,7 +219,7 @@ impl Publishing {
             record.body.clone()
         };
         let properties = persistent()
-            .with_headers(headers::table([(HEADER_API_KEY, self.api_key.as_str())]))
+            .with_headers(self.headers.clone())
             .with_message_id(message_id(record.line, &record.body).into())
             .with_reply_to(self.reply_queue.as_str().into())
             .with_correlation_id(record.line.to_string().into());
@@ -325,28 +333,33 @@ async fn collect(
                     Ok(None) => anyhow::bail!("the reply queue was closed; rerun with --resume"),
                     Ok(Some(delivery)) => delivery?,
                 };
-                let line = delivery
-                    .properties
-                    .correlation_id()
-                    .as_ref()
-                    .and_then(|c| c.as_str().parse::<u64>().ok());
-                let event = serde_json::from_slice::<ResultEventV1>(&delivery.data);
-                let (Some(line), Ok(event)) = (line, event) else {
-                    tracing::warn!("ignoring a reply without a line number or result event");
+                let results = kyc_core::wire::decode_reply(
+                    delivery.properties.kind().as_ref().map(|k| k.as_str()),
+                    delivery.properties.correlation_id().as_ref().map(|c| c.as_str()),
+                    &delivery.data,
+                );
+                let Ok(results) = results else {
+                    tracing::warn!("ignoring a reply that is not a result event");
                     continue;
                 };
-                if seen.insert(line) {
-                    let result = ResultLine::of(line, &event);
-                    if result.accepted() {
-                        counts.accepted += 1;
-                    } else {
-                        counts.rejected += 1;
-                    }
-                    writer.write(&result)?;
-                    progress.inc(1);
-                    // The message is text to format: not for every one of a million results.
-                    if seen.len().is_multiple_of(1024) {
-                        progress.set_message(format!("{} accepted, {} rejected", counts.accepted, counts.rejected));
+                for reply in results {
+                    let Some(line) = reply.correlation_id.and_then(|c| c.parse::<u64>().ok()) else {
+                        tracing::warn!("ignoring a result without a line number");
+                        continue;
+                    };
+                    if seen.insert(line) {
+                        let result = ResultLine::of(line, &reply.event);
+                        if result.accepted() {
+                            counts.accepted += 1;
+                        } else {
+                            counts.rejected += 1;
+                        }
+                        writer.write(&result)?;
+                        progress.inc(1);
+                        // The message is text to format: not for every one of a million results.
+                        if seen.len().is_multiple_of(1024) {
+                            progress.set_message(format!("{} accepted, {} rejected", counts.accepted, counts.rejected));
+                        }
                     }
                 }
             }

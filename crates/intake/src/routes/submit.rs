@@ -20,7 +20,8 @@ use kyc_core::envelope::{self, EncryptedResponse, EncryptionPolicy, EnvelopeKey}
 use kyc_core::wire::EventKind;
 use kyc_core::wire::{
     HEADER_API_KEY, HEADER_IDEMPOTENCY_KEY, HEADER_INTAKE_SEAL, HEADER_PROJECT_ID,
-    HEADER_RECEIVED_AT, HEADER_SUBMISSION_ID, SUBMISSION_ROUTING_KEY,
+    HEADER_RECEIVED_AT, HEADER_REPLY_MODE, HEADER_SUBMISSION_ID, REPLY_MODE_BATCH,
+    SUBMISSION_ROUTING_KEY,
 };
 use kyc_core::{ErrorBody, ErrorCode, Rejection, id};
 use serde::Serialize;
@@ -236,6 +237,11 @@ async fn publish(app: &AppState, message: Message<'_>) -> Result<(), ApiError> {
     ];
     if let Some(key) = message.idempotency_key {
         pairs.push((HEADER_IDEMPOTENCY_KEY, key));
+    }
+    if message.reply_to.is_some() {
+        // Waiting requests share one reply queue: a worker's batch answers them
+        // with one message.
+        pairs.push((HEADER_REPLY_MODE, REPLY_MODE_BATCH));
     }
     let mut properties = persistent().with_headers(headers::table(pairs));
     if let Some(key) = message.idempotency_key {
