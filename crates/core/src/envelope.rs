@@ -25,7 +25,7 @@ type Nonce = aes_gcm::aead::Nonce<Aes256Gcm>;
 
 /// A project's envelope key: SHA-256 of its API key.
 #[derive(Clone)]
-pub struct EnvelopeKey(Key<Aes256Gcm>);
+pub struct EnvelopeKey(Aes256Gcm);
 
 impl std::fmt::Debug for EnvelopeKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,7 +41,8 @@ impl EnvelopeKey {
 
     /// A raw 32-byte key (the service's data key for PII at rest uses this too).
     pub fn from_bytes(bytes: [u8; 32]) -> EnvelopeKey {
-        EnvelopeKey(Key::<Aes256Gcm>::from(bytes))
+        // The expanded key schedule, once: a worker seals two fields per record.
+        EnvelopeKey(Aes256Gcm::new(&Key::<Aes256Gcm>::from(bytes)))
     }
 
     /// `nonce ‖ ciphertext ‖ tag` with a fresh random nonce.
@@ -50,9 +51,9 @@ impl EnvelopeKey {
     }
 
     fn seal_with_nonce(&self, nonce: &Nonce, plaintext: &[u8]) -> Vec<u8> {
-        let cipher = Aes256Gcm::new(&self.0);
         // Encryption fails only for inputs over 64 GiB, far beyond any body limit.
-        let ciphertext = cipher
+        let ciphertext = self
+            .0
             .encrypt(nonce, plaintext)
             .unwrap_or_else(|_| unreachable!("AES-GCM plaintext over 2^36 bytes"));
         let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
@@ -69,7 +70,7 @@ impl EnvelopeKey {
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_from(nonce).ok()?;
-        Aes256Gcm::new(&self.0).decrypt(&nonce, ciphertext).ok()
+        self.0.decrypt(&nonce, ciphertext).ok()
     }
 
     /// Base64 of [`seal`](Self::seal).
