@@ -3,6 +3,7 @@
 //! caller can answer honestly (the intake: 503 `unavailable`).
 
 use crate::Link;
+use futures_util::future::join_all;
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Confirmation};
 use std::sync::Arc;
@@ -103,20 +104,7 @@ impl Publisher {
         };
         let outcome = match tokio::time::timeout(self.confirm_timeout, confirm).await {
             Err(_) => Err(PublishError::Timeout(self.confirm_timeout)),
-            Ok(Err(e)) => Err(PublishError::Amqp(e)),
-            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
-            Ok(Ok(Confirmation::Ack(Some(returned)))) => {
-                Err(PublishError::Returned(returned.reply_text.to_string()))
-            }
-            Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Nacked),
-            // confirm_select is on for every channel of a Link; treat a channel that
-            // somehow lost it as broken.
-            Ok(Ok(Confirmation::NotRequested)) => Err(PublishError::Amqp(lapin::Error::from(
-                lapin::ErrorKind::InvalidChannelState(
-                    lapin::ChannelState::Error,
-                    "publisher confirms not enabled",
-                ),
-            ))),
+            Ok(confirmation) => settle(confirmation),
         };
         if matches!(
             outcome,
@@ -125,6 +113,84 @@ impl Publisher {
             self.link.report_failure(lease.generation);
         }
         outcome
+    }
+}
+
+impl Publisher {
+    /// Publishes several messages on one channel, all in flight at once, under one
+    /// confirm timeout; one result per message, in order. Cheaper per message than
+    /// [`publish`](Self::publish) for a batch (one permit request, one channel
+    /// lease, one timer).
+    pub async fn publish_all(&self, messages: Vec<Outgoing<'_>>) -> Vec<Result<(), PublishError>> {
+        let n = messages.len();
+        let all = |error: fn() -> PublishError| (0..n).map(|_| Err(error())).collect();
+        let Ok(_permits) = u32::try_from(n)
+            .ok()
+            .and_then(|n| self.in_flight.try_acquire_many(n).ok())
+            .ok_or(())
+        else {
+            return all(|| PublishError::Busy);
+        };
+        let Some(lease) = self.link.lease() else {
+            return all(|| PublishError::NotConnected);
+        };
+        if lease.blocked {
+            return all(|| PublishError::Blocked);
+        }
+        let confirms = messages.into_iter().map(|message| {
+            let channel = &lease.channel;
+            async move {
+                let options = BasicPublishOptions {
+                    mandatory: message.mandatory,
+                    ..BasicPublishOptions::default()
+                };
+                channel
+                    .basic_publish(
+                        message.exchange.into(),
+                        message.routing_key.into(),
+                        options,
+                        message.payload,
+                        message.properties,
+                    )
+                    .await?
+                    .await
+            }
+        });
+        let timeout = self.confirm_timeout;
+        let outcomes: Vec<Result<(), PublishError>> =
+            match tokio::time::timeout(timeout, join_all(confirms)).await {
+                Err(_) => (0..n)
+                    .map(|_| Err(PublishError::Timeout(timeout)))
+                    .collect(),
+                Ok(confirmations) => confirmations.into_iter().map(settle).collect(),
+            };
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Err(PublishError::Amqp(_) | PublishError::Timeout(_))))
+        {
+            self.link.report_failure(lease.generation);
+        }
+        outcomes
+    }
+}
+
+/// What a confirm means: only a plain ack with nothing returned is success.
+fn settle(confirmation: Result<Confirmation, lapin::Error>) -> Result<(), PublishError> {
+    match confirmation {
+        Err(e) => Err(PublishError::Amqp(e)),
+        Ok(Confirmation::Ack(None)) => Ok(()),
+        Ok(Confirmation::Ack(Some(returned))) => {
+            Err(PublishError::Returned(returned.reply_text.to_string()))
+        }
+        Ok(Confirmation::Nack(_)) => Err(PublishError::Nacked),
+        // confirm_select is on for every channel of a Link; treat a channel that
+        // somehow lost it as broken.
+        Ok(Confirmation::NotRequested) => Err(PublishError::Amqp(lapin::Error::from(
+            lapin::ErrorKind::InvalidChannelState(
+                lapin::ChannelState::Error,
+                "publisher confirms not enabled",
+            ),
+        ))),
     }
 }
 

@@ -1,11 +1,10 @@
 //! Publishing result events: one per submission on the events exchange, plus a
 //! copy to the requester's `reply_to` queue when asked — one message per result,
 //! or, for senders that ask for it (`x-reply-mode: batch`), one message per reply
-//! queue carrying all of the batch's results for it. Everything is published
-//! concurrently and awaited together (confirms in flight, not one at a time).
+//! queue carrying all of the batch's results for it. Everything is published on
+//! one channel and awaited together (confirms in flight, not one at a time).
 
 use crate::decide::ReplyTo;
-use futures_util::future::join_all;
 use kyc_bus::{Outgoing, PublishError, Publisher, Topology, persistent};
 use kyc_core::wire::{BatchedReplyV1, REPLY_BATCH_TYPE, ReplyBatchV1, ResultEventV1};
 use std::collections::BTreeMap;
@@ -52,62 +51,59 @@ pub async fn announce(
         })
         .collect();
 
-    let events = announcements
-        .iter()
-        .zip(&bodies)
-        .map(|(a, (body, routing_key))| {
-            let exchange = exchange.as_str();
-            async move {
-                publisher
-                    .publish(Outgoing {
-                        exchange,
-                        routing_key,
-                        payload: body,
-                        properties: properties(&a.reply),
-                        mandatory: false,
-                    })
-                    .await?;
-                match &a.reply.queue {
-                    Some(queue) if !a.reply.batch => {
-                        reply(publisher, queue, body, properties(&a.reply)).await
-                    }
-                    _ => Ok(()),
-                }
-            }
+    // Events, then plain replies, then batch replies, all in flight together.
+    let mut messages = Vec::with_capacity(announcements.len() + batch_bodies.len());
+    let mut is_reply = Vec::with_capacity(messages.capacity());
+    for (a, (body, routing_key)) in announcements.iter().zip(&bodies) {
+        messages.push(Outgoing {
+            exchange: &exchange,
+            routing_key,
+            payload: body,
+            properties: properties(&a.reply),
+            mandatory: false,
         });
-    let batches = batch_bodies.iter().map(|(queue, body)| {
-        reply(
-            publisher,
-            queue,
-            body,
-            persistent().with_type(REPLY_BATCH_TYPE.into()),
-        )
-    });
-    let (events, batches) = tokio::join!(join_all(events), join_all(batches));
-    events.into_iter().chain(batches).collect()
+        is_reply.push(false);
+    }
+    for (a, (body, _)) in announcements.iter().zip(&bodies) {
+        if let (Some(queue), false) = (&a.reply.queue, a.reply.batch) {
+            messages.push(reply(queue, body, properties(&a.reply)));
+            is_reply.push(true);
+        }
+    }
+    for (queue, body) in &batch_bodies {
+        let properties = persistent().with_type(REPLY_BATCH_TYPE.into());
+        messages.push(reply(queue, body, properties));
+        is_reply.push(true);
+    }
+    for (outcome, is_reply) in publisher
+        .publish_all(messages)
+        .await
+        .into_iter()
+        .zip(is_reply)
+    {
+        match outcome {
+            Ok(()) => {}
+            // A reply is mandatory, so a vanished requester shows up as a return,
+            // which is fine to ignore: nobody is waiting any more.
+            Err(PublishError::Returned(_)) if is_reply => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
-/// A reply: default exchange, routed by queue name. Mandatory, so a vanished
-/// requester shows up as a return, which is fine to ignore: nobody is waiting
-/// any more.
-async fn reply(
-    publisher: &Publisher,
-    queue: &str,
-    body: &[u8],
+/// A reply: default exchange, routed by queue name, mandatory.
+fn reply<'a>(
+    queue: &'a str,
+    body: &'a [u8],
     properties: kyc_bus::lapin::BasicProperties,
-) -> Result<(), PublishError> {
-    let sent = publisher
-        .publish(Outgoing {
-            exchange: "",
-            routing_key: queue,
-            payload: body,
-            properties,
-            mandatory: true,
-        })
-        .await;
-    match sent {
-        Ok(()) | Err(PublishError::Returned(_)) => Ok(()),
-        Err(e) => Err(e),
+) -> Outgoing<'a> {
+    Outgoing {
+        exchange: "",
+        routing_key: queue,
+        payload: body,
+        properties,
+        mandatory: true,
     }
 }
 
