@@ -180,10 +180,13 @@ pub fn default_results_path(file: &Path) -> PathBuf {
 /// Stable across reruns of the same file; an edited line gets a new key (it is a
 /// different record), while untouched lines keep theirs.
 pub fn message_id(line: u64, body: &[u8]) -> String {
+    use std::fmt::Write;
     let digest = Sha256::digest(body);
-    let mut id = format!("{line}:");
+    let mut id = String::with_capacity(54);
+    // Writing to a String cannot fail.
+    let _ = write!(id, "{line}:");
     for b in &digest[..16] {
-        id.push_str(&format!("{b:02x}"));
+        let _ = write!(id, "{b:02x}");
     }
     id
 }
