@@ -94,6 +94,25 @@ impl Link {
         matches!(tokio::time::timeout(timeout, up).await, Ok(Ok(_)))
     }
 
+    /// A consumer channel (see [`crate::open_consumer_channel`]) on the link's
+    /// current connection; `None` while it is down. It dies with that connection,
+    /// and its consumer then ends: ask again. Sharing the connection saves a
+    /// socket and an I/O thread per process. (A broker alarm blocks the whole
+    /// connection, but a worker's acks wait for its event publishes anyway.)
+    pub async fn consumer_channel(
+        &self,
+        topology: &Topology,
+        prefetch: u16,
+    ) -> Result<Option<Channel>, BusError> {
+        let live = match &*self.state.borrow() {
+            State::Up(live) => live.clone(),
+            State::Down => return Ok(None),
+        };
+        crate::open_consumer_channel(&live.connection, topology, prefetch)
+            .await
+            .map(Some)
+    }
+
     /// The next channel, round-robin; `None` while the connection is down.
     pub(crate) fn lease(&self) -> Option<Lease> {
         match &*self.state.borrow() {

@@ -70,12 +70,13 @@ impl Worker {
     /// acknowledges it and returns. Broker and database failures are retried with
     /// back-off, forever: an operator stops a worker, a dependency does not.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        // The events link outlives `shutdown`: the last batch still needs it.
+        // One connection for consuming and publishing. It outlives `shutdown`: the
+        // last batch still needs it.
         let link_stop = CancellationToken::new();
         let link = Link::spawn(
             LinkOptions {
                 url: self.options.amqp_url.clone(),
-                name: format!("{}-events", self.options.name),
+                name: self.options.name.clone(),
                 topology: self.options.topology.clone(),
                 channels: 2,
             },
@@ -120,8 +121,13 @@ impl Worker {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let o = &self.options;
-        let connection = kyc_bus::connect(&o.amqp_url, &o.name).await?;
-        let channel = kyc_bus::open_consumer_channel(&connection, &o.topology, o.prefetch).await?;
+        let link = publisher.link();
+        if !link.wait_ready(Duration::from_secs(5)).await {
+            anyhow::bail!("no broker connection");
+        }
+        let Some(channel) = link.consumer_channel(&o.topology, o.prefetch).await? else {
+            anyhow::bail!("the broker connection went down");
+        };
         let mut consumer = channel
             .basic_consume(
                 o.topology.submissions_queue().into(),
@@ -154,8 +160,6 @@ impl Worker {
             .await;
         let _ =
             tokio::time::timeout(Duration::from_secs(2), channel.close(200, "bye".into())).await;
-        let _ =
-            tokio::time::timeout(Duration::from_secs(2), connection.close(200, "bye".into())).await;
         result
     }
 
