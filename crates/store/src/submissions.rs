@@ -63,47 +63,47 @@ pub struct StoredResult {
 
 /// One array per column, for a single set-based `INSERT … SELECT FROM UNNEST`.
 #[derive(Default)]
-struct Columns {
+struct Columns<'a> {
     id: Vec<Uuid>,
     project_id: Vec<Uuid>,
     status: Vec<&'static str>,
     error_code: Vec<Option<&'static str>>,
     message: Vec<Option<String>>,
-    idempotency_key: Vec<Option<String>>,
+    idempotency_key: Vec<Option<&'a str>>,
     received_at: Vec<OffsetDateTime>,
-    admin: Vec<Option<String>>,
-    email: Vec<Option<String>>,
-    full_name: Vec<Option<String>>,
+    admin: Vec<Option<&'a str>>,
+    email: Vec<Option<&'a str>>,
+    full_name: Vec<Option<&'a str>>,
     birth_date: Vec<Option<time::Date>>,
     kyc_status: Vec<Option<&'static str>>,
-    first_name: Vec<Option<String>>,
-    last_name: Vec<Option<String>>,
+    first_name: Vec<Option<&'a str>>,
+    last_name: Vec<Option<&'a str>>,
     id_type: Vec<Option<&'static str>>,
-    issuing_country: Vec<Option<String>>,
-    nationality: Vec<Option<String>>,
+    issuing_country: Vec<Option<&'a str>>,
+    nationality: Vec<Option<&'a str>>,
     gender: Vec<Option<&'static str>>,
     issue_date: Vec<Option<time::Date>>,
     expire_date: Vec<Option<time::Date>>,
     ip_address: Vec<Option<String>>,
     identity_number_enc: Vec<Option<Vec<u8>>>,
     document_number_enc: Vec<Option<Vec<u8>>>,
-    pii_key_id: Vec<Option<String>>,
-    address_city: Vec<Option<String>>,
-    address_country: Vec<Option<String>>,
-    address_state: Vec<Option<String>>,
-    address_street: Vec<Option<String>>,
-    address_full: Vec<Option<String>>,
-    cf1: Vec<Option<String>>,
-    cf2: Vec<Option<String>>,
-    cf3: Vec<Option<String>>,
-    userid: Vec<Option<String>>,
+    pii_key_id: Vec<Option<&'a str>>,
+    address_city: Vec<Option<&'a str>>,
+    address_country: Vec<Option<&'a str>>,
+    address_state: Vec<Option<&'a str>>,
+    address_street: Vec<Option<&'a str>>,
+    address_full: Vec<Option<&'a str>>,
+    cf1: Vec<Option<&'a str>>,
+    cf2: Vec<Option<&'a str>>,
+    cf3: Vec<Option<&'a str>>,
+    userid: Vec<Option<&'a str>>,
 }
 
-impl Columns {
-    fn push(&mut self, o: &Outcome, key: &DataKey) {
+impl<'a> Columns<'a> {
+    fn push(&mut self, o: &'a Outcome, key: &'a DataKey) {
         self.id.push(o.id);
         self.project_id.push(o.project_id);
-        self.idempotency_key.push(o.idempotency_key.clone());
+        self.idempotency_key.push(o.idempotency_key.as_deref());
         self.received_at.push(o.received_at);
         match &o.result {
             Ok(s) => {
@@ -121,23 +121,21 @@ impl Columns {
         }
     }
 
-    fn push_fields(&mut self, s: Option<&Submission>, key: &DataKey) {
-        let text = |f: fn(&Submission) -> &Option<String>| s.and_then(|s| f(s).clone());
-        self.admin.push(s.map(|s| s.admin.as_str().to_owned()));
-        self.email.push(s.map(|s| s.email.as_str().to_owned()));
-        self.full_name.push(s.map(|s| s.full_name.clone()));
+    fn push_fields(&mut self, s: Option<&'a Submission>, key: &'a DataKey) {
+        let text = |f: fn(&Submission) -> &Option<String>| s.and_then(|s| f(s).as_deref());
+        self.admin.push(s.map(|s| s.admin.as_str()));
+        self.email.push(s.map(|s| s.email.as_str()));
+        self.full_name.push(s.map(|s| s.full_name.as_str()));
         self.birth_date.push(s.map(|s| s.birth_date.0));
         self.kyc_status.push(s.map(|s| s.kyc_status.as_str()));
         self.first_name.push(text(|s| &s.first_name));
         self.last_name.push(text(|s| &s.last_name));
         self.id_type
             .push(s.and_then(|s| s.id_type).map(|t| t.as_str()));
-        self.issuing_country.push(
-            s.and_then(|s| s.issuing_country)
-                .map(|c| c.as_str().to_owned()),
-        );
+        self.issuing_country
+            .push(s.and_then(|s| s.issuing_country.as_ref()).map(|c| c.as_str()));
         self.nationality
-            .push(s.and_then(|s| s.nationality).map(|c| c.as_str().to_owned()));
+            .push(s.and_then(|s| s.nationality.as_ref()).map(|c| c.as_str()));
         self.gender
             .push(s.and_then(|s| s.gender).map(|g| g.as_str()));
         self.issue_date
@@ -153,7 +151,7 @@ impl Columns {
             .and_then(|s| s.document_number.as_deref())
             .map(|v| key.seal(v));
         self.pii_key_id
-            .push((identity.is_some() || document.is_some()).then(|| key.id().to_owned()));
+            .push((identity.is_some() || document.is_some()).then(|| key.id()));
         self.identity_number_enc.push(identity);
         self.document_number_enc.push(document);
         self.address_city.push(text(|s| &s.address_city));

@@ -116,11 +116,23 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     ));
 
     // The reader thread feeds a bounded channel: memory stays flat however large
-    // the file is.
-    let (tx, mut rx) = mpsc::channel::<input::Record>(2 * args.window);
+    // the file is. Records travel in chunks: one hand-over between threads per
+    // chunk, not per record.
+    let (tx, mut rx) = mpsc::channel::<Vec<input::Record>>(2 * args.window / CHUNK + 1);
     let file = args.file.clone();
     let reader = std::thread::spawn(move || {
-        input::read(&file, format, |record| tx.blocking_send(record).is_ok())
+        let mut chunk = Vec::with_capacity(CHUNK);
+        input::read(&file, format, |record| {
+            chunk.push(record);
+            chunk.len() < CHUNK
+                || tx
+                    .blocking_send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                    .is_ok()
+        })?;
+        if !chunk.is_empty() {
+            let _ = tx.blocking_send(chunk);
+        }
+        Ok::<(), std::io::Error>(())
     });
 
     let publishing = Publishing {
@@ -136,16 +148,18 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     };
     let mut in_flight = FuturesUnordered::new();
     let (mut published, mut skipped) = (0u64, 0u64);
-    while let Some(record) = rx.recv().await {
-        if done.contains(&record.line) {
-            skipped += 1;
-            continue;
+    while let Some(chunk) = rx.recv().await {
+        for record in chunk {
+            if done.contains(&record.line) {
+                skipped += 1;
+                continue;
+            }
+            while in_flight.len() >= args.window {
+                settle(&publishing, &mut in_flight).await?;
+            }
+            in_flight.push(publishing.publish(record, 0));
+            published += 1;
         }
-        while in_flight.len() >= args.window {
-            settle(&publishing, &mut in_flight).await?;
-        }
-        in_flight.push(publishing.publish(record, 0));
-        published += 1;
     }
     while !in_flight.is_empty() {
         settle(&publishing, &mut in_flight).await?;
@@ -202,6 +216,9 @@ struct Publishing {
     encrypt: bool,
     reply_queue: String,
 }
+
+/// Records per hand-over from the reader thread.
+const CHUNK: usize = 256;
 
 /// Broker nacks tolerated per record before the push gives up.
 const MAX_ATTEMPTS: u32 = 3;
