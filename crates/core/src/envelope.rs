@@ -11,10 +11,11 @@
 
 use crate::error::{ErrorCode, Rejection};
 use crate::submission::RawSubmission;
-use aes_gcm::aead::{Aead, Generate, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Key};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -45,9 +46,12 @@ impl EnvelopeKey {
         EnvelopeKey(Aes256Gcm::new(&Key::<Aes256Gcm>::from(bytes)))
     }
 
-    /// `nonce ‖ ciphertext ‖ tag` with a fresh random nonce.
+    /// `nonce ‖ ciphertext ‖ tag` with a fresh random nonce, from the thread's
+    /// CSPRNG (ChaCha, seeded and reseeded from the OS): no system call per seal.
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
-        self.seal_with_nonce(&Nonce::generate(), plaintext)
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        self.seal_with_nonce(&Nonce::from(nonce), plaintext)
     }
 
     fn seal_with_nonce(&self, nonce: &Nonce, plaintext: &[u8]) -> Vec<u8> {

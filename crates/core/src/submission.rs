@@ -363,8 +363,21 @@ impl<'de> Deserialize<'de> for RawObject {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
                 let mut entries: Vec<(String, Value)> =
                     Vec::with_capacity(map.size_hint().unwrap_or(FIELDS.len()));
+                // Known keys seen so far, one bit per field; only unknown keys are
+                // compared with the earlier ones.
+                const _: () = assert!(FIELDS.len() <= 64);
+                let mut known = 0u64;
                 while let Some((key, value)) = map.next_entry::<String, Value>()? {
-                    if entries.iter().any(|(k, _)| *k == key) {
+                    let duplicate = match field_spec(&key) {
+                        Some((i, _)) => {
+                            let bit = 1u64 << i;
+                            let seen = known & bit != 0;
+                            known |= bit;
+                            seen
+                        }
+                        None => entries.iter().any(|(k, _)| *k == key),
+                    };
+                    if duplicate {
                         return Err(de::Error::custom("duplicate key"));
                     }
                     entries.push((key, value));

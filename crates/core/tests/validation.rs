@@ -507,6 +507,14 @@ fn a_body_that_is_not_exactly_one_json_object_is_invalid_payload() {
             br#"{"email":"a@b.co","email":"a@b.co"}"#.to_vec(),
         ),
         (
+            "duplicate unknown key",
+            br#"{"shoeSize":"44","email":"a@b.co","shoeSize":"45"}"#.to_vec(),
+        ),
+        (
+            "duplicate key after an unknown one",
+            br#"{"email":"a@b.co","shoeSize":"44","email":"c@d.co"}"#.to_vec(),
+        ),
+        (
             "duplicate key spelled with an escape",
             br#"{"email":"a@b.co","\u0065mail":"c@d.co"}"#.to_vec(),
         ),

@@ -132,8 +132,10 @@ impl<'a> Columns<'a> {
         self.last_name.push(text(|s| &s.last_name));
         self.id_type
             .push(s.and_then(|s| s.id_type).map(|t| t.as_str()));
-        self.issuing_country
-            .push(s.and_then(|s| s.issuing_country.as_ref()).map(|c| c.as_str()));
+        self.issuing_country.push(
+            s.and_then(|s| s.issuing_country.as_ref())
+                .map(|c| c.as_str()),
+        );
         self.nationality
             .push(s.and_then(|s| s.nationality.as_ref()).map(|c| c.as_str()));
         self.gender

@@ -21,11 +21,14 @@ pub async fn collect(
         () = shutdown.cancelled() => return Ok(batch),
         next = consumer.next() => batch.push(delivered(next)?),
     }
-    let deadline = tokio::time::Instant::now() + linger;
+    // One timer for the whole batch, not one per delivery.
+    let deadline = tokio::time::sleep(linger);
+    tokio::pin!(deadline);
     while batch.len() < size {
-        match tokio::time::timeout_at(deadline, consumer.next()).await {
-            Ok(next) => batch.push(delivered(next)?),
-            Err(_) => break,
+        tokio::select! {
+            biased;
+            next = consumer.next() => batch.push(delivered(next)?),
+            () = &mut deadline => break,
         }
     }
     Ok(batch)

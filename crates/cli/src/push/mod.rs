@@ -95,11 +95,17 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
 
     let topology = Topology::new(settings.amqp.prefix.clone());
     let connection = kyc_bus::connect(settings.amqp.url.expose_secret(), "kycctl-push").await?;
-    let channel = connection.create_channel().await?;
-    topology.declare(&channel).await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+    // Several confirm channels, used in turn: the broker handles each channel in
+    // one process, and one alone would cap the push below what the queue takes.
+    let mut channels = Vec::with_capacity(settings.amqp.publish_channels.max(1));
+    for _ in 0..settings.amqp.publish_channels.max(1) {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channels.push(channel);
+    }
+    topology.declare(&channels[0]).await?;
     // Lost replies are recovered by `--resume`, which re-sends the line and gets
     // the stored verdict again.
     let (_reply_channel, reply_queue, consumer) = kyc_bus::private_queue(&connection).await?;
@@ -136,7 +142,7 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     });
 
     let publishing = Publishing {
-        channel,
+        channels,
         exchange: topology.submissions_exchange(),
         headers: headers::table([
             (HEADER_API_KEY, api_key.as_str()),
@@ -207,7 +213,7 @@ pub fn message_id(line: u64, body: &[u8]) -> String {
 
 /// How to publish one record.
 struct Publishing {
-    channel: Channel,
+    channels: Vec<Channel>,
     exchange: String,
     api_key: String,
     /// `x-api-key`, and `x-reply-mode: batch`: results come back a worker batch at
@@ -231,7 +237,8 @@ type Confirmed = (
 
 impl Publishing {
     fn publish(&self, record: input::Record, attempt: u32) -> BoxFuture<'static, Confirmed> {
-        let channel = self.channel.clone();
+        // Spread by line number.
+        let channel = self.channels[record.line as usize % self.channels.len()].clone();
         let exchange = self.exchange.clone();
         let body = if self.encrypt {
             kyc_core::envelope::encrypt_request(&self.api_key, &record.body)
