@@ -154,3 +154,30 @@ pub fn decode_reply(
         event: serde_json::from_slice(body)?,
     }])
 }
+
+/// The body of a [`ReplyBatchV1`] built from result events already serialised
+/// (each the JSON of one [`ResultEventV1`]) without parsing or cloning them again:
+/// a worker has just written each event for the events exchange.
+pub fn encode_reply_batch<'a>(
+    results: impl IntoIterator<Item = (Option<&'a str>, &'a [u8])>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(br#"{"results":["#);
+    for (i, (correlation_id, event)) in results.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        if let Some(id) = correlation_id {
+            out.extend_from_slice(br#""correlationId":"#);
+            // Writing a &str as JSON into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, id);
+            out.push(b',');
+        }
+        out.extend_from_slice(br#""event":"#);
+        out.extend_from_slice(event);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    out
+}

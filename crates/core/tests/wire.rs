@@ -196,3 +196,38 @@ fn a_batch_reply_carries_each_result_with_its_own_correlation_id() {
     // Read as a plain event, a batch is not one.
     assert!(wire::decode_reply(None, None, &body).is_err());
 }
+
+#[test]
+fn an_encoded_batch_reads_back_as_the_same_results() {
+    let accepted = ResultEventV1::accepted(SUBMISSION, PROJECT, AT);
+    let mut rejected =
+        ResultEventV1::rejected(SUBMISSION, PROJECT, &Rejection::invalid_format("email"), AT);
+    rejected.message = Some("a \"quoted\" message".into());
+    let bodies = [
+        serde_json::to_vec(&accepted).unwrap(),
+        serde_json::to_vec(&rejected).unwrap(),
+    ];
+    let body = wire::encode_reply_batch([
+        (Some("line \"7\""), bodies[0].as_slice()),
+        (None, bodies[1].as_slice()),
+    ]);
+    let results = wire::decode_reply(Some(wire::REPLY_BATCH_TYPE), None, &body).unwrap();
+    assert_eq!(
+        results,
+        vec![
+            wire::BatchedReplyV1 {
+                correlation_id: Some("line \"7\"".into()),
+                event: accepted,
+            },
+            wire::BatchedReplyV1 {
+                correlation_id: None,
+                event: rejected,
+            },
+        ]
+    );
+    let empty = wire::encode_reply_batch(std::iter::empty());
+    assert_eq!(
+        wire::decode_reply(Some(wire::REPLY_BATCH_TYPE), None, &empty).unwrap(),
+        vec![]
+    );
+}

@@ -6,8 +6,11 @@
 
 use crate::decide::ReplyTo;
 use kyc_bus::{Outgoing, PublishError, Publisher, Topology, persistent};
-use kyc_core::wire::{BatchedReplyV1, REPLY_BATCH_TYPE, ReplyBatchV1, ResultEventV1};
+use kyc_core::wire::{REPLY_BATCH_TYPE, ResultEventV1, encode_reply_batch};
 use std::collections::BTreeMap;
+
+/// A correlation id and the serialised event it answers.
+type Correlated<'a> = (Option<&'a str>, &'a [u8]);
 
 /// One event to announce, and where else it should go.
 #[derive(Debug)]
@@ -34,21 +37,20 @@ pub async fn announce(
             )
         })
         .collect();
-    let mut batched: BTreeMap<&str, Vec<BatchedReplyV1>> = BTreeMap::new();
-    for a in announcements {
+    // Batch replies: per reply queue, the events just serialised, with their
+    // correlation ids.
+    let mut batched: BTreeMap<&str, Vec<Correlated>> = BTreeMap::new();
+    for (a, (body, _)) in announcements.iter().zip(&bodies) {
         if let (Some(queue), true) = (&a.reply.queue, a.reply.batch) {
-            batched.entry(queue).or_default().push(BatchedReplyV1 {
-                correlation_id: a.reply.correlation_id.clone(),
-                event: a.event.clone(),
-            });
+            batched
+                .entry(queue)
+                .or_default()
+                .push((a.reply.correlation_id.as_deref(), body));
         }
     }
     let batch_bodies: Vec<(&str, Vec<u8>)> = batched
         .into_iter()
-        .map(|(queue, results)| {
-            let body = serde_json::to_vec(&ReplyBatchV1 { results }).unwrap_or_default();
-            (queue, body)
-        })
+        .map(|(queue, results)| (queue, encode_reply_batch(results)))
         .collect();
 
     // Events, then plain replies, then batch replies, all in flight together.
