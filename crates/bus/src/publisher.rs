@@ -5,7 +5,7 @@
 use crate::Link;
 use futures_util::future::join_all;
 use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Confirmation};
+use lapin::{BasicProperties, Channel, Confirmation};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -85,23 +85,7 @@ impl Publisher {
         if lease.blocked {
             return Err(PublishError::Blocked);
         }
-        let options = BasicPublishOptions {
-            mandatory: message.mandatory,
-            ..BasicPublishOptions::default()
-        };
-        let confirm = async {
-            lease
-                .channel
-                .basic_publish(
-                    message.exchange.into(),
-                    message.routing_key.into(),
-                    options,
-                    message.payload,
-                    message.properties,
-                )
-                .await?
-                .await
-        };
+        let confirm = send(&lease.channel, message);
         let outcome = match tokio::time::timeout(self.confirm_timeout, confirm).await {
             Err(_) => Err(PublishError::Timeout(self.confirm_timeout)),
             Ok(confirmation) => settle(confirmation),
@@ -137,25 +121,9 @@ impl Publisher {
         if lease.blocked {
             return all(|| PublishError::Blocked);
         }
-        let confirms = messages.into_iter().map(|message| {
-            let channel = &lease.channel;
-            async move {
-                let options = BasicPublishOptions {
-                    mandatory: message.mandatory,
-                    ..BasicPublishOptions::default()
-                };
-                channel
-                    .basic_publish(
-                        message.exchange.into(),
-                        message.routing_key.into(),
-                        options,
-                        message.payload,
-                        message.properties,
-                    )
-                    .await?
-                    .await
-            }
-        });
+        let confirms = messages
+            .into_iter()
+            .map(|message| send(&lease.channel, message));
         let timeout = self.confirm_timeout;
         let outcomes: Vec<Result<(), PublishError>> =
             match tokio::time::timeout(timeout, join_all(confirms)).await {
@@ -172,6 +140,24 @@ impl Publisher {
         }
         outcomes
     }
+}
+
+/// Publishes on `channel` and waits for the broker's confirm.
+async fn send(channel: &Channel, message: Outgoing<'_>) -> Result<Confirmation, lapin::Error> {
+    let options = BasicPublishOptions {
+        mandatory: message.mandatory,
+        ..BasicPublishOptions::default()
+    };
+    channel
+        .basic_publish(
+            message.exchange.into(),
+            message.routing_key.into(),
+            options,
+            message.payload,
+            message.properties,
+        )
+        .await?
+        .await
 }
 
 /// What a confirm means: only a plain ack with nothing returned is success.
