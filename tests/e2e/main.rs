@@ -2,6 +2,7 @@
 //! One binary, one module per concern; every test builds its own `TestEnv`.
 #![allow(clippy::unwrap_used)]
 
+mod back_pressure;
 mod concurrency;
 mod dead_letters;
 mod direct;
