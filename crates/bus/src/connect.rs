@@ -2,7 +2,7 @@
 //! accepts TCP but never answers must not hang a process.
 
 use crate::Topology;
-use lapin::options::BasicQosOptions;
+use lapin::options::{BasicQosOptions, ConfirmSelectOptions};
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::time::Duration;
 
@@ -41,4 +41,17 @@ pub async fn open_consumer_channel(
         .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
     Ok(channel)
+}
+
+/// `n` (at least one) channels in publisher-confirm mode.
+pub async fn confirm_channels(connection: &Connection, n: usize) -> Result<Vec<Channel>, BusError> {
+    let mut channels = Vec::with_capacity(n.max(1));
+    for _ in 0..n.max(1) {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channels.push(channel);
+    }
+    Ok(channels)
 }

@@ -20,7 +20,7 @@ mod publisher;
 mod topology;
 
 pub use backoff::backoff;
-pub use connect::{BusError, connect, open_consumer_channel};
+pub use connect::{BusError, confirm_channels, connect, open_consumer_channel};
 pub use lapin;
 pub use link::{Link, LinkOptions};
 pub use private_queue::private_queue;

@@ -11,7 +11,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use bytes::Bytes;
-use kyc_bus::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use kyc_bus::lapin::options::BasicPublishOptions;
 use kyc_bus::lapin::{Channel, Confirmation, Connection};
 use kyc_bus::{Topology, persistent};
 use kyc_core::wire::SUBMISSION_ROUTING_KEY;
@@ -48,14 +48,7 @@ impl BareIntake {
         parent: &CancellationToken,
     ) -> anyhow::Result<BareIntake> {
         let connection = kyc_bus::connect(amqp_url, "bench-bare-intake").await?;
-        let mut opened = Vec::with_capacity(channels.max(1));
-        for _ in 0..channels.max(1) {
-            let channel = connection.create_channel().await?;
-            channel
-                .confirm_select(ConfirmSelectOptions::default())
-                .await?;
-            opened.push(channel);
-        }
+        let opened = kyc_bus::confirm_channels(&connection, channels).await?;
         let shared = Arc::new(Shared {
             channels: opened,
             next: AtomicUsize::new(0),

@@ -50,7 +50,7 @@ pub async fn run(settings: &Settings, args: BrokerArgs) -> anyhow::Result<Report
         let body = record::body();
         let connection = kyc_bus::connect(&env.amqp_url, "bench-publisher").await?;
         let channels = env.settings.amqp.publish_channels;
-        let many = raw_publish::confirm_channels(&connection, channels).await?;
+        let many = kyc_bus::confirm_channels(&connection, channels).await?;
 
         eprintln!("bench broker: raw, window {} …", args.window);
         // Warm the queue up (its first writes are slower), not counted.

@@ -128,16 +128,10 @@ async fn ceiling(
             )
         })
         .collect();
-    let connection = kyc_bus::connect(&env.amqp_url, "bench-publisher").await?;
-    let channels =
-        raw_publish::confirm_channels(&connection, env.settings.amqp.publish_channels).await?;
-    let started = Instant::now();
-    let published =
-        raw_publish::publish(&channels, &env.bare, body, args.records, args.window).await?;
-    let done = env
-        .wait_rows(Table::Scratch, args.records, args.timeout)
-        .await?;
-    let _ = connection.close(200, "bye".into()).await;
+    let (started, published, done) = raw_feed(env, args, &env.bare, body, Table::Scratch, |_| {
+        kyc_bus::persistent()
+    })
+    .await?;
     for worker in bare {
         worker.stop().await?;
     }
@@ -173,22 +167,14 @@ async fn worker_only(
     let ours: Vec<OurWorker> = (0..workers)
         .map(|_| OurWorker::start(env))
         .collect::<anyhow::Result<_>>()?;
-    let connection = kyc_bus::connect(&env.amqp_url, "bench-publisher").await?;
-    let channels =
-        raw_publish::confirm_channels(&connection, env.settings.amqp.publish_channels).await?;
     let key_headers =
         kyc_bus::headers::table([(kyc_core::wire::HEADER_API_KEY, env.api_key.as_str())]);
-    let started = Instant::now();
-    raw_publish::publish_with(&channels, &env.ours, body, args.records, args.window, |i| {
+    let (started, _, done) = raw_feed(env, args, &env.ours, body, Table::Submissions, |i| {
         kyc_bus::persistent()
             .with_headers(key_headers.clone())
             .with_message_id(format!("bench-{i}").into())
     })
     .await?;
-    let done = env
-        .wait_rows(Table::Submissions, args.records, args.timeout)
-        .await?;
-    let _ = connection.close(200, "bye".into()).await;
     for worker in ours {
         worker.stop().await?;
     }
@@ -204,6 +190,35 @@ async fn worker_only(
     env.purge().await?;
 
     Ok((worker_only, worker_only_own))
+}
+
+/// Publishes `args.records` copies of `body` raw to `topology` (window, confirms)
+/// and waits until as many rows are in `table`: when publishing started, how long
+/// it took, and when the last row was there.
+async fn raw_feed(
+    env: &BenchEnv,
+    args: &PipelineArgs,
+    topology: &kyc_bus::Topology,
+    body: &[u8],
+    table: Table,
+    properties: impl Fn(u64) -> kyc_bus::lapin::BasicProperties,
+) -> anyhow::Result<(Instant, Duration, Instant)> {
+    let connection = kyc_bus::connect(&env.amqp_url, "bench-publisher").await?;
+    let channels =
+        kyc_bus::confirm_channels(&connection, env.settings.amqp.publish_channels).await?;
+    let started = Instant::now();
+    let published = raw_publish::publish_with(
+        &channels,
+        topology,
+        body,
+        args.records,
+        args.window,
+        properties,
+    )
+    .await?;
+    let done = env.wait_rows(table, args.records, args.timeout).await?;
+    let _ = connection.close(200, "bye".into()).await;
+    Ok((started, published, done))
 }
 
 /// Our workers consuming while the real `kycctl push` sends the file.

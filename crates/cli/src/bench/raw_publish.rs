@@ -5,24 +5,11 @@
 //! no in-flight accounting: what the broker and the client library cost.
 
 use futures_util::{StreamExt, TryStreamExt};
-use kyc_bus::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use kyc_bus::lapin::{BasicProperties, Channel, Confirmation, Connection};
+use kyc_bus::lapin::options::BasicPublishOptions;
+use kyc_bus::lapin::{BasicProperties, Channel, Confirmation};
 use kyc_bus::{Topology, persistent};
 use kyc_core::wire::SUBMISSION_ROUTING_KEY;
 use std::time::{Duration, Instant};
-
-/// `n` channels in confirm mode.
-pub async fn confirm_channels(connection: &Connection, n: usize) -> anyhow::Result<Vec<Channel>> {
-    let mut channels = Vec::with_capacity(n.max(1));
-    for _ in 0..n.max(1) {
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        channels.push(channel);
-    }
-    Ok(channels)
-}
 
 /// Publishes `body` `n` times with at most `window` unconfirmed, spread
 /// round-robin over `channels`; how long until the last confirm. Fails on

@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
-use kyc_bus::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use kyc_bus::lapin::options::BasicPublishOptions;
 use kyc_bus::lapin::types::FieldTable;
 use kyc_bus::lapin::{Channel, Confirmation, Consumer};
 use kyc_bus::{Topology, headers, persistent};
@@ -97,14 +97,7 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     let connection = kyc_bus::connect(settings.amqp.url.expose_secret(), "kycctl-push").await?;
     // Several confirm channels, used in turn: the broker handles each channel in
     // one process, and one alone would cap the push below what the queue takes.
-    let mut channels = Vec::with_capacity(settings.amqp.publish_channels.max(1));
-    for _ in 0..settings.amqp.publish_channels.max(1) {
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        channels.push(channel);
-    }
+    let channels = kyc_bus::confirm_channels(&connection, settings.amqp.publish_channels).await?;
     topology.declare(&channels[0]).await?;
     // Lost replies are recovered by `--resume`, which re-sends the line and gets
     // the stored verdict again.
