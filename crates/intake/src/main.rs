@@ -2,8 +2,8 @@
 
 use kyc_runtime::{Settings, shutdown, telemetry};
 
-/// mimalloc: many small short-lived allocations per message (bodies, headers,
-/// futures) cost several times less than with the system allocator.
+/// mimalloc: cheaper than glibc's allocator for the many small, short-lived
+/// allocations per message (bodies, headers, futures); docs/benchmarks.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
