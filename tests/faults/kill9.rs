@@ -7,9 +7,9 @@ use kyc_tests::{TestEnv, record};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-const RECORDS: usize = 30_000;
+const RECORDS: usize = 50_000;
 const MIN_KILLS: usize = 10;
-const KILL_EVERY: Duration = Duration::from_millis(500);
+const KILL_EVERY: Duration = Duration::from_millis(300);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fault test: stops shared services; run by scripts/test with --ignored --test-threads=1"]
@@ -45,7 +45,7 @@ async fn kill9_workers_during_bulk_push() {
         async move { push::run(&settings, args).await }
     });
 
-    // Kill the oldest worker every half second and start a replacement, until
+    // Kill the oldest worker every KILL_EVERY and start a replacement, until
     // the push has every result. A message in the dead queue would never get
     // its result: stop early then instead of waiting for the push's idle timeout.
     let dead_queue = env.topology.dead_queue();
