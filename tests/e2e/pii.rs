@@ -44,7 +44,7 @@ async fn identity_and_document_numbers_are_sealed_under_the_data_key() {
     let data_key = DataKey::from_base64("test", &SecretString::from(TEST_DATA_KEY)).unwrap();
     let other_key = DataKey::from_base64(
         "dev",
-        &SecretString::from(kyc_runtime::settings::DEVELOPMENT_DATA_KEY),
+        &SecretString::from(kyc_config::settings::DEVELOPMENT_DATA_KEY),
     )
     .unwrap();
     let cases = [

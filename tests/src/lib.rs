@@ -13,7 +13,7 @@ pub mod amqp;
 pub mod http;
 
 use kyc_bus::Topology;
-use kyc_runtime::Settings;
+use kyc_config::Settings;
 use kyc_store::Store;
 use secrecy::SecretString;
 use std::net::SocketAddr;
@@ -115,7 +115,7 @@ impl TestEnv {
     }
 
     pub async fn start_intake_with(&self, settings: &Settings) -> Running {
-        let metrics = kyc_runtime::telemetry::metrics();
+        let metrics = kyc_config::telemetry::metrics();
         let intake = kyc_intake::Intake::build(settings, metrics)
             .await
             .expect("intake builds");

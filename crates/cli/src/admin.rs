@@ -2,7 +2,7 @@
 //! to stdout as JSON; human remarks go to stderr.
 
 use clap::{Subcommand, ValueEnum};
-use kyc_runtime::Settings;
+use kyc_config::Settings;
 use kyc_store::Store;
 use secrecy::ExposeSecret;
 use uuid::Uuid;

@@ -1,7 +1,7 @@
 //! `kycctl dev`: the whole service in one process, for a machine that already runs
 //! RabbitMQ and PostgreSQL (a laptop, CI).
 
-use kyc_runtime::{Settings, shutdown, telemetry};
+use kyc_config::{Settings, shutdown, telemetry};
 use kyc_store::Store;
 use secrecy::ExposeSecret;
 use std::time::Duration;

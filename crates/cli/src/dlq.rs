@@ -15,8 +15,8 @@ use kyc_bus::lapin::options::{
 use kyc_bus::lapin::types::{AMQPValue, FieldTable};
 use kyc_bus::lapin::{BasicProperties, Channel, Connection};
 use kyc_bus::{Topology, headers};
+use kyc_config::Settings;
 use kyc_core::wire::{HEADER_SUBMISSION_ID, SUBMISSION_ROUTING_KEY};
-use kyc_runtime::Settings;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use std::collections::HashSet;

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 /// allocations per message (bodies, headers, futures); docs/benchmarks.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use kyc_runtime::{Settings, telemetry};
+use kyc_config::{Settings, telemetry};
 use uuid::Uuid;
 
 #[derive(Debug, Parser)]

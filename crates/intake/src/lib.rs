@@ -19,7 +19,7 @@ pub mod wait;
 use axum::Router;
 use axum::routing::{get, post};
 use kyc_bus::{Link, LinkOptions, Publisher, Topology};
-use kyc_runtime::Settings;
+use kyc_config::Settings;
 use kyc_store::{DataKey, Directory, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;

@@ -1,6 +1,6 @@
 //! `kyc-intake`: the HTTP service. Thin: settings → telemetry → build → run.
 
-use kyc_runtime::{Settings, shutdown, telemetry};
+use kyc_config::{Settings, shutdown, telemetry};
 
 /// mimalloc: cheaper than glibc's allocator for the many small, short-lived
 /// allocations per message (bodies, headers, futures); docs/benchmarks.md.

@@ -373,7 +373,7 @@ fn event(outcome: &Outcome, verdict: &Verdict, at: OffsetDateTime) -> ResultEven
 impl Worker {
     /// Builds a worker from the process settings (the `kyc-worker` binary and
     /// `kycctl dev` use this).
-    pub fn from_settings(settings: &kyc_runtime::Settings) -> anyhow::Result<Worker> {
+    pub fn from_settings(settings: &kyc_config::Settings) -> anyhow::Result<Worker> {
         use secrecy::ExposeSecret;
         let store = Store::connect_lazy(
             settings.database.url.expose_secret(),

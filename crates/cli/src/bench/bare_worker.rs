@@ -32,7 +32,7 @@ pub struct Shape {
 }
 
 impl Shape {
-    pub fn of(settings: &kyc_runtime::Settings) -> Shape {
+    pub fn of(settings: &kyc_config::Settings) -> Shape {
         Shape {
             batch_size: settings.worker.batch_size,
             prefetch: settings.worker.prefetch,

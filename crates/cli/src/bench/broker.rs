@@ -17,8 +17,8 @@ use crate::bench::record;
 use crate::bench::report::{Phase, Ratio, Report, Role, memory::Peak};
 use futures_util::{StreamExt, TryStreamExt};
 use kyc_bus::{Link, LinkOptions, Outgoing, Publisher, persistent};
+use kyc_config::Settings;
 use kyc_core::wire::SUBMISSION_ROUTING_KEY;
-use kyc_runtime::Settings;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]

@@ -13,7 +13,7 @@ use crate::bench::env::{BenchEnv, Table, with_env};
 use crate::bench::load::{HttpArgs, Load};
 use crate::bench::ours::{OurIntake, OurWorker};
 use crate::bench::report::{Phase, Ratio, Report, Role, memory::Peak};
-use kyc_runtime::Settings;
+use kyc_config::Settings;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]

@@ -10,7 +10,7 @@ use crate::bench::record;
 use kyc_bus::Topology;
 use kyc_bus::lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions, QueuePurgeOptions};
 use kyc_bus::lapin::{Channel, Connection};
-use kyc_runtime::Settings;
+use kyc_config::Settings;
 use kyc_store::Store;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Connection as _;
@@ -104,7 +104,7 @@ impl BenchEnv {
             // A throwaway database: the development key is fine and spares the
             // warning it otherwise prints.
             settings.crypto.data_key = Some(SecretString::from(
-                kyc_runtime::settings::DEVELOPMENT_DATA_KEY,
+                kyc_config::settings::DEVELOPMENT_DATA_KEY,
             ));
             settings.crypto.data_key_id = "bench".to_owned();
         }

@@ -12,7 +12,7 @@ use crate::bench::env::{BenchEnv, with_env};
 use crate::bench::load::{HttpArgs, Load};
 use crate::bench::ours::OurIntake;
 use crate::bench::report::{Phase, Ratio, Report, Role, memory::Peak};
-use kyc_runtime::Settings;
+use kyc_config::Settings;
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, clap::Args)]

@@ -32,7 +32,7 @@ mod record;
 mod report;
 
 use clap::{Args, Subcommand};
-use kyc_runtime::Settings;
+use kyc_config::Settings;
 use std::time::Duration;
 
 #[derive(Debug, Subcommand)]

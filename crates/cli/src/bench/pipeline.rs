@@ -23,7 +23,7 @@ use crate::bench::record;
 use crate::bench::report::{Phase, Ratio, Report, Role, memory::Peak};
 use clap::{Args, FromArgMatches};
 use kyc_cli::push::PushArgs;
-use kyc_runtime::Settings;
+use kyc_config::Settings;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! # kyc-runtime — what every kyc-ingest process starts with
+//! # kyc-config — what every kyc-ingest process starts with
 //!
 //! Typed [`Settings`] from layered configuration (defaults → `KYC_CONFIG` file →
 //! `KYC__SECTION__KEY` environment), logging set up once ([`telemetry`]), and the
