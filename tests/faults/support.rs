@@ -2,7 +2,7 @@
 //! RabbitMQ (guards that restore them on drop, even when a test fails), and real
 //! `kyc-worker` processes that can be killed.
 
-use kyc_tests::TestEnv;
+use kyc_testkit::TestEnv;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -262,14 +262,14 @@ impl Workers {
         std::fs::create_dir_all(&logs).expect("a directory for worker logs");
         let mut vars = vec![
             ("KYC__DATABASE__URL".to_owned(), env.db_url.clone()),
-            ("KYC__AMQP__URL".to_owned(), kyc_tests::amqp_url()),
+            ("KYC__AMQP__URL".to_owned(), kyc_testkit::amqp_url()),
             (
                 "KYC__AMQP__PREFIX".to_owned(),
                 env.topology.prefix().to_owned(),
             ),
             (
                 "KYC__CRYPTO__DATA_KEY".to_owned(),
-                kyc_tests::TEST_DATA_KEY.to_owned(),
+                kyc_testkit::TEST_DATA_KEY.to_owned(),
             ),
             ("KYC__CRYPTO__DATA_KEY_ID".to_owned(), "test".to_owned()),
             ("KYC__WORKER__BATCH_SIZE".to_owned(), batch_size.to_string()),
@@ -359,7 +359,7 @@ pub fn sigterm(pid: u32) {
 pub async fn queue_counts(env: &TestEnv, queue: &str) -> (u32, u32) {
     use kyc_bus::lapin::options::QueueDeclareOptions;
     use kyc_bus::lapin::types::FieldTable;
-    let (connection, channel) = kyc_tests::amqp::channel(&env.topology).await;
+    let (connection, channel) = kyc_testkit::amqp::channel(&env.topology).await;
     let declared = channel
         .queue_declare(
             queue.into(),
