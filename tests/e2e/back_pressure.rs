@@ -3,7 +3,7 @@
 //! once, never 200, and nothing of it is stored.
 
 use futures_util::future::join_all;
-use kyc_tests::{Api, TestEnv, eventually, record};
+use kyc_testkit::{Api, TestEnv, eventually, record};
 use std::collections::HashSet;
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Many simultaneous requests: every one answered, every one stored exactly once.
 
 use futures_util::future::join_all;
-use kyc_tests::{Api, TestEnv, eventually, record};
+use kyc_testkit::{Api, TestEnv, eventually, record};
 use std::collections::HashSet;
 use std::time::Duration;
 

@@ -3,8 +3,8 @@
 //! `kycctl dlq list` shows it and `kycctl dlq replay` brings it back.
 
 use kyc_cli::dlq::{self, Selection};
-use kyc_tests::amqp::{Tap, channel, publish_submission, with_api_key};
-use kyc_tests::{TestEnv, eventually, record};
+use kyc_testkit::amqp::{Tap, channel, publish_submission, with_api_key};
+use kyc_testkit::{TestEnv, eventually, record};
 use std::time::Duration;
 
 /// Makes every insert of a row with `userid = 'poison'` fail with a non-transient

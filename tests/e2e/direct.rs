@@ -8,8 +8,8 @@ use kyc_core::id::{content_key, submission_id};
 use kyc_core::wire::{
     EventKind, HEADER_API_KEY, HEADER_REPLY_MODE, REPLY_BATCH_TYPE, REPLY_MODE_BATCH,
 };
-use kyc_tests::amqp::{self, Tap, publish_submission, with_api_key};
-use kyc_tests::{Api, TestEnv, record};
+use kyc_testkit::amqp::{self, Tap, publish_submission, with_api_key};
+use kyc_testkit::{Api, TestEnv, record};
 use serde_json::json;
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 //! "data": base64}` out, plain error bodies, and projects that require it.
 
 use kyc_core::envelope::{EnvelopeKey, encrypt_request};
-use kyc_tests::http::Reply;
-use kyc_tests::{Api, TestEnv, record};
+use kyc_testkit::http::Reply;
+use kyc_testkit::{Api, TestEnv, record};
 use serde_json::{Value, json};
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! of checks; and that nothing refused is queued or stored.
 
 use kyc_core::envelope::encrypt_request;
-use kyc_tests::{ADMIN, Api, TestEnv, amqp, ordered_json, record};
+use kyc_testkit::{ADMIN, Api, TestEnv, amqp, ordered_json, record};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::time::Duration;

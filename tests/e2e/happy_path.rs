@@ -1,8 +1,8 @@
 //! The documented example request, from HTTP to row to event to `GET`.
 
 use kyc_core::wire::EventKind;
-use kyc_tests::amqp::Tap;
-use kyc_tests::{Api, TestEnv, eventually, full_record};
+use kyc_testkit::amqp::Tap;
+use kyc_testkit::{Api, TestEnv, eventually, full_record};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

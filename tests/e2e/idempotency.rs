@@ -2,7 +2,7 @@
 //! the same submission, stored once; another project gets another id.
 
 use kyc_core::id::submission_id;
-use kyc_tests::{Api, TestEnv, record};
+use kyc_testkit::{Api, TestEnv, record};
 use serde_json::json;
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Tenants never see each other's submissions (spec §6).
 
-use kyc_tests::{Api, TestEnv, record};
+use kyc_testkit::{Api, TestEnv, record};
 use serde_json::json;
 use std::time::Duration;
 

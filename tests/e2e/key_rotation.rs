@@ -3,8 +3,8 @@
 
 use kyc_bus::headers;
 use kyc_core::wire::{HEADER_API_KEY, HEADER_INTAKE_SEAL, HEADER_PROJECT_ID, HEADER_SUBMISSION_ID};
-use kyc_tests::amqp::{Tap, channel, publish_submission, with_api_key};
-use kyc_tests::{Api, TestEnv, eventually, record};
+use kyc_testkit::amqp::{Tap, channel, publish_submission, with_api_key};
+use kyc_testkit::{Api, TestEnv, eventually, record};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

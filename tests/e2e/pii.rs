@@ -2,8 +2,8 @@
 //! under the service data key; rejected submissions keep no personal fields.
 
 use kyc_store::DataKey;
-use kyc_tests::amqp::{self, Tap};
-use kyc_tests::{Api, TEST_DATA_KEY, TestEnv, full_record};
+use kyc_testkit::amqp::{self, Tap};
+use kyc_testkit::{Api, TEST_DATA_KEY, TestEnv, full_record};
 use secrecy::SecretString;
 use serde_json::json;
 use std::time::Duration;

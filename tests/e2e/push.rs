@@ -2,7 +2,7 @@
 //! rerun changes nothing stored, `--resume` completes an interrupted run.
 
 use kyc_cli::push::{self, PushArgs, ResultLine};
-use kyc_tests::{ADMIN, TestEnv, record};
+use kyc_testkit::{ADMIN, TestEnv, record};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -246,7 +246,7 @@ async fn resume_completes_a_run_that_stopped_without_results() {
     let results = read_results(&push::default_results_path(&file));
     assert_eq!(results.len(), 200);
     // Both runs' messages were processed; each record is stored once.
-    kyc_tests::eventually(std::time::Duration::from_secs(10), "200 rows", || async {
+    kyc_testkit::eventually(std::time::Duration::from_secs(10), "200 rows", || async {
         (env.count_rows().await == 200).then_some(())
     })
     .await;

@@ -1,7 +1,7 @@
 //! Per-project rate limits (spec §3 `rate_limited`).
 
 use futures_util::future::join_all;
-use kyc_tests::{Api, TestEnv, eventually, record};
+use kyc_testkit::{Api, TestEnv, eventually, record};
 use std::collections::HashSet;
 use std::time::Duration;
 

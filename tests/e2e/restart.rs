@@ -2,8 +2,8 @@
 //! stores nothing twice (design/quality.md, "Faults are tested").
 
 use futures_util::StreamExt;
-use kyc_tests::amqp::Tap;
-use kyc_tests::{Api, TestEnv, eventually, record};
+use kyc_testkit::amqp::Tap;
+use kyc_testkit::{Api, TestEnv, eventually, record};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

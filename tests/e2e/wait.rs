@@ -1,7 +1,7 @@
 //! `?wait=<seconds>` (spec §5): 200 once persisted, 400 with the worker's code,
 //! 202 when the wait runs out.
 
-use kyc_tests::{Api, TestEnv, eventually, record};
+use kyc_testkit::{Api, TestEnv, eventually, record};
 use std::time::Duration;
 
 fn body(userid: &str) -> Vec<u8> {

@@ -3,7 +3,7 @@
 //! submission answered 200 is stored exactly once.
 
 use crate::support::{BrokerStopped, ensure_services_up, row_counts, stored_ids};
-use kyc_tests::{Api, TestEnv, eventually, record};
+use kyc_testkit::{Api, TestEnv, eventually, record};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

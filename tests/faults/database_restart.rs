@@ -4,7 +4,7 @@
 
 use crate::support::{PG_ADDR, PgStopped, ensure_services_up, port_open, row_counts, stored_ids};
 use futures_util::StreamExt;
-use kyc_tests::{Api, TestEnv, eventually, record};
+use kyc_testkit::{Api, TestEnv, eventually, record};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 use uuid::Uuid;

@@ -3,7 +3,7 @@
 
 use crate::support::{Workers, ensure_services_up, queue_counts, row_counts, stored_ids};
 use kyc_cli::push::{self, PushArgs, ResultLine};
-use kyc_tests::{TestEnv, record};
+use kyc_testkit::{TestEnv, record};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,8 @@
 //! acknowledges it once, starts nothing more, and exits 0.
 
 use crate::support::{Workers, ensure_services_up, queue_counts, row_counts, sigterm};
-use kyc_tests::amqp::{channel, publish_submission, with_api_key};
-use kyc_tests::{TestEnv, eventually, record};
+use kyc_testkit::amqp::{channel, publish_submission, with_api_key};
+use kyc_testkit::{TestEnv, eventually, record};
 use std::time::{Duration, Instant};
 
 const MESSAGES: usize = 500;

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 /// The demo project's name; `dev` reuses it across runs.
 const DEMO_PROJECT: &str = "demo";
-const DEMO_ADMIN: &str = "admin@example.com";
+/// The administrator the contract's example names, so the printed request works.
+const DEMO_ADMIN: &str = kyc_core::example::ADMIN;
 
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
@@ -59,23 +60,7 @@ pub async fn run(settings: Settings, args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The documented example request (the public ARGOS example, adapted to the
-/// demo admin).
+/// The contract's example request (`kyc_core::example`), keys in spec order.
 pub fn example_body() -> String {
-    serde_json::json!({
-        "admin": DEMO_ADMIN,
-        "email": "jane.doe@example.com",
-        "fullName": "Jane Doe",
-        "birthDate": "1990-04-12",
-        "kycStatus": "approved",
-        "idType": "drvlic",
-        "issuingCountry": "usa",
-        "nationality": "USA",
-        "gender": "female",
-        "issueDate": "2020-01-15",
-        "expireDate": "2030-01-15",
-        "identityNumber": "D1234567",
-        "userid": "user-42"
-    })
-    .to_string()
+    kyc_core::example::full_json()
 }

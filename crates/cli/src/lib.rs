@@ -1,6 +1,8 @@
 //! # kyc-cli — the library behind `kycctl`
 //!
-//! The parts of `kycctl` other code calls too: [`push`] (bulk migrations straight
+//! `kycctl` is the operator and migration tool: database, projects, admins and
+//! keys, bulk push, dead letters, dev mode (benchmarks are `kyc-bench`). The
+//! parts of it other code calls too: [`push`] (bulk migrations straight
 //! to RabbitMQ, used by the end-to-end tests and the benchmarks) and [`dlq`]
 //! (dead-letter inspection and replay). The binary in
 //! `main.rs` wires every subcommand.

@@ -1,7 +1,6 @@
 //! `kycctl`: operate kyc-ingest. Each subcommand lives in its own module.
 
 mod admin;
-mod bench;
 mod dev;
 
 use kyc_cli::{dlq, push};
@@ -49,10 +48,6 @@ enum Command {
     /// The dead-letter queue: messages no worker could process.
     #[command(subcommand)]
     Dlq(DlqCommand),
-    /// Benchmarks: our throughput and latency as a ratio to ceilings measured
-    /// in the same run (each run uses its own database and broker prefix).
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,7 +94,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Admin(c) => admin::admin(&settings, c).await,
         Command::Key(c) => admin::key(&settings, c).await,
         Command::Dev(args) => dev::run(settings, args).await,
-        Command::Bench(c) => bench::run(&settings, c).await,
         Command::Dlq(DlqCommand::List { limit, json }) => {
             let letters = dlq::list(&settings, limit).await?;
             if json {

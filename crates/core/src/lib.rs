@@ -17,11 +17,13 @@
 //!    versioned result event.
 //!
 //! Project and admin checks need the database and therefore live in the services,
-//! but their error codes are here.
+//! but their error codes are here. [`example`] is the contract's example record,
+//! the one every test, bench and demo sends.
 
 pub mod country;
 pub mod envelope;
 pub mod error;
+pub mod example;
 pub mod id;
 pub mod seal;
 pub mod submission;

@@ -1,6 +1,7 @@
 //! Shared fixtures for the kyc-core integration tests (and the benchmark, which
-//! includes this file by path): the spec-example-like full record, a fixed
-//! "today", and helpers that build JSON with keys in a chosen document order.
+//! includes this file by path): the contract's example record
+//! (`kyc_core::example`) as ordered entries, a fixed "today", and helpers that
+//! build JSON with keys in a chosen document order.
 //!
 //! Records are kept as `Vec<(String, Value)>` rather than a `serde_json::Map`,
 //! because the map's key order depends on a Cargo feature and these tests are
@@ -15,47 +16,18 @@ use time::macros::date;
 pub const TODAY: time::Date = date!(2024 - 06 - 15);
 
 /// The five required fields, in spec §2 table order.
-pub const REQUIRED: [&str; 5] = ["admin", "email", "fullName", "birthDate", "kycStatus"];
+pub const REQUIRED: [&str; 5] = kyc_core::example::REQUIRED;
 
 /// A record as ordered JSON entries.
 pub type Entries = Vec<(String, Value)>;
 
-/// A complete, valid record with all 25 fields, in spec §2 table order, in the
-/// spirit of the public ARGOS request example.
+/// The contract's example ([`kyc_core::example`]): a complete, valid record with
+/// all 25 fields, in spec §2 table order.
 pub fn full_record() -> Entries {
-    [
-        ("admin", "admin@example.com"),
-        ("email", "jane.doe@example.com"),
-        ("fullName", "Jane Doe"),
-        ("birthDate", "1990-05-17"),
-        ("kycStatus", "approved"),
-        ("firstName", "Jane"),
-        ("lastName", "Doe"),
-        ("idType", "passport"),
-        ("issuingCountry", "USA"),
-        ("nationality", "USA"),
-        ("gender", "female"),
-        ("issueDate", "2020-01-15"),
-        ("expireDate", "2030-01-15"),
-        ("ipAddress", "203.0.113.7"),
-        ("identityNumber", "123-45-6789"),
-        ("documentNumber", "X12345678"),
-        ("address_city", "Springfield"),
-        ("address_country", "United States"),
-        ("address_state", "IL"),
-        ("address_street", "742 Evergreen Terrace"),
-        (
-            "address_full",
-            "742 Evergreen Terrace, Springfield, IL 62704, USA",
-        ),
-        ("cf1", "legacy-id-4711"),
-        ("cf2", "migrated from system A"),
-        ("cf3", "batch 2024-03"),
-        ("userid", "user-000123"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
-    .collect()
+    kyc_core::example::FIELDS
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+        .collect()
 }
 
 /// Only the required fields of [`full_record`].

@@ -6,7 +6,7 @@
 //! reconnection. Deliberately minimal: it is what the broker and the database
 //! cost for our batch shape.
 
-use crate::bench::env::SCRATCH_TABLE;
+use crate::env::SCRATCH_TABLE;
 use futures_util::StreamExt;
 use futures_util::future::try_join_all;
 use kyc_bus::lapin::message::Delivery;

@@ -1,15 +1,29 @@
-//! `kycctl bench …`: speed as a ratio to ceilings measured in the same run
-//! (shared/design/quality.md).
+//! # kyc-bench — our speed as a ratio to ceilings measured in the same run
 //!
-//! Every subcommand measures, in this process and on this machine, the ceiling of
-//! the pieces we build on (the *bare* pieces: minimal code doing only what a
-//! step cannot avoid) and then our own code under the same load, and prints both
-//! with the ratio ours/ceiling. Absolute numbers on a shared 2-core machine mean
-//! little; ratios measured side by side do.
+//! Owns the benchmarks (shared/design/quality.md). Every subcommand measures, in
+//! this process and on this machine, the ceiling of the pieces we build on (the
+//! *bare* pieces: minimal code doing only what a step cannot avoid) and then our
+//! own code under the same load, and prints both with the ratio ours/ceiling.
+//! Absolute numbers on a shared 2-core machine mean little; ratios measured side
+//! by side do.
 //!
-//! Each run gets its own database (`kyc_bench_<random>`, migrated, dropped at the
-//! end) and its own broker prefix (queues and exchanges deleted at the end): see
-//! [`env`]. The pieces:
+//! ## It only touches what it created
+//!
+//! The bench reads the usual settings (`KYC__…`, `kyc.toml`) but uses only the
+//! *server* of the database URL and the broker URL; the configured database and
+//! broker prefix (production's `kyc`, say) are never opened, written or removed.
+//! Each run makes a random tag and creates, through `kyc_testkit::scratch`:
+//!
+//! - the database `kyc_bench_<tag>` with `CREATE DATABASE`, which fails if that
+//!   name exists, so an existing database is never migrated, filled or dropped;
+//! - the broker prefixes `kyc_bench_<tag>` and `kyc_bench_<tag>-bare`, after
+//!   checking that none of their queues and exchanges exists (the run stops with
+//!   an error if one does).
+//!
+//! At the end, also after an error or Ctrl-C, it drops that database and deletes
+//! those queues and exchanges, and nothing else: the values that remove them can
+//! only be obtained by creating them. Any refusal is an error and a non-zero
+//! exit. See [`env`]. The pieces:
 //!
 //! - [`load`]: the HTTP load generator (keep-alive HTTP/1.1 connections, closed
 //!   loop or at a fixed rate);
@@ -31,9 +45,26 @@ mod raw_publish;
 mod record;
 mod report;
 
-use clap::{Args, Subcommand};
-use kyc_config::Settings;
+use clap::{Args, Parser, Subcommand};
+use kyc_config::{Settings, telemetry};
 use std::time::Duration;
+
+/// mimalloc, as in the service binaries: our intake and worker run in this
+/// process, so they are measured with the allocator they ship with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kyc-bench",
+    version,
+    about = "Benchmarks: our throughput and latency as a ratio to ceilings measured \
+             in the same run (each run creates, and removes, its own database and broker prefix)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -58,7 +89,15 @@ pub struct Common {
     pub json: bool,
 }
 
-pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load()?;
+    telemetry::init(settings.log.json);
+    run(&settings, cli.command).await
+}
+
+async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<()> {
     let report = match command {
         BenchCommand::Intake(args) => intake::run(settings, args).await?,
         BenchCommand::E2e(args) => e2e::run(settings, args).await?,

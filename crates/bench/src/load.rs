@@ -12,7 +12,7 @@
 //! the next requests (coordinated omission). Only requests completing inside the
 //! measurement window (after the warm-up) count.
 
-use crate::bench::report::{Phase, Report, Role};
+use crate::report::{Phase, Report, Role};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -28,13 +28,13 @@ use tokio::time::Instant;
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpArgs {
     /// Length of each measured phase (10s, 500ms, 1m).
-    #[arg(long, default_value = "10s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
     pub duration: Duration,
     /// Keep-alive HTTP/1.1 connections.
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
     /// Load before each phase's window, not counted.
-    #[arg(long, default_value = "2s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = crate::parse_duration)]
     pub warmup: Duration,
     /// Threads of the load generator (its own runtime, apart from the server's).
     #[arg(long, default_value_t = 1)]
@@ -48,7 +48,7 @@ impl HttpArgs {
             addr,
             path: "/v3/submission/migration".to_owned(),
             api_key: api_key.to_owned(),
-            body: crate::bench::record::body(),
+            body: crate::record::body(),
             connections: self.connections,
             warmup: self.warmup,
             duration: self.duration,

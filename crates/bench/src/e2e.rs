@@ -1,4 +1,4 @@
-//! `kycctl bench e2e`: intake and worker together under the same HTTP load.
+//! `kyc-bench e2e`: intake and worker together under the same HTTP load.
 //!
 //! Ceiling: bare intake + one bare worker. Ours: `kyc_intake::Intake` + one
 //! `kyc_worker::Worker`. The figure is submissions *persisted* per second during
@@ -6,13 +6,13 @@
 //! same window; after the load, how long the worker took to store every
 //! submission answered 200 (`drain_ms`: 0 means it kept up).
 
-use crate::bench::Common;
-use crate::bench::bare_intake::BareIntake;
-use crate::bench::bare_worker::{BareWorker, Shape};
-use crate::bench::env::{BenchEnv, Table, with_env};
-use crate::bench::load::{HttpArgs, Load};
-use crate::bench::ours::{OurIntake, OurWorker};
-use crate::bench::report::{Phase, Ratio, Report, Role, memory::Peak};
+use crate::Common;
+use crate::bare_intake::BareIntake;
+use crate::bare_worker::{BareWorker, Shape};
+use crate::env::{BenchEnv, Table, with_env};
+use crate::load::{HttpArgs, Load};
+use crate::ours::{OurIntake, OurWorker};
+use crate::report::{Phase, Ratio, Report, Role, memory::Peak};
 use kyc_config::Settings;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ pub struct E2eArgs {
     #[arg(long, default_value_t = 5000.0)]
     pub rate: f64,
     /// How long to wait after the load for every 200 to be persisted.
-    #[arg(long, default_value = "60s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = crate::parse_duration)]
     pub drain_timeout: Duration,
     #[command(flatten)]
     pub common: Common,

@@ -1,24 +1,29 @@
-//! One bench run's private world: a fresh database (`kyc_bench_<random>`,
-//! migrated) and a fresh broker prefix, with a project and its admin; all of it
+//! One bench run's private world: a database and a broker prefix it creates
+//! for itself (see the crate doc), with a project and its admin; all of it
 //! removed at the end, also after an error or Ctrl-C.
 //!
-//! Two topologies share the prefix: ours (`<prefix>.submissions`, …) and the
-//! ceilings' (`<prefix>-bare.submissions`, …), declared by the same
-//! [`Topology::declare`] so both queues are of exactly the same kind.
+//! Two topologies share the run's tag: ours (`kyc_bench_<tag>.submissions`, …)
+//! and the ceilings' (`kyc_bench_<tag>-bare.submissions`, …), declared by the
+//! same [`Topology::declare`] so both queues are of exactly the same kind.
 
-use crate::bench::record;
+use crate::record;
+use anyhow::Context as _;
 use kyc_bus::Topology;
-use kyc_bus::lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions, QueuePurgeOptions};
+use kyc_bus::lapin::options::QueuePurgeOptions;
 use kyc_bus::lapin::{Channel, Connection};
 use kyc_config::Settings;
 use kyc_store::Store;
+use kyc_testkit::scratch::{ScratchBroker, ScratchDb, random_tag};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::Connection as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
+
+/// What every name this bench creates starts with: its databases are
+/// `kyc_bench_<tag>`, its broker prefixes `kyc_bench_<tag>` and
+/// `kyc_bench_<tag>-bare`.
+pub const MARKER: &str = "kyc_bench_";
 
 /// The ceilings' table: what a bare worker stores per message.
 pub const SCRATCH_TABLE: &str = "bench_scratch";
@@ -45,9 +50,6 @@ impl Table {
 pub struct BenchEnv {
     /// The loaded settings, pointed at this run's database and prefix.
     pub settings: Settings,
-    pub db_name: String,
-    /// The server's `postgres` database, to drop ours from.
-    admin_url: String,
     pub amqp_url: String,
     pub store: Store,
     pub ours: Topology,
@@ -59,6 +61,9 @@ pub struct BenchEnv {
     pub dir: PathBuf,
     connection: Connection,
     control: Channel,
+    /// Created by this run: the only database and prefixes cleanup removes.
+    db: ScratchDb,
+    broker: ScratchBroker,
 }
 
 /// Runs `body` in a fresh [`BenchEnv`] and removes the env afterwards, whatever
@@ -69,9 +74,10 @@ pub async fn with_env<T>(
 ) -> anyhow::Result<T> {
     let env = BenchEnv::create(base).await?;
     eprintln!(
-        "bench: database {}, broker prefix {} (both removed at the end)",
-        env.db_name,
-        env.ours.prefix()
+        "bench: created database {} and broker prefixes {}, {} (all removed at the end)",
+        env.db.name(),
+        env.ours.prefix(),
+        env.bare.prefix()
     );
     let result = tokio::select! {
         result = body(&env) => result,
@@ -83,18 +89,24 @@ pub async fn with_env<T>(
 
 impl BenchEnv {
     async fn create(base: &Settings) -> anyhow::Result<BenchEnv> {
-        let id = Uuid::now_v7().simple().to_string();
-        // The last hex digits of a UUIDv7 are random.
-        let tag = &id[id.len() - 10..];
-        let db_name = format!("kyc_bench_{tag}");
-        let prefix = format!("bench{tag}");
-        let server = base.database.url.expose_secret();
-        let db_url = with_database(server, &db_name);
-        let admin_url = with_database(server, "postgres");
+        let tag = random_tag();
+        let db_name = format!("{MARKER}{tag}");
+        let prefix = format!("{MARKER}{tag}");
+        // The configured database and prefix (production's `kyc`, say) are never
+        // used: only the server part of the database URL and the broker URL are.
         let amqp_url = base.amqp.url.expose_secret().to_owned();
+        let ours = Topology::new(prefix.clone());
+        let bare = Topology::new(format!("{prefix}-bare"));
+        // Claimed before anything is created: a taken prefix costs nothing.
+        let broker = ScratchBroker::claim(&amqp_url, vec![ours.clone(), bare.clone()])
+            .await
+            .context("bench broker prefix")?;
+        let db = ScratchDb::create(base.database.url.expose_secret(), &db_name)
+            .await
+            .context("bench database")?;
 
         let mut settings = base.clone();
-        settings.database.url = SecretString::from(db_url.clone());
+        settings.database.url = SecretString::from(db.url().to_owned());
         settings.amqp.prefix = prefix.clone();
         settings.http.addr = SocketAddr::from(([127, 0, 0, 1], 0));
         // A per-project rate limit would measure its own setting, not our code.
@@ -110,8 +122,7 @@ impl BenchEnv {
         }
 
         let made = async {
-            kyc_store::migrate(&db_url).await?;
-            let store = Store::connect_lazy(&db_url, 4)?;
+            let store = Store::connect_lazy(db.url(), 4)?;
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 // The ceiling's row: an id and the body, nothing else.
                 "CREATE TABLE {SCRATCH_TABLE} (id uuid PRIMARY KEY, body jsonb NOT NULL)"
@@ -120,32 +131,17 @@ impl BenchEnv {
             .await?;
             let (project, key) = store.create_project("bench", false).await?;
             store.add_admin(project.id, record::ADMIN).await?;
-            Ok::<_, anyhow::Error>((store, key.expose().to_owned()))
-        }
-        .await;
-        let (store, api_key) = match made {
-            Ok(made) => made,
-            Err(e) => {
-                drop_database(&admin_url, &db_name).await;
-                return Err(e);
-            }
-        };
-
-        let ours = Topology::new(prefix.clone());
-        let bare = Topology::new(format!("{prefix}-bare"));
-        let declared = async {
-            let connection = kyc_bus::connect(&amqp_url, "kycctl-bench").await?;
+            let connection = kyc_bus::connect(&amqp_url, "kyc-bench").await?;
             let control = connection.create_channel().await?;
             ours.declare(&control).await?;
             bare.declare(&control).await?;
-            Ok::<_, anyhow::Error>((connection, control))
+            Ok::<_, anyhow::Error>((store, key.expose().to_owned(), connection, control))
         }
         .await;
-        let (connection, control) = match declared {
-            Ok(declared) => declared,
+        let (store, api_key, connection, control) = match made {
+            Ok(made) => made,
             Err(e) => {
-                drop_database(&admin_url, &db_name).await;
-                delete_topologies(&amqp_url, &[&ours, &bare]).await;
+                remove(&db, &broker).await;
                 return Err(e);
             }
         };
@@ -153,8 +149,6 @@ impl BenchEnv {
         Ok(BenchEnv {
             settings,
             dir: std::env::temp_dir().join(format!("kyc-bench-{tag}")),
-            db_name,
-            admin_url,
             amqp_url,
             store,
             ours,
@@ -163,6 +157,8 @@ impl BenchEnv {
             stop: CancellationToken::new(),
             connection,
             control,
+            db,
+            broker,
         })
     }
 
@@ -230,8 +226,7 @@ impl BenchEnv {
         self.store.pool().close().await;
         let _ = self.control.close(200, "bye".into()).await;
         let _ = self.connection.close(200, "bye".into()).await;
-        drop_database(&self.admin_url, &self.db_name).await;
-        delete_topologies(&self.amqp_url, &[&self.ours, &self.bare]).await;
+        remove(&self.db, &self.broker).await;
         if self.dir.exists()
             && let Err(e) = std::fs::remove_dir_all(&self.dir)
         {
@@ -240,86 +235,13 @@ impl BenchEnv {
     }
 }
 
-async fn drop_database(admin_url: &str, db_name: &str) {
-    let dropped = async {
-        let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await?;
-        conn.close().await
+/// Drops the run's database and deletes its queues and exchanges: only what
+/// [`BenchEnv::create`] created. Best effort: a failure is reported, not returned.
+async fn remove(db: &ScratchDb, broker: &ScratchBroker) {
+    if let Err(e) = db.drop_database().await {
+        eprintln!("bench: {e:#}");
     }
-    .await;
-    if let Err(e) = dropped {
-        eprintln!("bench: could not drop database {db_name}: {e}");
-    }
-}
-
-async fn delete_topologies(amqp_url: &str, topologies: &[&Topology]) {
-    let deleted = async {
-        let connection = kyc_bus::connect(amqp_url, "kycctl-bench-cleanup").await?;
-        let channel = connection.create_channel().await?;
-        for topology in topologies {
-            for queue in [topology.submissions_queue(), topology.dead_queue()] {
-                channel
-                    .queue_delete(queue.into(), QueueDeleteOptions::default())
-                    .await?;
-            }
-            for exchange in [
-                topology.submissions_exchange(),
-                topology.events_exchange(),
-                topology.dead_exchange(),
-            ] {
-                channel
-                    .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-                    .await?;
-            }
-        }
-        connection.close(200, "bye".into()).await?;
-        Ok::<_, anyhow::Error>(())
-    }
-    .await;
-    if let Err(e) = deleted {
-        eprintln!("bench: could not delete the bench queues and exchanges: {e}");
-    }
-}
-
-/// `url` with its database (path) replaced by `name`, query kept:
-/// `postgres://u@h:5432/kyc?x=y` → `postgres://u@h:5432/<name>?x=y`.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{server}/{name}?{query}"),
-        None => format!("{server}/{name}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn database_urls() {
-        assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/kyc", "x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            with_database("postgres://u:p@db:5432/kyc?sslmode=disable", "x"),
-            "postgres://u:p@db:5432/x?sslmode=disable"
-        );
-        assert_eq!(
-            with_database("postgres://db:5432", "x"),
-            "postgres://db:5432/x"
-        );
+    if let Err(e) = broker.delete().await {
+        eprintln!("bench: could not delete the bench queues and exchanges: {e:#}");
     }
 }

@@ -1,4 +1,4 @@
-//! `kycctl bench broker`: confirmed publishing to a quorum queue of the kind of
+//! `kyc-bench broker`: confirmed publishing to a quorum queue of the kind of
 //! `P.submissions`, nothing else.
 //!
 //! - ceiling: raw publishing with a window of unconfirmed messages (1000);
@@ -10,11 +10,11 @@
 //! The same bytes (the bench record), persistent and mandatory, every time; the
 //! queue is purged after each phase.
 
-use crate::bench::Common;
-use crate::bench::env::{BenchEnv, with_env};
-use crate::bench::raw_publish;
-use crate::bench::record;
-use crate::bench::report::{Phase, Ratio, Report, Role, memory::Peak};
+use crate::Common;
+use crate::env::{BenchEnv, with_env};
+use crate::raw_publish;
+use crate::record;
+use crate::report::{Phase, Ratio, Report, Role, memory::Peak};
 use futures_util::{StreamExt, TryStreamExt};
 use kyc_bus::{Link, LinkOptions, Outgoing, Publisher, persistent};
 use kyc_config::Settings;

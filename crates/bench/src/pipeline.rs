@@ -1,4 +1,4 @@
-//! `kycctl bench pipeline`: the path without HTTP, end to end.
+//! `kyc-bench pipeline`: the path without HTTP, end to end.
 //!
 //! For each worker count W:
 //! - ceiling: W bare workers consuming while N raw messages (the bench record)
@@ -14,13 +14,13 @@
 //! messages by line, so a second run of the same file would otherwise find its
 //! rows already stored.
 
-use crate::bench::Common;
-use crate::bench::bare_worker::{BareWorker, Shape};
-use crate::bench::env::{BenchEnv, Table, with_env};
-use crate::bench::ours::OurWorker;
-use crate::bench::raw_publish;
-use crate::bench::record;
-use crate::bench::report::{Phase, Ratio, Report, Role, memory::Peak};
+use crate::Common;
+use crate::bare_worker::{BareWorker, Shape};
+use crate::env::{BenchEnv, Table, with_env};
+use crate::ours::OurWorker;
+use crate::raw_publish;
+use crate::record;
+use crate::report::{Phase, Ratio, Report, Role, memory::Peak};
 use clap::{Args, FromArgMatches};
 use kyc_cli::push::PushArgs;
 use kyc_config::Settings;
@@ -42,7 +42,7 @@ pub struct PipelineArgs {
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
     /// Give up on a phase after this long.
-    #[arg(long, default_value = "300s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, default_value = "300s", value_parser = crate::parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]
     pub common: Common,

@@ -197,7 +197,7 @@ impl Report {
             .collect();
         let _ = writeln!(
             out,
-            "kycctl bench {} — {} — {} cores{} — {}",
+            "kyc-bench {} — {} — {} cores{} — {}",
             self.bench,
             self.date,
             self.machine.cores,

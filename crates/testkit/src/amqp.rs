@@ -2,8 +2,7 @@
 
 use futures_util::StreamExt;
 use kyc_bus::lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use kyc_bus::lapin::types::FieldTable;
 use kyc_bus::lapin::{BasicProperties, Channel, Connection, Consumer};
@@ -204,29 +203,4 @@ pub async fn queue_depth(topology: &Topology) -> u32 {
         .expect("passive declare of the submissions queue");
     let _ = connection.close(200, "bye".into()).await;
     queue.message_count()
-}
-
-/// Deletes the test's queues and exchanges (best effort).
-pub async fn delete_topology(topology: &Topology) {
-    let Ok(connection) = kyc_bus::connect(&crate::amqp_url(), "kyc-tests-cleanup").await else {
-        return;
-    };
-    let Ok(channel) = connection.create_channel().await else {
-        return;
-    };
-    for queue in [topology.submissions_queue(), topology.dead_queue()] {
-        let _ = channel
-            .queue_delete(queue.into(), QueueDeleteOptions::default())
-            .await;
-    }
-    for exchange in [
-        topology.submissions_exchange(),
-        topology.events_exchange(),
-        topology.dead_exchange(),
-    ] {
-        let _ = channel
-            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-            .await;
-    }
-    let _ = connection.close(200, "bye".into()).await;
 }

@@ -1,4 +1,4 @@
-//! `kycctl bench intake`: the HTTP intake alone, no worker running.
+//! `kyc-bench intake`: the HTTP intake alone, no worker running.
 //!
 //! Ceiling: the bare intake (parse JSON, publish with confirm, answer). Ours:
 //! `kyc_intake::Intake` (authenticate, size limit, parse, validate, admin check,
@@ -6,12 +6,12 @@
 //! connections posting the same valid 25-field record for D seconds. The queues
 //! fill up (nobody consumes): they are purged between phases.
 
-use crate::bench::Common;
-use crate::bench::bare_intake::BareIntake;
-use crate::bench::env::{BenchEnv, with_env};
-use crate::bench::load::{HttpArgs, Load};
-use crate::bench::ours::OurIntake;
-use crate::bench::report::{Phase, Ratio, Report, Role, memory::Peak};
+use crate::Common;
+use crate::bare_intake::BareIntake;
+use crate::env::{BenchEnv, with_env};
+use crate::load::{HttpArgs, Load};
+use crate::ours::OurIntake;
+use crate::report::{Phase, Ratio, Report, Role, memory::Peak};
 use kyc_config::Settings;
 use std::net::SocketAddr;
 

@@ -1,0 +1,98 @@
+//! RabbitMQ stopped and restored, and queries of a test's queues.
+
+use super::{AMQP_ADDR, port_open, run, wait_blocking};
+use kyc_testkit::TestEnv;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn broker_app_running() -> bool {
+    port_open(AMQP_ADDR)
+        && Command::new("rabbitmqctl")
+            .args(["-q", "await_startup", "--timeout", "5"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// Makes sure the broker runs and accepts AMQP: `start_app` if only the
+/// application was stopped, `rabbitmq-server -detached` if the node is gone.
+pub fn ensure_broker_up() {
+    if port_open(AMQP_ADDR) {
+        run("rabbitmqctl", &["-q", "await_startup"]);
+        return;
+    }
+    if !run("rabbitmqctl", &["-q", "start_app"]) {
+        // The node itself is not running.
+        let _ = Command::new("rabbitmq-server")
+            .arg("-detached")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    assert!(
+        wait_blocking(Duration::from_secs(120), broker_app_running),
+        "RabbitMQ did not come back on {AMQP_ADDR}"
+    );
+}
+
+/// The broker application stopped (`rabbitmqctl stop_app`) for the lifetime of
+/// the guard; dropping it runs `start_app` and waits for startup.
+#[derive(Debug)]
+pub struct BrokerStopped {
+    restored: bool,
+}
+
+impl BrokerStopped {
+    pub fn stop() -> BrokerStopped {
+        let guard = BrokerStopped { restored: false };
+        assert!(
+            run("rabbitmqctl", &["-q", "stop_app"]),
+            "rabbitmqctl stop_app"
+        );
+        guard
+    }
+
+    /// `start_app`, then waits until the broker accepts AMQP; when `start_app`
+    /// returned.
+    pub fn start(&mut self) -> Instant {
+        self.restored = true;
+        let started = run("rabbitmqctl", &["-q", "start_app"]);
+        let returned = Instant::now();
+        assert!(started, "rabbitmqctl start_app");
+        ensure_broker_up();
+        returned
+    }
+}
+
+impl Drop for BrokerStopped {
+    fn drop(&mut self) {
+        if !self.restored {
+            self.restored = true;
+            eprintln!("restoring RabbitMQ");
+            ensure_broker_up();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- broker queries
+
+/// Ready messages and consumers of a queue (a passive declare).
+pub async fn queue_counts(env: &TestEnv, queue: &str) -> (u32, u32) {
+    use kyc_bus::lapin::options::QueueDeclareOptions;
+    use kyc_bus::lapin::types::FieldTable;
+    let (connection, channel) = kyc_testkit::amqp::channel(&env.topology).await;
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("passive declare of {queue}: {e}"));
+    let _ = connection.close(200, "bye".into()).await;
+    (declared.message_count(), declared.consumer_count())
+}
