@@ -4,8 +4,8 @@
 //! connection that reconnects with back-off ([`Link`]), confirmed publishing that
 //! only reports success for a plain broker ack within a timeout ([`Publisher`]
 //! over a [`Link`], [`ConfirmChannel`] on a connection of one's own), and small
-//! helpers for consumers and headers. Nothing else in the workspace calls
-//! `basic_publish`.
+//! helpers for consumers and headers. Every publish of the services and of
+//! `kycctl` goes through one of those two.
 //!
 //! Where a message goes: the intake and `kycctl push` publish submissions to
 //! `P.submissions` (routing key `submission.v1`); the quorum queue `P.submissions`
