@@ -147,6 +147,7 @@ impl Publisher {
         if lease.blocked {
             return all(|| PublishError::Blocked);
         }
+        let mandatory: Vec<bool> = messages.iter().map(|m| m.mandatory).collect();
         let confirms = messages
             .into_iter()
             .map(|message| send(&lease.channel, message));
@@ -156,7 +157,11 @@ impl Publisher {
                 Err(_) => (0..n)
                     .map(|_| Err(PublishError::Timeout(timeout)))
                     .collect(),
-                Ok(confirmations) => confirmations.into_iter().map(settle).collect(),
+                Ok(confirmations) => confirmations
+                    .into_iter()
+                    .zip(mandatory)
+                    .map(|(confirmation, mandatory)| settle(confirmation, mandatory))
+                    .collect(),
             };
         if outcomes
             .iter()
@@ -221,7 +226,9 @@ impl ConfirmChannel {
     /// Nothing is sent until the future is first polled, and the timeout runs
     /// from then. Many of these futures can be polled together (e.g. in a
     /// `FuturesUnordered`) to keep a window of publishes awaiting their confirms;
-    /// the channel delivers them in the order they were first polled.
+    /// the channel delivers them in the order they were first polled. Send all
+    /// mandatory messages of one channel to one destination: a return cannot be
+    /// told apart from a neighbour's under a multiple ack (see `settle`).
     pub async fn publish(&self, message: Outgoing<'_>) -> Result<(), PublishError> {
         confirmed(&self.channel, message, self.confirm_timeout).await
     }
@@ -234,9 +241,10 @@ async fn confirmed(
     message: Outgoing<'_>,
     timeout: Duration,
 ) -> Result<(), PublishError> {
+    let mandatory = message.mandatory;
     match tokio::time::timeout(timeout, send(channel, message)).await {
         Err(_) => Err(PublishError::Timeout(timeout)),
-        Ok(confirmation) => settle(confirmation),
+        Ok(confirmation) => settle(confirmation, mandatory),
     }
 }
 
@@ -259,10 +267,23 @@ async fn send(channel: &Channel, message: Outgoing<'_>) -> Result<Confirmation, 
 }
 
 /// What a confirm means: only a plain ack with nothing returned is success.
-fn settle(confirmation: Result<Confirmation, lapin::Error>) -> Result<(), PublishError> {
+///
+/// lapin hands a returned message to the next confirm that completes on its
+/// channel, which under a multiple ack need not be the confirm of the message
+/// that was returned (`basic.return` names no delivery tag). A message published
+/// without `mandatory` is never returned, so a return on its confirm is a
+/// neighbour's and its own ack stands. Among mandatory messages of one channel a
+/// return may land on a neighbour's confirm; every caller sends all its mandatory
+/// messages of a channel to the same destination (submissions), or ignores their
+/// returns (replies), so either way the answer is right.
+fn settle(
+    confirmation: Result<Confirmation, lapin::Error>,
+    mandatory: bool,
+) -> Result<(), PublishError> {
     match confirmation {
         Err(e) => Err(PublishError::Amqp(e)),
         Ok(Confirmation::Ack(None)) => Ok(()),
+        Ok(Confirmation::Ack(Some(_))) if !mandatory => Ok(()),
         Ok(Confirmation::Ack(Some(returned))) => {
             Err(PublishError::Returned(returned.reply_text.to_string()))
         }
