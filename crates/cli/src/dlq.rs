@@ -86,7 +86,7 @@ pub async fn replay(settings: &Settings, selection: &Selection) -> anyhow::Resul
             .await
             .with_context(|| {
                 format!(
-                    "the broker did not accept the replayed message {}; it stays in the dead queue",
+                    "the broker did not confirm the replayed message {}; it stays in the dead queue",
                     letter.id
                 )
             })?;
