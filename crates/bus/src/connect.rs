@@ -12,8 +12,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Failures at the AMQP boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    /// The broker or the connection answered with an error.
     #[error("amqp: {0}")]
     Amqp(#[from] lapin::Error),
+    /// The broker did not answer in time (it may accept TCP and say nothing).
     #[error("amqp: timed out after {0:?}")]
     Timeout(Duration),
 }
@@ -43,7 +45,9 @@ pub async fn open_consumer_channel(
     Ok(channel)
 }
 
-/// `n` (at least one) channels in publisher-confirm mode.
+/// `n` (at least one) raw channels in publisher-confirm mode, for measuring what
+/// the broker takes without our publish path (the benchmark's ceiling). To
+/// publish, use [`crate::ConfirmChannel::open_many`], which settles confirms.
 pub async fn confirm_channels(connection: &Connection, n: usize) -> Result<Vec<Channel>, BusError> {
     let mut channels = Vec::with_capacity(n.max(1));
     for _ in 0..n.max(1) {

@@ -23,9 +23,11 @@ type EventStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Event> + Se
 /// What a [`Link`] connects to and how many channels it opens.
 #[derive(Debug, Clone)]
 pub struct LinkOptions {
+    /// The broker's AMQP URL (with credentials).
     pub url: String,
     /// Shown in the broker's management UI, e.g. `kyc-intake`.
     pub name: String,
+    /// Declared on every (re)connection, before any publish.
     pub topology: Topology,
     /// Confirm-mode channels to spread publishes over.
     pub channels: usize,
@@ -135,6 +137,19 @@ impl Link {
     }
 }
 
+/// Why the supervisor gives a connection up and starts over.
+#[derive(Debug, thiserror::Error)]
+enum Down {
+    #[error("a publish on it failed")]
+    PublishFailed,
+    #[error("connection no longer connected")]
+    Disconnected,
+    #[error("connection error: {0}")]
+    Error(#[source] lapin::Error),
+    #[error("event stream ended")]
+    EventsEnded,
+}
+
 async fn supervise(
     options: LinkOptions,
     state: watch::Sender<State>,
@@ -160,16 +175,16 @@ async fn supervise(
                 () = shutdown.cancelled() => break None,
                 () = failed.notify.notified() => {
                     if failed.generation.load(Ordering::Relaxed) == generation {
-                        break Some("a publish failed".to_owned());
+                        break Some(Down::PublishFailed);
                     }
                 }
                 _ = poll.tick() => {
                     if !live.connection.status().connected() {
-                        break Some("connection no longer connected".to_owned());
+                        break Some(Down::Disconnected);
                     }
                 }
                 event = events.next() => match event {
-                    Some(Event::Error(e)) => break Some(e.to_string()),
+                    Some(Event::Error(e)) => break Some(Down::Error(e)),
                     Some(Event::ConnectionBlocked(why)) => {
                         tracing::warn!(name = %options.name, reason = %why, "broker blocked publishing");
                         live.blocked.store(true, Ordering::Relaxed);
@@ -179,7 +194,7 @@ async fn supervise(
                         live.blocked.store(false, Ordering::Relaxed);
                     }
                     Some(_) => {}
-                    None => break Some("event stream ended".to_owned()),
+                    None => break Some(Down::EventsEnded),
                 },
             }
         };
@@ -192,7 +207,7 @@ async fn supervise(
         match reason {
             None => return,
             Some(reason) => {
-                tracing::warn!(name = %options.name, %reason, "amqp link down, reconnecting")
+                tracing::warn!(name = %options.name, %reason, error.cause_chain = ?reason, "amqp link down, reconnecting")
             }
         }
     }
@@ -205,7 +220,7 @@ async fn establish_with_backoff(options: &LinkOptions, generation: u64) -> (Live
         match establish(options, generation).await {
             Ok(live) => return live,
             Err(e) => {
-                let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                let delay = delays.next().expect("the back-off schedule never ends");
                 tracing::warn!(name = %options.name, error = %e, ?delay, "amqp connect failed");
                 tokio::time::sleep(delay).await;
             }

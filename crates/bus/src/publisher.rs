@@ -1,11 +1,22 @@
-//! Confirmed publishing over a [`Link`]: the only success is a plain broker ack
-//! with no returned message, within a timeout. Everything else is an error the
-//! caller can answer honestly (the intake: 503 `unavailable`).
+//! Confirmed publishing: the only success is a plain broker ack with no returned
+//! message, within a timeout. Everything else is an error the caller can answer
+//! honestly (the intake: 503 `unavailable`; `kycctl push`: stop and say how to
+//! resume).
+//!
+//! There is one publish path (send, wait for the confirm under a timeout, settle
+//! it by the rule above), offered two ways:
+//!
+//! - [`Publisher`], over a supervised [`Link`] (the intake and the workers): it
+//!   leases a channel, bounds the publishes in flight, and reports broken
+//!   channels so the link reconnects;
+//! - [`ConfirmChannel`], one confirm-mode channel on a connection the caller owns
+//!   for a single run (`kycctl push`, `kycctl dlq replay`): each publish is a
+//!   future, so many can be kept in flight at once.
 
-use crate::Link;
+use crate::{BusError, Link};
 use futures_util::future::join_all;
-use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Channel, Confirmation};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -27,22 +38,44 @@ pub enum PublishError {
     /// No confirm within the timeout.
     #[error("no publisher confirm within {0:?}")]
     Timeout(Duration),
-    /// The broker nacked the message (it could not store it).
+    /// The broker nacked the message (it could not store it, e.g. a full queue
+    /// that rejects publishes).
     #[error("broker nacked the message")]
     Nacked,
-    /// Unroutable: returned by the broker (`mandatory`), e.g. the queue is missing.
+    /// Unroutable: returned by the broker (`mandatory`), e.g. the queue is
+    /// missing. Holds the broker's reply text (`NO_ROUTE`); never the message,
+    /// whose body may hold personal data.
     #[error("message returned by the broker: {0}")]
     Returned(String),
+    /// The channel is not in publisher-confirm mode, so no confirm can be had.
+    #[error("the channel is not in publisher-confirm mode")]
+    NotConfirming,
+    /// The channel or connection failed (closed by the broker, I/O error).
     #[error("amqp: {0}")]
     Amqp(#[from] lapin::Error),
+}
+
+impl PublishError {
+    /// Whether the channel the publish went out on is to be considered broken
+    /// (a fresh connection is the cure), rather than the message refused.
+    fn breaks_channel(&self) -> bool {
+        matches!(
+            self,
+            PublishError::Amqp(_) | PublishError::Timeout(_) | PublishError::NotConfirming
+        )
+    }
 }
 
 /// One message to publish.
 #[derive(Debug, Clone)]
 pub struct Outgoing<'a> {
+    /// Exchange to publish to (`""`: the default exchange, routing by queue name).
     pub exchange: &'a str,
+    /// Routing key, e.g. [`kyc_core::wire::SUBMISSION_ROUTING_KEY`].
     pub routing_key: &'a str,
+    /// The message body.
     pub payload: &'a [u8],
+    /// Headers, ids and delivery mode; usually built on [`persistent`].
     pub properties: BasicProperties,
     /// Ask the broker to return the message if no queue takes it. Submissions
     /// set it (an unroutable submission is not "durably queued"); result events
@@ -50,7 +83,8 @@ pub struct Outgoing<'a> {
     pub mandatory: bool,
 }
 
-/// Publishes with confirms, bounded in-flight count and a confirm timeout.
+/// Publishes with confirms, bounded in-flight count and a confirm timeout, over
+/// the channels of a [`Link`]. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Publisher {
     link: Link,
@@ -71,6 +105,7 @@ impl Publisher {
         }
     }
 
+    /// The link publishes go over (for readiness checks).
     pub fn link(&self) -> &Link {
         &self.link
     }
@@ -85,22 +120,13 @@ impl Publisher {
         if lease.blocked {
             return Err(PublishError::Blocked);
         }
-        let confirm = send(&lease.channel, message);
-        let outcome = match tokio::time::timeout(self.confirm_timeout, confirm).await {
-            Err(_) => Err(PublishError::Timeout(self.confirm_timeout)),
-            Ok(confirmation) => settle(confirmation),
-        };
-        if matches!(
-            outcome,
-            Err(PublishError::Amqp(_) | PublishError::Timeout(_))
-        ) {
+        let outcome = confirmed(&lease.channel, message, self.confirm_timeout).await;
+        if outcome.as_ref().is_err_and(PublishError::breaks_channel) {
             self.link.report_failure(lease.generation);
         }
         outcome
     }
-}
 
-impl Publisher {
     /// Publishes several messages on one channel, all in flight at once, under one
     /// confirm timeout; one result per message, in order. Cheaper per message than
     /// [`publish`](Self::publish) for a batch (one permit request, one channel
@@ -121,6 +147,7 @@ impl Publisher {
         if lease.blocked {
             return all(|| PublishError::Blocked);
         }
+        let mandatory: Vec<bool> = messages.iter().map(|m| m.mandatory).collect();
         let confirms = messages
             .into_iter()
             .map(|message| send(&lease.channel, message));
@@ -130,15 +157,94 @@ impl Publisher {
                 Err(_) => (0..n)
                     .map(|_| Err(PublishError::Timeout(timeout)))
                     .collect(),
-                Ok(confirmations) => confirmations.into_iter().map(settle).collect(),
+                Ok(confirmations) => confirmations
+                    .into_iter()
+                    .zip(mandatory)
+                    .map(|(confirmation, mandatory)| settle(confirmation, mandatory))
+                    .collect(),
             };
         if outcomes
             .iter()
-            .any(|o| matches!(o, Err(PublishError::Amqp(_) | PublishError::Timeout(_))))
+            .any(|o| o.as_ref().is_err_and(PublishError::breaks_channel))
         {
             self.link.report_failure(lease.generation);
         }
         outcomes
+    }
+}
+
+/// One channel in publisher-confirm mode on a connection the caller owns, with
+/// the same confirm rules and timeout as [`Publisher`]. For a process that runs
+/// one job on one connection and stops at the first failure (`kycctl push`,
+/// `kycctl dlq replay`), where a supervised [`Link`] that reconnects behind its
+/// back would only hide the failure. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ConfirmChannel {
+    channel: Channel,
+    confirm_timeout: Duration,
+}
+
+impl ConfirmChannel {
+    /// Opens a channel on `connection` and turns publisher confirms on.
+    pub async fn open(
+        connection: &Connection,
+        confirm_timeout: Duration,
+    ) -> Result<ConfirmChannel, BusError> {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(ConfirmChannel {
+            channel,
+            confirm_timeout,
+        })
+    }
+
+    /// `n` (at least one) confirm channels on `connection`. The broker serves
+    /// each channel in one process: several, used in turn, carry more than one.
+    pub async fn open_many(
+        connection: &Connection,
+        n: usize,
+        confirm_timeout: Duration,
+    ) -> Result<Vec<ConfirmChannel>, BusError> {
+        let mut channels = Vec::with_capacity(n.max(1));
+        for _ in 0..n.max(1) {
+            channels.push(ConfirmChannel::open(connection, confirm_timeout).await?);
+        }
+        Ok(channels)
+    }
+
+    /// The underlying channel, for declarations (not for publishing: that is
+    /// [`publish`](Self::publish)).
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Publishes one message and resolves once it is settled: `Ok` only for a
+    /// plain broker ack, with nothing returned, within the confirm timeout.
+    ///
+    /// Nothing is sent until the future is first polled, and the timeout runs
+    /// from then. Many of these futures can be polled together (e.g. in a
+    /// `FuturesUnordered`) to keep a window of publishes awaiting their confirms;
+    /// the channel delivers them in the order they were first polled. Send all
+    /// mandatory messages of one channel to one destination: a return cannot be
+    /// told apart from a neighbour's under a multiple ack (see `settle`).
+    pub async fn publish(&self, message: Outgoing<'_>) -> Result<(), PublishError> {
+        confirmed(&self.channel, message, self.confirm_timeout).await
+    }
+}
+
+/// Publishes on `channel`, waits for the broker's confirm at most `timeout`, and
+/// settles it.
+async fn confirmed(
+    channel: &Channel,
+    message: Outgoing<'_>,
+    timeout: Duration,
+) -> Result<(), PublishError> {
+    let mandatory = message.mandatory;
+    match tokio::time::timeout(timeout, send(channel, message)).await {
+        Err(_) => Err(PublishError::Timeout(timeout)),
+        Ok(confirmation) => settle(confirmation, mandatory),
     }
 }
 
@@ -161,27 +267,33 @@ async fn send(channel: &Channel, message: Outgoing<'_>) -> Result<Confirmation, 
 }
 
 /// What a confirm means: only a plain ack with nothing returned is success.
-fn settle(confirmation: Result<Confirmation, lapin::Error>) -> Result<(), PublishError> {
+///
+/// lapin hands a returned message to the next confirm that completes on its
+/// channel, which under a multiple ack need not be the confirm of the message
+/// that was returned (`basic.return` names no delivery tag). A message published
+/// without `mandatory` is never returned, so a return on its confirm is a
+/// neighbour's and its own ack stands. Among mandatory messages of one channel a
+/// return may land on a neighbour's confirm; every caller sends all its mandatory
+/// messages of a channel to the same destination (submissions), or ignores their
+/// returns (replies), so either way the answer is right.
+fn settle(
+    confirmation: Result<Confirmation, lapin::Error>,
+    mandatory: bool,
+) -> Result<(), PublishError> {
     match confirmation {
         Err(e) => Err(PublishError::Amqp(e)),
         Ok(Confirmation::Ack(None)) => Ok(()),
+        Ok(Confirmation::Ack(Some(_))) if !mandatory => Ok(()),
         Ok(Confirmation::Ack(Some(returned))) => {
             Err(PublishError::Returned(returned.reply_text.to_string()))
         }
         Ok(Confirmation::Nack(_)) => Err(PublishError::Nacked),
-        // confirm_select is on for every channel of a Link; treat a channel that
-        // somehow lost it as broken.
-        Ok(Confirmation::NotRequested) => Err(PublishError::Amqp(lapin::Error::from(
-            lapin::ErrorKind::InvalidChannelState(
-                lapin::ChannelState::Error,
-                "publisher confirms not enabled",
-            ),
-        ))),
+        Ok(Confirmation::NotRequested) => Err(PublishError::NotConfirming),
     }
 }
 
-/// Properties for a persistent message (delivery mode 2: written to disk before
-/// the broker confirms it).
+/// Properties for a persistent JSON message (delivery mode 2: written to disk
+/// before the broker confirms it).
 pub fn persistent() -> BasicProperties {
     BasicProperties::default()
         .with_delivery_mode(2)

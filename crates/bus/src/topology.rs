@@ -24,12 +24,14 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// The topology whose every name starts with `prefix` (e.g. `kyc`).
     pub fn new(prefix: impl Into<String>) -> Topology {
         Topology {
             prefix: prefix.into(),
         }
     }
 
+    /// The prefix every name starts with.
     pub fn prefix(&self) -> &str {
         &self.prefix
     }

@@ -9,12 +9,10 @@
 
 use anyhow::Context;
 use kyc_bus::lapin::message::BasicGetMessage;
-use kyc_bus::lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-};
+use kyc_bus::lapin::options::{BasicAckOptions, BasicGetOptions};
 use kyc_bus::lapin::types::{AMQPValue, FieldTable};
 use kyc_bus::lapin::{BasicProperties, Channel, Connection};
-use kyc_bus::{Topology, headers};
+use kyc_bus::{ConfirmChannel, Outgoing, Topology, headers};
 use kyc_config::Settings;
 use kyc_core::wire::{HEADER_SUBMISSION_ID, SUBMISSION_ROUTING_KEY};
 use secrecy::ExposeSecret;
@@ -62,10 +60,10 @@ pub async fn list(settings: &Settings, limit: usize) -> anyhow::Result<Vec<DeadL
 /// removes them from the dead queue; returns how many were replayed.
 pub async fn replay(settings: &Settings, selection: &Selection) -> anyhow::Result<u64> {
     let (connection, channel, topology) = open(settings).await?;
-    let publisher = connection.create_channel().await?;
-    publisher
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+    let publisher = ConfirmChannel::open(&connection, settings.amqp.confirm_timeout())
+        .await
+        .context("opening a confirm channel")?;
+    let exchange = topology.submissions_exchange();
     // Every message is fetched once: those not replayed stay unacknowledged and
     // return to the queue when the channel closes.
     let mut replayed = 0;
@@ -76,24 +74,22 @@ pub async fn replay(settings: &Settings, selection: &Selection) -> anyhow::Resul
         {
             continue;
         }
-        let confirm = publisher
-            .basic_publish(
-                topology.submissions_exchange().into(),
-                SUBMISSION_ROUTING_KEY.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &message.delivery.data,
-                revived(&message.delivery.properties),
-            )
-            .await?
-            .await?;
-        anyhow::ensure!(
-            confirm.is_ack() && confirm.take_message().is_none(),
-            "the broker did not accept the replayed message {}",
-            letter.id
-        );
+        // Mandatory: a message the submissions queue does not take stays dead.
+        publisher
+            .publish(Outgoing {
+                exchange: &exchange,
+                routing_key: SUBMISSION_ROUTING_KEY,
+                payload: &message.delivery.data,
+                properties: revived(&message.delivery.properties),
+                mandatory: true,
+            })
+            .await
+            .with_context(|| {
+                format!(
+                    "the broker did not confirm the replayed message {}; it stays in the dead queue",
+                    letter.id
+                )
+            })?;
         message
             .delivery
             .acker

@@ -5,6 +5,8 @@
 //! shutdown signal every `main` hands down as a cancellation token ([`shutdown`]).
 //! Kept apart from `kyc-core`, which must stay free of I/O.
 
+#![warn(missing_docs)]
+
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

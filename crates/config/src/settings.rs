@@ -11,15 +11,24 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Everything any kyc-ingest process can be configured with; each section
+/// defaults to the local machine.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct Settings {
+    /// `[http]`: the intake's server.
     pub http: Http,
+    /// `[database]`: PostgreSQL.
     pub database: Database,
+    /// `[amqp]`: RabbitMQ and publishing.
     pub amqp: Amqp,
+    /// `[crypto]`: the data key for personal numbers at rest.
     pub crypto: Crypto,
+    /// `[worker]`: batching and draining.
     pub worker: Worker,
+    /// `[directory]`: the project/admin lookup cache.
     pub directory: Directory,
+    /// `[log]`: log format.
     pub log: Log,
 }
 
@@ -48,11 +57,13 @@ impl Default for Http {
     }
 }
 
+/// PostgreSQL.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Database {
     /// `KYC__DATABASE__URL`.
     pub url: SecretString,
+    /// Pool size per process.
     pub max_connections: u32,
 }
 
@@ -65,6 +76,7 @@ impl Default for Database {
     }
 }
 
+/// RabbitMQ, and how publishing to it is bounded.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Amqp {
@@ -72,9 +84,10 @@ pub struct Amqp {
     pub url: SecretString,
     /// `KYC__AMQP__PREFIX`: names every exchange and queue (`<prefix>.submissions`…).
     pub prefix: String,
-    /// Confirm-mode channels the intake spreads its publishes over.
+    /// Confirm-mode channels the intake (and `kycctl push`) spread publishes over.
     pub publish_channels: usize,
-    /// How long a publish may wait for its confirm before the client gets 503.
+    /// How long a publish may wait for its confirm before it counts as failed
+    /// (the intake's client gets 503, `kycctl push` stops).
     pub confirm_timeout_ms: u64,
     /// Publishes awaiting confirms per process; beyond it requests get 503 at once.
     pub max_in_flight: usize,
@@ -93,11 +106,13 @@ impl Default for Amqp {
 }
 
 impl Amqp {
+    /// [`Amqp::confirm_timeout_ms`] as a duration.
     pub fn confirm_timeout(&self) -> Duration {
         Duration::from_millis(self.confirm_timeout_ms)
     }
 }
 
+/// Encryption at rest.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Crypto {
@@ -139,6 +154,7 @@ impl Crypto {
     }
 }
 
+/// The worker's batching, prefetch and draining.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Worker {
@@ -169,6 +185,7 @@ impl Default for Worker {
 }
 
 impl Worker {
+    /// [`Worker::batch_linger_ms`] as a duration.
     pub fn batch_linger(&self) -> Duration {
         Duration::from_millis(self.batch_linger_ms)
     }
@@ -189,6 +206,7 @@ impl Default for Directory {
     }
 }
 
+/// Log output.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct Log {
@@ -199,10 +217,13 @@ pub struct Log {
 /// A configuration that cannot be loaded or does not make sense.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
+    /// A layer could not be read or does not fit the structure (a missing file,
+    /// bad TOML, a value of the wrong type).
     #[error("configuration: {0}")]
     Load(#[from] config::ConfigError),
+    /// The values were read but do not make sense together; says which rule.
     #[error("configuration: {0}")]
-    Invalid(String),
+    Invalid(&'static str),
 }
 
 impl Settings {
@@ -227,7 +248,7 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), SettingsError> {
-        let invalid = |what: &str| Err(SettingsError::Invalid(what.to_owned()));
+        let invalid = |rule: &'static str| Err(SettingsError::Invalid(rule));
         if self.worker.batch_size == 0 {
             return invalid("worker.batch_size must be at least 1");
         }

@@ -3,7 +3,9 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use kyc_bus::PublishError;
 use kyc_core::{ErrorBody, ErrorCode, Rejection};
+use kyc_store::StoreError;
 
 /// Seconds a client should wait before retrying a 503 or 429.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -19,18 +21,49 @@ pub enum ApiError {
     /// unreachable): 503 `unavailable` with `Retry-After`. The cause is logged,
     /// never sent.
     #[error("unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[from] Unavailable),
     /// The worker rejected the submission while the client waited (`?wait`): its
     /// code and message, as stored.
     #[error("rejected by the worker: {}", .0.error_code)]
     Worker(ErrorBody),
 }
 
+/// Which dependency failed a request, with its error as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    /// The broker did not durably accept the submission (not connected, busy,
+    /// nacked, returned, no confirm in time).
+    #[error("publish: {0}")]
+    Publish(#[from] PublishError),
+    /// A database lookup failed, with nothing cached to answer from.
+    #[error("{what} lookup: {source}")]
+    Lookup {
+        /// What was looked up: `project`, `admin`, `result`.
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: StoreError,
+    },
+}
+
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> ApiError {
+        ApiError::Unavailable(Unavailable::Publish(e))
+    }
+}
+
 impl ApiError {
+    /// A rejection with `code` and its standard message.
     pub fn code(code: ErrorCode) -> ApiError {
         ApiError::Rejected(Rejection::new(code))
     }
 
+    /// A database lookup of `what` failed: 503 `unavailable`.
+    pub fn lookup(what: &'static str, source: StoreError) -> ApiError {
+        ApiError::Unavailable(Unavailable::Lookup { what, source })
+    }
+
+    /// The documented code this error is answered with.
     pub fn error_code(&self) -> ErrorCode {
         match self {
             ApiError::Rejected(r) => r.code,
@@ -44,16 +77,21 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = match self {
             ApiError::Rejected(r) => r.to_body(),
-            ApiError::Unavailable(cause) => {
-                tracing::warn!(error.message = %cause, "answering 503 unavailable");
+            ApiError::Unavailable(e) => {
+                // The whole chain for the operator; the client gets the opaque body.
+                tracing::warn!(
+                    error.message = %e,
+                    error.cause_chain = ?e,
+                    "answering 503 unavailable"
+                );
                 Rejection::new(ErrorCode::Unavailable).to_body()
             }
             ApiError::Worker(body) => body,
         };
         let code = body.error_code;
         metrics::counter!("kyc_intake_errors_total", "code" => code.as_str()).increment(1);
-        let status =
-            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(code.http_status())
+            .expect("every error code maps to a valid HTTP status");
         let mut response = (status, Json(body)).into_response();
         if matches!(code, ErrorCode::Unavailable | ErrorCode::RateLimited) {
             response.headers_mut().insert(
@@ -62,5 +100,43 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::error::Error;
+
+    #[test]
+    fn an_unconfirmed_publish_keeps_its_cause() {
+        let error = ApiError::from(PublishError::Nacked);
+        let cause = error
+            .source()
+            .and_then(Error::source)
+            .expect("the publish error is in the chain");
+        assert!(cause.downcast_ref::<PublishError>().is_some());
+    }
+
+    #[tokio::test]
+    async fn unavailable_answers_the_documented_opaque_body() {
+        let response = ApiError::from(PublishError::Nacked).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static(RETRY_AFTER_SECONDS))
+        );
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("an in-memory body")
+            .to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(
+            body,
+            serde_json::json!({"errorCode": "unavailable", "message": "Service unavailable"})
+        );
     }
 }

@@ -53,7 +53,7 @@ impl AppState {
         match self.directory.project_for_key(key).await {
             Ok(Some(project)) => Ok((project, key)),
             Ok(None) => Err(ApiError::code(ErrorCode::Forbidden)),
-            Err(e) => Err(ApiError::Unavailable(format!("project lookup: {e}"))),
+            Err(e) => Err(ApiError::lookup("project", e)),
         }
     }
 }

@@ -111,6 +111,7 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// Empty caches over `store`, each entry trusted for `ttl`.
     pub fn new(store: Store, ttl: Duration) -> Directory {
         Directory {
             store,
@@ -120,6 +121,7 @@ impl Directory {
         }
     }
 
+    /// The store behind the caches, for uncached queries.
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -8,6 +8,8 @@
 //! [`directory`] is the in-memory, short-TTL cache of project/admin lookups that
 //! lets the intake and workers answer without a database round trip per message.
 
+#![warn(missing_docs)]
+
 pub mod directory;
 pub mod pii;
 pub mod projects;
@@ -24,12 +26,18 @@ pub use projects::{ApiKey, Project};
 /// Failures at the database boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A query failed or the database could not be reached.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// Applying the migrations failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("{0}")]
+    /// The row to change does not exist (the project, the admin, …, as named).
+    #[error("{0} not found")]
     NotFound(&'static str),
+    /// The operating system could not supply random bytes for a new API key.
+    #[error("system randomness unavailable: {0}")]
+    Randomness(#[from] getrandom::Error),
     /// A lookup that must be quick was not.
     #[error("database did not answer within {0:?}")]
     Timeout(Duration),
@@ -57,7 +65,7 @@ impl StoreError {
                 _ => false,
             },
             StoreError::Timeout(_) => true,
-            StoreError::Migrate(_) | StoreError::NotFound(_) => false,
+            StoreError::Migrate(_) | StoreError::NotFound(_) | StoreError::Randomness(_) => false,
         }
     }
 }
@@ -84,6 +92,7 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// The connection pool, for queries of other crates' own (tests, tools).
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

@@ -16,10 +16,17 @@ pub struct DataKey {
     seal: SealKey,
 }
 
-/// Why a configured data key is unusable.
+/// Why a configured data key is unusable. Deliberately without the decoder's
+/// error as a source: that names the offending byte, which is part of a secret.
 #[derive(Debug, thiserror::Error)]
-#[error("data key must be standard Base64 of exactly 32 bytes")]
-pub struct BadDataKey;
+pub enum BadDataKey {
+    /// The text is not standard Base64.
+    #[error("data key must be standard Base64 (of 32 bytes)")]
+    NotBase64,
+    /// The key decodes to this many bytes, not 32.
+    #[error("data key must be 32 bytes, not {0}")]
+    WrongLength(usize),
+}
 
 impl DataKey {
     /// `secret` is standard Base64 of 32 random bytes.
@@ -29,8 +36,10 @@ impl DataKey {
     ) -> Result<DataKey, BadDataKey> {
         let bytes = BASE64
             .decode(secret.expose_secret().trim())
-            .map_err(|_| BadDataKey)?;
-        let bytes: [u8; 32] = bytes.try_into().map_err(|_| BadDataKey)?;
+            .map_err(|_| BadDataKey::NotBase64)?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| BadDataKey::WrongLength(b.len()))?;
         Ok(DataKey {
             id: id.into(),
             key: EnvelopeKey::from_bytes(bytes),
@@ -43,10 +52,12 @@ impl DataKey {
         &self.seal
     }
 
+    /// The key's id, stored next to every value it sealed.
     pub fn id(&self) -> &str {
         &self.id
     }
 
+    /// `plaintext` encrypted and authenticated under a fresh random nonce.
     pub fn seal(&self, plaintext: &str) -> Vec<u8> {
         self.key.seal(plaintext.as_bytes())
     }

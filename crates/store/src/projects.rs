@@ -47,9 +47,13 @@ pub fn key_digest(key: &str) -> [u8; 32] {
 /// A project as the services need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Project {
+    /// The project's id (UUIDv7), part of every submission id it owns.
     pub id: Uuid,
+    /// A name for people; not unique.
     pub name: String,
+    /// Whether its submissions must come in the encrypted `{"body": …}` form.
     pub encryption_required: bool,
+    /// A disabled project's submissions are rejected `invalid_project`.
     pub disabled: bool,
 }
 
@@ -72,7 +76,7 @@ impl Store {
         name: &str,
         encryption_required: bool,
     ) -> Result<(Project, ApiKey), StoreError> {
-        let key = ApiKey::generate().map_err(|_| StoreError::NotFound("system randomness"))?;
+        let key = ApiKey::generate()?;
         let id = Uuid::now_v7();
         sqlx::query(
             "INSERT INTO projects (id, name, api_key_sha256, encryption_required) VALUES ($1, $2, $3, $4)",
@@ -106,6 +110,7 @@ impl Store {
         Ok(row.map(project))
     }
 
+    /// The project with this id.
     pub async fn project(&self, id: Uuid) -> Result<Option<Project>, StoreError> {
         let row: Option<ProjectRow> = sqlx::query_as(
             "SELECT id, name, encryption_required, disabled_at IS NOT NULL FROM projects WHERE id = $1",
@@ -127,6 +132,8 @@ impl Store {
         Ok(row.map(project))
     }
 
+    /// Disables (keeping the first disabling time) or re-enables a project;
+    /// [`StoreError::NotFound`] for an unknown id.
     pub async fn set_project_disabled(&self, id: Uuid, disabled: bool) -> Result<(), StoreError> {
         let done = sqlx::query(
             "UPDATE projects SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END WHERE id = $1",
@@ -138,6 +145,8 @@ impl Store {
         found(done.rows_affected(), "project")
     }
 
+    /// Sets whether the project accepts only encrypted submissions;
+    /// [`StoreError::NotFound`] for an unknown id.
     pub async fn set_encryption_required(
         &self,
         id: Uuid,
@@ -153,7 +162,7 @@ impl Store {
 
     /// Replaces the project's key; the old one stops working (once caches expire).
     pub async fn rotate_key(&self, id: Uuid) -> Result<ApiKey, StoreError> {
-        let key = ApiKey::generate().map_err(|_| StoreError::NotFound("system randomness"))?;
+        let key = ApiKey::generate()?;
         let done = sqlx::query("UPDATE projects SET api_key_sha256 = $2 WHERE id = $1")
             .bind(id)
             .bind(key.digest().as_slice())
@@ -175,6 +184,7 @@ impl Store {
         Ok(())
     }
 
+    /// Removes an admin (any case); [`StoreError::NotFound`] if there was none.
     pub async fn remove_admin(&self, project_id: Uuid, email: &str) -> Result<(), StoreError> {
         let done =
             sqlx::query("DELETE FROM project_admins WHERE project_id = $1 AND email = lower($2)")

@@ -9,18 +9,26 @@ use uuid::Uuid;
 /// What a worker decided about one message, ready to be stored.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The submission id (the row's primary key).
     pub id: Uuid,
+    /// The project the submission belongs to.
     pub project_id: Uuid,
+    /// When the intake (or push) received it.
     pub received_at: OffsetDateTime,
+    /// The client's `Idempotency-Key`, if it sent one.
     pub idempotency_key: Option<String>,
+    /// The validated submission, or why it was rejected.
     pub result: Result<Submission, Rejection>,
 }
 
 /// The stored verdict for a submission: what the event and `GET` report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
+    /// Accepted, or rejected with a code.
     pub accepted: bool,
+    /// The rejection's code; `None` when accepted.
     pub error_code: Option<ErrorCode>,
+    /// The rejection's message; `None` when accepted.
     pub message: Option<String>,
 }
 
@@ -55,9 +63,13 @@ impl Verdict {
 /// A stored submission's result, as `GET /v3/submission/migration/{id}` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResult {
+    /// The submission id.
     pub id: Uuid,
+    /// What was decided.
     pub verdict: Verdict,
+    /// When it was received.
     pub received_at: OffsetDateTime,
+    /// When its row was written.
     pub processed_at: OffsetDateTime,
 }
 

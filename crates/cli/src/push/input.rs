@@ -114,10 +114,11 @@ fn row_to_json(headers: &csv::StringRecord, row: &csv::StringRecord) -> Vec<u8> 
         if out.len() > 1 {
             out.push(b',');
         }
-        // Writing a &str as JSON into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, name);
+        serde_json::to_writer(&mut out, name)
+            .expect("a &str written as JSON into a Vec cannot fail");
         out.push(b':');
-        let _ = serde_json::to_writer(&mut out, value);
+        serde_json::to_writer(&mut out, value)
+            .expect("a &str written as JSON into a Vec cannot fail");
     }
     out.push(b'}');
     out

@@ -18,16 +18,16 @@ use futures_util::StreamExt;
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
-use kyc_bus::lapin::options::BasicPublishOptions;
+use kyc_bus::lapin::Consumer;
 use kyc_bus::lapin::types::FieldTable;
-use kyc_bus::lapin::{Channel, Confirmation, Consumer};
-use kyc_bus::{Topology, headers, persistent};
+use kyc_bus::{ConfirmChannel, Outgoing, PublishError, Topology, headers, persistent};
 use kyc_config::Settings;
 use kyc_core::wire::{HEADER_API_KEY, HEADER_REPLY_MODE, REPLY_MODE_BATCH, SUBMISSION_ROUTING_KEY};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
@@ -97,8 +97,13 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     let connection = kyc_bus::connect(settings.amqp.url.expose_secret(), "kycctl-push").await?;
     // Several confirm channels, used in turn: the broker handles each channel in
     // one process, and one alone would cap the push below what the queue takes.
-    let channels = kyc_bus::confirm_channels(&connection, settings.amqp.publish_channels).await?;
-    topology.declare(&channels[0]).await?;
+    let channels = ConfirmChannel::open_many(
+        &connection,
+        settings.amqp.publish_channels,
+        settings.amqp.confirm_timeout(),
+    )
+    .await?;
+    topology.declare(channels[0].channel()).await?;
     // Lost replies are recovered by `--resume`, which re-sends the line and gets
     // the stored verdict again.
     let (_reply_channel, reply_queue, consumer) = kyc_bus::private_queue(&connection).await?;
@@ -136,7 +141,7 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
 
     let publishing = Publishing {
         channels,
-        exchange: topology.submissions_exchange(),
+        exchange: topology.submissions_exchange().into(),
         headers: headers::table([
             (HEADER_API_KEY, api_key.as_str()),
             (HEADER_REPLY_MODE, REPLY_MODE_BATCH),
@@ -196,18 +201,17 @@ pub fn message_id(line: u64, body: &[u8]) -> String {
     use std::fmt::Write;
     let digest = Sha256::digest(body);
     let mut id = String::with_capacity(54);
-    // Writing to a String cannot fail.
-    let _ = write!(id, "{line}:");
+    write!(id, "{line}:").expect("writing to a String cannot fail");
     for b in &digest[..16] {
-        let _ = write!(id, "{b:02x}");
+        write!(id, "{b:02x}").expect("writing to a String cannot fail");
     }
     id
 }
 
 /// How to publish one record.
 struct Publishing {
-    channels: Vec<Channel>,
-    exchange: String,
+    channels: Vec<ConfirmChannel>,
+    exchange: Arc<str>,
     api_key: String,
     /// `x-api-key`, and `x-reply-mode: batch`: results come back a worker batch at
     /// a time, not one reply message per record.
@@ -222,11 +226,8 @@ const CHUNK: usize = 256;
 /// Broker nacks tolerated per record before the push gives up.
 const MAX_ATTEMPTS: u32 = 3;
 
-type Confirmed = (
-    input::Record,
-    u32,
-    Result<Confirmation, kyc_bus::lapin::Error>,
-);
+/// A record, its attempt number, and how its publish settled.
+type Confirmed = (input::Record, u32, Result<(), PublishError>);
 
 impl Publishing {
     fn publish(&self, record: input::Record, attempt: u32) -> BoxFuture<'static, Confirmed> {
@@ -244,31 +245,25 @@ impl Publishing {
             .with_reply_to(self.reply_queue.as_str().into())
             .with_correlation_id(record.line.to_string().into());
         async move {
-            let confirm = async {
-                channel
-                    .basic_publish(
-                        exchange.into(),
-                        SUBMISSION_ROUTING_KEY.into(),
-                        // Mandatory: an unroutable record must not count as sent.
-                        BasicPublishOptions {
-                            mandatory: true,
-                            ..BasicPublishOptions::default()
-                        },
-                        &body,
-                        properties,
-                    )
-                    .await?
-                    .await
-            };
-            let result = confirm.await;
+            let result = channel
+                .publish(Outgoing {
+                    exchange: &exchange,
+                    routing_key: SUBMISSION_ROUTING_KEY,
+                    payload: &body,
+                    properties,
+                    // Mandatory: an unroutable record must not count as sent.
+                    mandatory: true,
+                })
+                .await;
             (record, attempt, result)
         }
         .boxed()
     }
 }
 
-/// Waits for the next confirm; a nack is retried (same message id, so harmless),
-/// anything else that is not a plain ack ends the push.
+/// Waits for the next settled publish; a nack is retried (same message id, so
+/// harmless), any other failure (returned, confirm timeout, channel error) ends
+/// the push.
 async fn settle(
     publishing: &Publishing,
     in_flight: &mut FuturesUnordered<BoxFuture<'static, Confirmed>>,
@@ -276,39 +271,30 @@ async fn settle(
     let Some((record, attempt, result)) = in_flight.next().await else {
         return Ok(());
     };
+    let line = record.line;
     match result {
-        Ok(Confirmation::Ack(None)) => Ok(()),
-        Ok(Confirmation::Ack(Some(returned))) => anyhow::bail!(
-            "the broker returned line {} as unroutable ({}): is the topology prefix right?",
-            record.line,
-            returned.reply_text
-        ),
-        Ok(Confirmation::Nack(_)) if attempt + 1 < MAX_ATTEMPTS => {
+        Ok(()) => Ok(()),
+        Err(PublishError::Nacked) if attempt + 1 < MAX_ATTEMPTS => {
             in_flight.push(publishing.publish(record, attempt + 1));
             Ok(())
         }
-        Ok(Confirmation::Nack(_)) => anyhow::bail!(
-            "the broker refused line {} {MAX_ATTEMPTS} times",
-            record.line
-        ),
-        Ok(Confirmation::NotRequested) => {
-            anyhow::bail!("publisher confirms are off on the push channel")
-        }
-        Err(e) => Err(anyhow::Error::from(e).context(format!(
-            "publishing line {}; rerun with --resume to continue where this run stopped",
-            record.line
+        Err(e @ PublishError::Nacked) => Err(anyhow::Error::new(e).context(format!(
+            "the broker refused line {line} {MAX_ATTEMPTS} times"
+        ))),
+        Err(e @ PublishError::Returned(_)) => Err(anyhow::Error::new(e).context(format!(
+            "the broker returned line {line} as unroutable: is the topology prefix right?"
+        ))),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "publishing line {line}; rerun with --resume to continue where this run stopped"
         ))),
     }
 }
 
 fn progress_bar(total: u64, done: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total).with_position(done);
-    if let Ok(style) =
+    ProgressBar::new(total).with_position(done).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} results  {per_sec}  ETA {eta}  {msg}")
-    {
-        bar.set_style(style);
-    }
-    bar
+            .expect("the progress template is valid"),
+    )
 }
 
 #[derive(Debug, Default)]

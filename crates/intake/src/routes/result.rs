@@ -44,7 +44,7 @@ pub async fn get_result(
         .store()
         .find_result(project.id, id)
         .await
-        .map_err(|e| ApiError::Unavailable(format!("result lookup: {e}")))?;
+        .map_err(|e| ApiError::lookup("result", e))?;
     let stored = found.ok_or(ApiError::code(ErrorCode::NotFound))?;
     Ok(Json(ResultBody {
         submission_id: stored.id,

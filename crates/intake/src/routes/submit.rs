@@ -98,7 +98,7 @@ pub async fn submit(
             .directory
             .is_admin(project.id, submission.admin.as_str())
             .await
-            .map_err(|e| ApiError::Unavailable(format!("admin lookup: {e}")))?;
+            .map_err(|e| ApiError::lookup("admin", e))?;
         if !is_admin {
             return Err(ApiError::code(ErrorCode::InvalidAdmin));
         }
@@ -190,8 +190,7 @@ mod erased {
     }
     impl<T: serde::Serialize> Body for T {
         fn to_json(&self) -> Vec<u8> {
-            // Our response structs always serialise.
-            serde_json::to_vec(self).unwrap_or_default()
+            serde_json::to_vec(self).expect("our response structs always serialise")
         }
     }
 }
@@ -227,7 +226,7 @@ async fn publish(app: &AppState, message: Message<'_>) -> Result<(), ApiError> {
     let seal = app.seal_key.seal(message.submission_id, message.project_id);
     let received_at = OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+        .expect("the current UTC time (a four-digit year) formats as RFC 3339");
     let mut pairs = vec![
         (HEADER_API_KEY, message.api_key),
         (HEADER_SUBMISSION_ID, id.as_str()),
@@ -265,5 +264,5 @@ async fn publish(app: &AppState, message: Message<'_>) -> Result<(), ApiError> {
         })
         .await;
     metrics::histogram!("kyc_intake_publish_seconds").record(started.elapsed().as_secs_f64());
-    outcome.map_err(|e| ApiError::Unavailable(format!("publish: {e}")))
+    outcome.map_err(ApiError::from)
 }
