@@ -6,6 +6,7 @@ mod back_pressure;
 mod concurrency;
 mod dead_letters;
 mod direct;
+mod edge;
 mod encryption;
 mod errors;
 mod happy_path;

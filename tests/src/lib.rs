@@ -116,7 +116,7 @@ impl TestEnv {
 
     pub async fn start_intake_with(&self, settings: &Settings) -> Running {
         let metrics = kyc_config::telemetry::metrics();
-        let intake = kyc_intake::Intake::build(settings, metrics)
+        let intake = kyc_intake::Intake::from_settings(settings, metrics)
             .await
             .expect("intake builds");
         let addr = intake.local_addr().expect("bound address");

@@ -19,7 +19,8 @@ pub struct OurIntake {
 impl OurIntake {
     pub async fn start(env: &BenchEnv) -> anyhow::Result<OurIntake> {
         let intake =
-            kyc_intake::Intake::build(&env.settings, kyc_config::telemetry::metrics()).await?;
+            kyc_intake::Intake::from_settings(&env.settings, kyc_config::telemetry::metrics())
+                .await?;
         let addr = intake.local_addr()?;
         anyhow::ensure!(
             intake.wait_ready(Duration::from_secs(10)).await,
