@@ -144,7 +144,9 @@ pub struct Directory {
     store: Store,
     projects: Arc<Cache<[u8; 32], Project>>,
     unknown_keys: Arc<Cache<[u8; 32], ()>>,
-    /// Database lookups of keys in neither map: at most half the pool at once.
+    /// Database lookups of keys in neither map: all but two of the pool's
+    /// connections at once, so refreshes of known keys and admin lists always
+    /// find one.
     cold_lookups: Arc<Semaphore>,
     projects_by_id: Arc<Cache<Uuid, Option<Project>>>,
     admins: Arc<Cache<Uuid, Arc<HashSet<String>>>>,
@@ -163,7 +165,7 @@ impl Directory {
             store,
             projects: Arc::new(Cache::new(limits.ttl, limits.max_entries)),
             unknown_keys: Arc::new(Cache::new(limits.ttl, limits.max_unknown_entries)),
-            cold_lookups: Arc::new(Semaphore::new((pool_size / 2).max(1))),
+            cold_lookups: Arc::new(Semaphore::new(pool_size.saturating_sub(2).max(1))),
             projects_by_id: Arc::new(Cache::new(limits.ttl, limits.max_entries)),
             admins: Arc::new(Cache::new(limits.ttl, limits.max_entries)),
         }
