@@ -36,7 +36,7 @@ pub async fn run(settings: Settings, args: DevArgs) -> anyhow::Result<()> {
     store.add_admin(project_id, DEMO_ADMIN).await?;
 
     let metrics = telemetry::metrics();
-    let intake = kyc_intake::Intake::build(&settings, metrics).await?;
+    let intake = kyc_intake::Intake::from_settings(&settings, metrics).await?;
     let addr = intake.local_addr()?;
     if !intake.wait_ready(Duration::from_secs(10)).await {
         tracing::warn!("RabbitMQ is not reachable yet; submissions get 503 until it is");

@@ -44,6 +44,24 @@ pub struct Http {
     pub rate_limit_per_second: u32,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub drain_timeout_ms: u64,
+    /// `KYC__HTTP__OPERATOR_ADDR`: where `/metrics` and `/readyz` are served
+    /// apart from the API. Unset, they share the public listener.
+    pub operator_addr: Option<SocketAddr>,
+    /// A request's headers must arrive within this time after its connection
+    /// opens or after the previous response on it: the slow-client and
+    /// keep-alive idle timeout.
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive within this time (408 `request_timeout`).
+    pub body_timeout_ms: u64,
+    /// A request must be answered within this time (503 `unavailable`); above
+    /// the longest `?wait` (30 s) plus the confirm timeout.
+    pub request_timeout_ms: u64,
+    /// Open connections at most per listener; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Requests per second from one client address, checked before
+    /// authentication; 0 (the default) turns it off, as behind a load balancer
+    /// every client shares the balancer's address.
+    pub per_address_rate_limit: u32,
 }
 
 impl Default for Http {
@@ -53,6 +71,12 @@ impl Default for Http {
             body_limit_bytes: 64 * 1024,
             rate_limit_per_second: 5_000,
             drain_timeout_ms: 10_000,
+            operator_addr: None,
+            header_read_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            request_timeout_ms: 45_000,
+            max_connections: 4_096,
+            per_address_rate_limit: 0,
         }
     }
 }
@@ -198,11 +222,20 @@ pub struct Directory {
     /// How long a lookup is trusted; a rotated key or removed admin stops working
     /// within this time.
     pub ttl_ms: u64,
+    /// Known keys (and projects, admin lists) kept, least recently used evicted.
+    pub max_entries: usize,
+    /// Unknown keys remembered as unknown, least recently used evicted: apart
+    /// from the known ones, so a flood of random keys cannot evict a real one.
+    pub max_unknown_entries: usize,
 }
 
 impl Default for Directory {
     fn default() -> Self {
-        Directory { ttl_ms: 5_000 }
+        Directory {
+            ttl_ms: 5_000,
+            max_entries: 100_000,
+            max_unknown_entries: 10_000,
+        }
     }
 }
 
@@ -260,6 +293,24 @@ impl Settings {
         }
         if self.amqp.publish_channels == 0 || self.amqp.max_in_flight == 0 {
             return invalid("amqp.publish_channels and amqp.max_in_flight must be at least 1");
+        }
+        if self.http.max_connections == 0 {
+            return invalid("http.max_connections must be at least 1");
+        }
+        if self.http.request_timeout_ms <= 30_000 + self.amqp.confirm_timeout_ms {
+            return invalid(
+                "http.request_timeout_ms must exceed the longest ?wait (30 s) plus amqp.confirm_timeout_ms",
+            );
+        }
+        if self.http.header_read_timeout_ms == 0 || self.http.body_timeout_ms == 0 {
+            return invalid(
+                "http.header_read_timeout_ms and http.body_timeout_ms must be at least 1",
+            );
+        }
+        if self.directory.max_entries == 0 || self.directory.max_unknown_entries == 0 {
+            return invalid(
+                "directory.max_entries and directory.max_unknown_entries must be at least 1",
+            );
         }
         if self.http.body_limit_bytes == 0 {
             return invalid("http.body_limit_bytes must be at least 1");

@@ -28,6 +28,10 @@ pub enum ErrorCode {
     Forbidden,
     /// 404: the submission is not processed (yet) or belongs to another project.
     NotFound,
+    /// 405: the route exists but not for this method (`Allow` lists the methods).
+    MethodNotAllowed,
+    /// 408: the request's body did not arrive within the body timeout.
+    RequestTimeout,
     /// 413: the body is over the configured limit.
     PayloadTooLarge,
     /// 429: the project's rate limit is exceeded (`Retry-After` is set).
@@ -38,7 +42,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table (used by exhaustive tests).
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::InvalidPayload,
         ErrorCode::MissingData,
         ErrorCode::InvalidProject,
@@ -48,6 +52,8 @@ impl ErrorCode {
         ErrorCode::ProcessingError,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::RequestTimeout,
         ErrorCode::PayloadTooLarge,
         ErrorCode::RateLimited,
         ErrorCode::Unavailable,
@@ -65,6 +71,8 @@ impl ErrorCode {
             ErrorCode::ProcessingError => "processing_error",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
@@ -88,6 +96,8 @@ impl ErrorCode {
             | ErrorCode::ProcessingError => 400,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
@@ -106,6 +116,8 @@ impl ErrorCode {
             ErrorCode::ProcessingError => "Failed to complete migration",
             ErrorCode::Forbidden => "Forbidden",
             ErrorCode::NotFound => "Submission not found",
+            ErrorCode::MethodNotAllowed => "Method not allowed",
+            ErrorCode::RequestTimeout => "Request timeout",
             ErrorCode::PayloadTooLarge => "Payload too large",
             ErrorCode::RateLimited => "Too many requests",
             ErrorCode::Unavailable => "Service unavailable",

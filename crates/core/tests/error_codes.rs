@@ -8,7 +8,7 @@ use serde_json::json;
 
 /// The spec §3 table (plus §6's `not_found`), copied by hand: the code under test
 /// must agree with the document, not with itself.
-const TABLE: [(ErrorCode, &str, u16, &str); 12] = [
+const TABLE: [(ErrorCode, &str, u16, &str); 14] = [
     (
         ErrorCode::InvalidPayload,
         "invalid_payload",
@@ -57,6 +57,18 @@ const TABLE: [(ErrorCode, &str, u16, &str); 12] = [
         "not_found",
         404,
         "Submission not found",
+    ),
+    (
+        ErrorCode::MethodNotAllowed,
+        "method_not_allowed",
+        405,
+        "Method not allowed",
+    ),
+    (
+        ErrorCode::RequestTimeout,
+        "request_timeout",
+        408,
+        "Request timeout",
     ),
     (
         ErrorCode::PayloadTooLarge,

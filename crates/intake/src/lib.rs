@@ -9,6 +9,7 @@
 //! [`Intake::build`] binds the listener (port 0 works, for tests) and
 //! [`Intake::run`] serves until the shutdown token is cancelled, then drains.
 
+pub mod edge;
 pub mod error;
 pub mod openapi;
 pub mod rate_limit;
@@ -18,11 +19,12 @@ pub mod wait;
 
 use axum::Router;
 use axum::routing::{get, post};
+use edge::EdgeLimits;
 use kyc_bus::{Link, LinkOptions, Publisher, Topology};
 use kyc_config::Settings;
-use kyc_store::{DataKey, Directory, Store};
+use kyc_store::{DataKey, Directory, DirectoryLimits, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use state::{AppState, Shared};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,70 +33,159 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
+/// Everything an intake needs, taken from [`Settings`] by
+/// [`IntakeOptions::from_settings`] (as the worker takes `WorkerOptions`).
+#[derive(Debug, Clone)]
+pub struct IntakeOptions {
+    /// The public listener (port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// Where `/metrics` and `/readyz` are served apart; `None`: on `addr`.
+    pub operator_addr: Option<SocketAddr>,
+    pub database_url: SecretString,
+    pub database_max_connections: u32,
+    pub amqp_url: SecretString,
+    pub topology: Topology,
+    pub publish_channels: usize,
+    pub confirm_timeout: Duration,
+    pub max_in_flight: usize,
+    pub body_limit: usize,
+    pub rate_limit_per_second: u32,
+    pub drain_timeout: Duration,
+    pub edge: EdgeLimits,
+    pub directory: DirectoryLimits,
+    /// The data key (id, Base64), from which the intake's seal key derives.
+    pub data_key: (String, SecretString),
+}
+
+impl IntakeOptions {
+    /// The options a [`Settings`] describes.
+    pub fn from_settings(settings: &Settings) -> IntakeOptions {
+        let http = &settings.http;
+        IntakeOptions {
+            addr: http.addr,
+            operator_addr: http.operator_addr,
+            database_url: settings.database.url.clone(),
+            database_max_connections: settings.database.max_connections,
+            amqp_url: settings.amqp.url.clone(),
+            topology: Topology::new(settings.amqp.prefix.clone()),
+            publish_channels: settings.amqp.publish_channels,
+            confirm_timeout: settings.amqp.confirm_timeout(),
+            max_in_flight: settings.amqp.max_in_flight,
+            body_limit: http.body_limit_bytes,
+            rate_limit_per_second: http.rate_limit_per_second,
+            drain_timeout: Duration::from_millis(http.drain_timeout_ms),
+            edge: EdgeLimits {
+                header_read_timeout: Duration::from_millis(http.header_read_timeout_ms),
+                body_timeout: Duration::from_millis(http.body_timeout_ms),
+                request_timeout: Duration::from_millis(http.request_timeout_ms),
+                max_connections: http.max_connections,
+                per_address_per_second: http.per_address_rate_limit,
+            },
+            directory: DirectoryLimits {
+                ttl: Duration::from_millis(settings.directory.ttl_ms),
+                max_entries: settings.directory.max_entries,
+                max_unknown_entries: settings.directory.max_unknown_entries,
+            },
+            data_key: settings.crypto.data_key_or_dev(),
+        }
+    }
+}
+
 /// A bound, not yet serving intake.
 #[derive(Debug)]
 pub struct Intake {
     listener: TcpListener,
-    router: Router,
+    operator: Option<TcpListener>,
+    routes: Router<AppState>,
     state: AppState,
     link_stop: CancellationToken,
     drain_timeout: Duration,
+    edge: EdgeLimits,
 }
 
 impl Intake {
-    /// Binds `settings.http.addr`, starts the broker link, builds the routes.
-    pub async fn build(settings: &Settings, metrics: PrometheusHandle) -> anyhow::Result<Intake> {
+    /// [`Intake::build`] with the options `settings` describe.
+    pub async fn from_settings(
+        settings: &Settings,
+        metrics: PrometheusHandle,
+    ) -> anyhow::Result<Intake> {
+        Intake::build(IntakeOptions::from_settings(settings), metrics).await
+    }
+
+    /// Binds the listeners, starts the broker link, builds the routes.
+    pub async fn build(
+        options: IntakeOptions,
+        metrics: PrometheusHandle,
+    ) -> anyhow::Result<Intake> {
         let store = Store::connect_lazy(
-            settings.database.url.expose_secret(),
-            settings.database.max_connections,
+            options.database_url.expose_secret(),
+            options.database_max_connections,
         )?;
-        let directory = Directory::new(store, Duration::from_millis(settings.directory.ttl_ms));
-        let topology = Topology::new(settings.amqp.prefix.clone());
-        let (key_id, key) = settings.crypto.data_key_or_dev();
-        let data_key = DataKey::from_base64(key_id, &key)?;
+        let directory = Directory::with_limits(store, options.directory);
+        let (key_id, key) = &options.data_key;
+        let data_key = DataKey::from_base64(key_id.clone(), key)?;
         let link_stop = CancellationToken::new();
         let link = Link::spawn(
             LinkOptions {
-                url: settings.amqp.url.expose_secret().to_owned(),
+                url: options.amqp_url.expose_secret().to_owned(),
                 name: "kyc-intake".to_owned(),
-                topology: topology.clone(),
-                channels: settings.amqp.publish_channels,
+                topology: options.topology.clone(),
+                channels: options.publish_channels,
             },
             link_stop.clone(),
         );
-        let publisher = Publisher::new(
-            link,
-            settings.amqp.confirm_timeout(),
-            settings.amqp.max_in_flight,
-        );
+        let publisher = Publisher::new(link, options.confirm_timeout, options.max_in_flight);
         let waiters = wait::Waiters::spawn(
-            settings.amqp.url.expose_secret().to_owned(),
+            options.amqp_url.expose_secret().to_owned(),
             link_stop.clone(),
         );
         let state = AppState(Arc::new(Shared {
             directory,
             publisher,
-            topology,
-            body_limit: settings.http.body_limit_bytes,
+            topology: options.topology.clone(),
+            body_limit: options.body_limit,
+            body_timeout: options.edge.body_timeout,
             metrics,
             draining: CancellationToken::new(),
             waiters,
-            rate_limit: rate_limit::ProjectRateLimit::new(settings.http.rate_limit_per_second),
+            rate_limit: rate_limit::ProjectRateLimit::new(options.rate_limit_per_second),
             seal_key: data_key.seal_key().clone(),
         }));
-        let listener = TcpListener::bind(settings.http.addr).await?;
+        let listener = TcpListener::bind(options.addr).await?;
+        let operator = match options.operator_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let routes = match operator {
+            Some(_) => api_routes(),
+            None => api_routes().merge(operator_routes()),
+        };
         Ok(Intake {
             listener,
-            router: router(state.clone()),
+            operator,
+            routes,
             state,
             link_stop,
-            drain_timeout: Duration::from_millis(settings.http.drain_timeout_ms),
+            drain_timeout: options.drain_timeout,
+            edge: options.edge,
         })
+    }
+
+    /// Adds routes to the public listener, under the same middleware (tests use
+    /// it for a route that panics).
+    pub fn merge_routes(mut self, routes: Router<AppState>) -> Intake {
+        self.routes = self.routes.merge(routes);
+        self
     }
 
     /// The bound address (the real port when 0 was asked for).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The operator listener's address, when it is apart.
+    pub fn operator_addr(&self) -> Option<SocketAddr> {
+        self.operator.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Waits until the broker link and the reply queue are up, at most `timeout`
@@ -108,34 +199,47 @@ impl Intake {
     /// Serves until `shutdown` is cancelled; then stops accepting, lets in-flight
     /// requests finish (bounded by the drain timeout) and closes the broker link.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let draining = self.state.draining.clone();
-        let signal = {
-            let shutdown = shutdown.clone();
-            async move {
+        let Intake {
+            listener,
+            operator,
+            routes,
+            state,
+            link_stop,
+            drain_timeout,
+            edge,
+        } = self;
+        let draining = state.draining.clone();
+        let stop = CancellationToken::new();
+        {
+            let (shutdown, stop) = (shutdown.clone(), stop.clone());
+            tokio::spawn(async move {
                 shutdown.cancelled().await;
                 draining.cancel();
+                stop.cancel();
+            });
+        }
+        let app = edge::layers(routes.with_state(state.clone()), &edge);
+        let operator_served = async {
+            match operator {
+                Some(listener) => {
+                    let app = edge::layers(operator_routes().with_state(state.clone()), &edge);
+                    edge::serve(listener, app, &edge, stop.clone(), drain_timeout).await
+                }
+                None => Ok(()),
             }
         };
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
-        let drain_timeout = self.drain_timeout;
-        let bounded_drain = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(drain_timeout).await;
-        };
-        let result = tokio::select! {
-            result = serve => result.map_err(anyhow::Error::from),
-            () = bounded_drain => Err(anyhow::anyhow!("in-flight requests did not finish within {drain_timeout:?}")),
-        };
-        self.link_stop.cancel();
+        let (result, operator_result) = tokio::join!(
+            edge::serve(listener, app, &edge, stop.clone(), drain_timeout),
+            operator_served
+        );
+        link_stop.cancel();
         tracing::info!("intake stopped");
-        result
+        result.and(operator_result)
     }
 }
 
-/// Every route, with the middleware stack.
-pub fn router(state: AppState) -> Router {
-    use tower_http::catch_panic::CatchPanicLayer;
-    use tower_http::trace::TraceLayer;
+/// The API: submissions, results, liveness and the OpenAPI document.
+fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/v3/submission/migration", post(routes::submit::submit))
         .route(
@@ -143,16 +247,15 @@ pub fn router(state: AppState) -> Router {
             get(routes::result::get_result),
         )
         .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(routes::health::metrics))
         .route(
             "/openapi.json",
             get(|| async { axum::Json(openapi::ApiDoc::openapi()) }),
         )
-        .with_state(state)
-        // A panic becomes an opaque 500 instead of a dropped connection; the
-        // handlers are written not to panic, and the tests say so.
-        .layer(CatchPanicLayer::new())
-        // Spans carry method and path only: headers hold the API key.
-        .layer(TraceLayer::new_for_http())
+}
+
+/// What operators scrape and probe.
+fn operator_routes() -> Router<AppState> {
+    Router::new()
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics))
 }

@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     telemetry::init(settings.log.json);
     let metrics = telemetry::metrics();
-    let intake = kyc_intake::Intake::build(&settings, metrics).await?;
+    let intake = kyc_intake::Intake::from_settings(&settings, metrics).await?;
     tracing::info!(addr = %intake.local_addr()?, "kyc-intake listening");
     intake.run(shutdown::on_signal()).await
 }

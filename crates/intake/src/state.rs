@@ -19,6 +19,8 @@ pub struct Shared {
     pub publisher: Publisher,
     pub topology: Topology,
     pub body_limit: usize,
+    /// How long a request body may take to arrive (408 `request_timeout`).
+    pub body_timeout: std::time::Duration,
     pub metrics: PrometheusHandle,
     /// Cancelled when the process starts draining (`/readyz` then says no).
     pub draining: CancellationToken,

@@ -5,26 +5,53 @@
 //! rotated key or a removed admin stops working within that TTL. When the database
 //! is away, an expired entry is served anyway (stale-if-error): a short database
 //! outage does not stop the intake from authenticating known keys.
+//!
+//! Every map is bounded and evicts its least recently used entry. Unknown keys
+//! are remembered in a map of their own, so a flood of random keys can neither
+//! evict a real client's key nor reach the database twice for the same key; and
+//! lookups of keys seen nowhere yet share a few database connections, so such a
+//! flood cannot take the connections that refreshes of known keys need.
 
 use crate::projects::key_digest;
 use crate::{Project, Store, StoreError};
-use std::collections::{HashMap, HashSet};
+use lru::LruCache;
+use std::collections::HashSet;
 use std::hash::Hash;
-use std::sync::{Arc, RwLock};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 /// How long a lookup may wait for the database when a stale entry could answer.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Past this many entries a cache map is cleared rather than grown: lookups of
-/// random keys must not become a memory leak.
-const MAX_ENTRIES: usize = 100_000;
+/// The bounds of a [`Directory`]'s caches.
+#[derive(Debug, Clone, Copy)]
+pub struct DirectoryLimits {
+    /// How long an entry is trusted.
+    pub ttl: Duration,
+    /// Known keys, projects and admin lists kept (each map).
+    pub max_entries: usize,
+    /// Unknown keys remembered as unknown.
+    pub max_unknown_entries: usize,
+}
+
+impl DirectoryLimits {
+    /// The defaults of the settings, with `ttl`.
+    pub fn with_ttl(ttl: Duration) -> DirectoryLimits {
+        DirectoryLimits {
+            ttl,
+            max_entries: 100_000,
+            max_unknown_entries: 10_000,
+        }
+    }
+}
 
 #[derive(Debug)]
-struct Cache<K, V> {
+struct Cache<K: Hash + Eq, V> {
     ttl: Duration,
-    map: RwLock<HashMap<K, (Instant, V)>>,
+    map: Mutex<LruCache<K, (Instant, V)>>,
 }
 
 enum Lookup<V> {
@@ -34,30 +61,40 @@ enum Lookup<V> {
 }
 
 impl<K: Eq + Hash, V: Clone> Cache<K, V> {
-    fn new(ttl: Duration) -> Self {
+    fn new(ttl: Duration, capacity: usize) -> Self {
         Cache {
             ttl,
-            map: RwLock::new(HashMap::new()),
+            map: Mutex::new(LruCache::new(
+                NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
+            )),
         }
     }
 
-    fn get(&self, key: &K) -> Lookup<V> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<K, (Instant, V)>> {
         // A poisoned lock only means another thread panicked mid-insert of a
         // plain value; the map is still consistent, so keep using it.
-        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        match map.get(key) {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, key: &K) -> Lookup<V> {
+        match self.lock().get(key) {
             Some((at, v)) if at.elapsed() < self.ttl => Lookup::Fresh(v.clone()),
             Some((_, v)) => Lookup::Stale(v.clone()),
             None => Lookup::Missing,
         }
     }
 
+    fn fresh(&self, key: &K) -> bool {
+        matches!(self.get(key), Lookup::Fresh(_))
+    }
+
+    /// Inserts, evicting the least recently used entry when full.
     fn put(&self, key: K, value: V) {
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_ENTRIES {
-            map.clear();
-        }
-        map.insert(key, (Instant::now(), value));
+        self.lock().put(key, (Instant::now(), value));
+    }
+
+    fn remove(&self, key: &K) {
+        self.lock().pop(key);
     }
 
     /// Fresh value, else `fetch` (caching its result), else a stale value if the
@@ -105,19 +142,32 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
 #[derive(Debug, Clone)]
 pub struct Directory {
     store: Store,
-    projects: Arc<Cache<[u8; 32], Option<Project>>>,
+    projects: Arc<Cache<[u8; 32], Project>>,
+    unknown_keys: Arc<Cache<[u8; 32], ()>>,
+    /// Database lookups of keys in neither map: all but two of the pool's
+    /// connections at once, so refreshes of known keys and admin lists always
+    /// find one.
+    cold_lookups: Arc<Semaphore>,
     projects_by_id: Arc<Cache<Uuid, Option<Project>>>,
     admins: Arc<Cache<Uuid, Arc<HashSet<String>>>>,
 }
 
 impl Directory {
-    /// Empty caches over `store`, each entry trusted for `ttl`.
+    /// A directory with the default bounds, each entry trusted for `ttl`.
     pub fn new(store: Store, ttl: Duration) -> Directory {
+        Directory::with_limits(store, DirectoryLimits::with_ttl(ttl))
+    }
+
+    /// A directory with the given bounds.
+    pub fn with_limits(store: Store, limits: DirectoryLimits) -> Directory {
+        let pool_size = usize::try_from(store.pool().options().get_max_connections()).unwrap_or(2);
         Directory {
             store,
-            projects: Arc::new(Cache::new(ttl)),
-            projects_by_id: Arc::new(Cache::new(ttl)),
-            admins: Arc::new(Cache::new(ttl)),
+            projects: Arc::new(Cache::new(limits.ttl, limits.max_entries)),
+            unknown_keys: Arc::new(Cache::new(limits.ttl, limits.max_unknown_entries)),
+            cold_lookups: Arc::new(Semaphore::new(pool_size.saturating_sub(2).max(1))),
+            projects_by_id: Arc::new(Cache::new(limits.ttl, limits.max_entries)),
+            admins: Arc::new(Cache::new(limits.ttl, limits.max_entries)),
         }
     }
 
@@ -130,9 +180,52 @@ impl Directory {
     /// are cached too, so a flood of bad keys does not reach the database).
     pub async fn project_for_key(&self, api_key: &str) -> Result<Option<Project>, StoreError> {
         let digest = key_digest(api_key);
-        self.projects
-            .get_or_fetch(digest, || self.store.project_by_key_digest(&digest))
-            .await
+        let known = match self.projects.get(&digest) {
+            Lookup::Fresh(project) => return Ok(Some(project)),
+            Lookup::Stale(_) => true,
+            Lookup::Missing => false,
+        };
+        if self.unknown_keys.fresh(&digest) {
+            return Ok(None);
+        }
+        // A key known before refreshes on the pool directly (bounded by its stale
+        // fallback); a key seen nowhere waits for one of the cold-lookup permits.
+        let _permit = match known {
+            true => None,
+            false => Some(
+                self.cold_lookups
+                    .acquire()
+                    .await
+                    .map_err(|_| StoreError::Timeout(FETCH_TIMEOUT))?,
+            ),
+        };
+        let fetch = self.store.project_by_key_digest(&digest);
+        let fetched = match known {
+            true => tokio::time::timeout(FETCH_TIMEOUT, fetch)
+                .await
+                .unwrap_or(Err(StoreError::Timeout(FETCH_TIMEOUT))),
+            false => fetch.await,
+        };
+        match fetched {
+            Ok(Some(project)) => {
+                self.projects.put(digest, project.clone());
+                Ok(Some(project))
+            }
+            Ok(None) => {
+                // Revoked (or never known): forget it as known, remember it as not.
+                self.projects.remove(&digest);
+                self.unknown_keys.put(digest, ());
+                Ok(None)
+            }
+            Err(e) => match self.projects.get(&digest) {
+                Lookup::Fresh(project) | Lookup::Stale(project) => {
+                    tracing::warn!(error = %e, "database lookup failed; serving a cached entry");
+                    self.projects.put(digest, project.clone());
+                    Ok(Some(project))
+                }
+                Lookup::Missing => Err(e),
+            },
+        }
     }
 
     /// A project by id (for messages whose project an intake has sealed).

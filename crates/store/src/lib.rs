@@ -19,7 +19,7 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::time::Duration;
 
-pub use directory::Directory;
+pub use directory::{Directory, DirectoryLimits};
 pub use pii::DataKey;
 pub use projects::{ApiKey, Project};
 

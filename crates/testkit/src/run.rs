@@ -1,5 +1,5 @@
 //! Our intake and worker, started in this process exactly as `kycctl dev` starts
-//! them: `kyc_intake::Intake::build` / `run` and `kyc_worker::Worker::from_settings`
+//! them: `kyc_intake::Intake::from_settings` / `run` and `kyc_worker::Worker::from_settings`
 //! / `run`.
 
 use kyc_config::Settings;
@@ -32,7 +32,7 @@ pub async fn start_intake(
     wait_ready: bool,
 ) -> anyhow::Result<Running> {
     let metrics = kyc_config::telemetry::metrics();
-    let intake = kyc_intake::Intake::build(settings, metrics).await?;
+    let intake = kyc_intake::Intake::from_settings(settings, metrics).await?;
     let addr = intake.local_addr()?;
     if wait_ready {
         anyhow::ensure!(

@@ -65,7 +65,7 @@ pub async fn submit(
     if !app.rate_limit.allow(project.id) {
         return Err(ApiError::code(ErrorCode::RateLimited));
     }
-    let bytes = read_limited(body, app.body_limit).await?;
+    let bytes = read_limited(body, app.body_limit, app.body_timeout).await?;
     let policy = if project.encryption_required {
         EncryptionPolicy::Required
     } else {
@@ -197,8 +197,11 @@ mod erased {
 
 /// Reads the body up to `limit` bytes: over it is 413 `payload_too_large`; a body
 /// that breaks off is `invalid_payload`.
-async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
+async fn read_limited(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+    let Ok(read) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await else {
+        return Err(ApiError::code(ErrorCode::RequestTimeout));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ApiError::code(ErrorCode::PayloadTooLarge))
