@@ -1,10 +1,20 @@
-//! `kycctl dev`: the whole service in one process, for a machine that already runs
-//! RabbitMQ and PostgreSQL (a laptop, CI).
+//! `kycctl dev`: the whole service on one machine that already runs RabbitMQ and
+//! PostgreSQL (a laptop, CI): migrates, makes a demo project, then runs the real
+//! `kyc-intake` and one `kyc-worker` — the binaries built beside `kycctl` — until
+//! Ctrl-C or SIGTERM, which it passes on to them.
+//!
+//! Running the binaries rather than linking the services keeps `kycctl` an
+//! operator tool without an HTTP server in it, and `dev` runs exactly what is
+//! deployed.
 
-use kyc_config::{Settings, shutdown, telemetry};
+use anyhow::Context;
+use kyc_config::{Settings, shutdown};
 use kyc_store::Store;
 use secrecy::ExposeSecret;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::time::Duration;
+use tokio::process::{Child, Command};
 
 /// The demo project's name; `dev` reuses it across runs.
 const DEMO_PROJECT: &str = "demo";
@@ -35,16 +45,11 @@ pub async fn run(settings: Settings, args: DevArgs) -> anyhow::Result<()> {
     };
     store.add_admin(project_id, DEMO_ADMIN).await?;
 
-    let metrics = telemetry::metrics();
-    let intake = kyc_intake::Intake::from_settings(&settings, metrics).await?;
-    let addr = intake.local_addr()?;
-    if !intake.wait_ready(Duration::from_secs(10)).await {
-        tracing::warn!("RabbitMQ is not reachable yet; submissions get 503 until it is");
-    }
-    let worker = kyc_worker::Worker::from_settings(&settings)?;
+    let addr = fixed_port(settings.http.addr)?;
     let stop = shutdown::on_signal();
-    let intake_task = tokio::spawn(intake.run(stop.clone()));
-    let worker_task = tokio::spawn(worker.run(stop.clone()));
+    let mut intake = spawn("kyc-intake", &[("KYC__HTTP__ADDR", addr.to_string())])?;
+    let mut worker = spawn("kyc-worker", &[])?;
+    wait_healthy(addr, &mut intake).await?;
 
     println!(
         "\nkyc-ingest is running on http://{addr}\n\n  project: {project_id}\n  api key: {key}\n  admin:   {DEMO_ADMIN}\n\nTry:\n\n  curl -s http://{addr}/v3/submission/migration \\\n    -H 'content-type: application/json' -H 'x-api-key: {key}' \\\n    -d '{body}'\n\nCtrl-C stops it.\n",
@@ -52,12 +57,90 @@ pub async fn run(settings: Settings, args: DevArgs) -> anyhow::Result<()> {
         body = example_body(),
     );
 
-    let (intake_result, worker_result) = tokio::join!(intake_task, worker_task);
-    intake_result??;
-    worker_result??;
-    // Give log lines a moment to flush before the runtime goes away.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::select! {
+        () = stop.cancelled() => {}
+        status = intake.wait() => anyhow::bail!("kyc-intake exited: {}", status?),
+        status = worker.wait() => anyhow::bail!("kyc-worker exited: {}", status?),
+    }
+    for child in [&mut intake, &mut worker] {
+        terminate(child);
+    }
+    let (intake_status, worker_status) = tokio::join!(intake.wait(), worker.wait());
+    anyhow::ensure!(intake_status?.success(), "kyc-intake did not stop cleanly");
+    anyhow::ensure!(worker_status?.success(), "kyc-worker did not stop cleanly");
     Ok(())
+}
+
+/// The configured address, with port 0 replaced by a free port, so the address
+/// can be printed before the intake has bound it.
+fn fixed_port(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    Ok(TcpListener::bind(addr)?.local_addr()?)
+}
+
+/// One of the service binaries from `kycctl`'s own directory, with the same
+/// environment (and so the same settings) plus `extra`.
+fn spawn(name: &str, extra: &[(&str, String)]) -> anyhow::Result<Child> {
+    let path = sibling(name)?;
+    let mut command = Command::new(&path);
+    command.envs(extra.iter().map(|(k, v)| (*k, v.as_str())));
+    // Should `dev` itself die, its children go with it.
+    command.kill_on_drop(true);
+    command
+        .spawn()
+        .with_context(|| format!("starting {}", path.display()))
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe().context("locating kycctl")?;
+    let path = me.with_file_name(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{name} is not built next to kycctl ({}); build all binaries: cargo build --release --bins",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Waits until the intake answers `/healthz` (or has exited).
+async fn wait_healthy(addr: SocketAddr, intake: &mut Child) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if let Some(status) = intake.try_wait()? {
+            anyhow::bail!("kyc-intake exited at start: {status}");
+        }
+        if healthz(addr).await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("kyc-intake did not answer /healthz on {addr} within 20 s")
+}
+
+async fn healthz(addr: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let request = format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    answer.starts_with(b"HTTP/1.1 200")
+}
+
+/// SIGTERM, so the child drains as in production (the intake finishes its
+/// requests, the worker its batch).
+fn terminate(child: &Child) {
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
 }
 
 /// The contract's example request (`kyc_core::example`), keys in spec order.

@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     telemetry::init(settings.log.json);
     if let Some(addr) = settings.worker.metrics_addr {
-        telemetry::serve_metrics(addr)?;
+        serve_metrics(addr)?;
         tracing::info!(%addr, "serving /metrics");
     }
     let stop = shutdown::on_signal();
@@ -30,4 +30,14 @@ async fn main() -> anyhow::Result<()> {
         result = worker.run(stop) => result,
         () = deadline => anyhow::bail!("worker did not drain within {drain:?}; unacknowledged messages return to the queue"),
     }
+}
+
+/// Installs the Prometheus recorder and serves it on `addr` (any path answers the
+/// metrics page): the worker has no HTTP server of its own.
+fn serve_metrics(
+    addr: std::net::SocketAddr,
+) -> Result<(), metrics_exporter_prometheus::BuildError> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
 }
