@@ -22,6 +22,7 @@
 pub mod country;
 pub mod envelope;
 pub mod error;
+mod fields;
 pub mod id;
 pub mod seal;
 pub mod submission;
