@@ -54,9 +54,9 @@ submission_fields! {
     expire_date: "expireDate", optional, Date, plain "expire_date";
     /// IPv4 or IPv6 literal.
     ip_address: "ipAddress", optional, Ip, plain "ip_address";
-    /// Stored encrypted.
+    /// The subject's identity (e.g. national id) number.
     identity_number: "identityNumber", optional, Text { max: 100 }, sealed "identity_number_enc";
-    /// Stored encrypted.
+    /// The identity document's number.
     document_number: "documentNumber", optional, Text { max: 100 }, sealed "document_number_enc";
     address_city: "address_city", optional, Text { max: 200 }, plain "address_city";
     address_country: "address_country", optional, Text { max: 200 }, plain "address_country";

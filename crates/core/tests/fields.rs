@@ -86,9 +86,12 @@ fn every_field_of_a_full_record_comes_through() {
     assert_eq!(keys, names, "serialised under every JSON name");
 }
 
+/// A rule, its parser (does it accept a string?) and how many strings it accepts.
+type ClosedRule = (Rule, fn(&str) -> bool, usize);
+
 #[test]
 fn closed_rules_list_exactly_what_they_accept() {
-    let cases: [(Rule, fn(&str) -> bool, usize); 3] = [
+    let cases: [ClosedRule; 3] = [
         (
             Rule::KycStatus,
             |s| KycStatus::parse(s).is_some(),
