@@ -8,6 +8,7 @@ mod dead_letters;
 mod direct;
 mod encryption;
 mod errors;
+mod fields;
 mod happy_path;
 mod idempotency;
 mod isolation;
