@@ -9,6 +9,7 @@ mod direct;
 mod edge;
 mod encryption;
 mod errors;
+mod fields;
 mod flood;
 mod happy_path;
 mod idempotency;

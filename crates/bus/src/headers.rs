@@ -1,7 +1,45 @@
-//! Reading and writing the string headers of the wire schema (`x-api-key`, …).
+//! Message headers: the submission headers of the wire schema
+//! ([`SubmissionHeadersV1`], whose names live in `kyc_core::wire`) to and from
+//! the broker's header table, and the names of the headers the broker itself
+//! sets.
 
+use kyc_core::wire::SubmissionHeadersV1;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString};
+
+/// Set by the broker on a quorum queue's redelivery: how many times the message
+/// was delivered before (absent on the first delivery).
+pub const DELIVERY_COUNT: &str = "x-delivery-count";
+/// Set by the broker when it dead-letters a message: an array of tables, one per
+/// queue and reason, the most recent first.
+pub const DEATH: &str = "x-death";
+/// Prefix of the broker's `x-first-death-*` headers (queue, reason, exchange).
+pub const FIRST_DEATH_PREFIX: &str = "x-first-death-";
+/// Prefix of the broker's `x-last-death-*` headers (queue, reason, exchange).
+pub const LAST_DEATH_PREFIX: &str = "x-last-death-";
+
+/// Whether a header is the broker's delivery or dead-letter bookkeeping (which a
+/// message replayed from the dead-letter queue must not carry along).
+pub fn is_broker_bookkeeping(name: &str) -> bool {
+    name == DEATH
+        || name == DELIVERY_COUNT
+        || name.starts_with(FIRST_DEATH_PREFIX)
+        || name.starts_with(LAST_DEATH_PREFIX)
+}
+
+/// The header table of a submission message.
+pub fn encode(headers: &SubmissionHeadersV1<'_>) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (name, value) in headers.encode() {
+        table.insert(name.into(), AMQPValue::LongString(LongString::from(value)));
+    }
+    table
+}
+
+/// Reads a delivery's submission headers (string values, long or short).
+pub fn decode(properties: &BasicProperties) -> SubmissionHeadersV1<'_> {
+    SubmissionHeadersV1::decode(|name| get(properties, name))
+}
 
 /// A string header of a message, if present and textual.
 pub fn get<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'a str> {
@@ -14,6 +52,9 @@ pub fn get<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'a str> {
 }
 
 /// Builds a header table from string pairs.
+///
+/// To be removed: submission messages build their headers with [`encode`] from a
+/// [`SubmissionHeadersV1`]; this remains for callers not yet switched over.
 pub fn table<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> FieldTable {
     let mut table = FieldTable::default();
     for (name, value) in pairs {
@@ -23,12 +64,12 @@ pub fn table<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> FieldTa
 }
 
 /// How many times the broker has delivered this message before (quorum queues
-/// count it in `x-delivery-count`; absent on the first delivery).
+/// count it in [`DELIVERY_COUNT`]; absent on the first delivery).
 pub fn delivery_count(properties: &BasicProperties) -> i64 {
     let Some(value) = properties
         .headers()
         .as_ref()
-        .and_then(|h| h.inner().get("x-delivery-count"))
+        .and_then(|h| h.inner().get(DELIVERY_COUNT))
     else {
         return 0;
     };
@@ -38,5 +79,52 @@ pub fn delivery_count(properties: &BasicProperties) -> i64 {
         AMQPValue::ShortInt(n) => i64::from(*n),
         AMQPValue::LongUInt(n) => i64::from(*n),
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kyc_core::wire::{HEADER_API_KEY, ReplyMode};
+    use lapin::types::ShortString;
+
+    #[test]
+    fn submission_headers_survive_the_header_table() {
+        let headers = SubmissionHeadersV1 {
+            api_key: Some("k"),
+            submission_id: "0190f1a2-3b4c-7d5e-8f60-000000000001".parse().ok(),
+            project_id: "0190f1a2-3b4c-7d5e-8f60-000000000002".parse().ok(),
+            intake_seal: Some("seal"),
+            received_at: None,
+            idempotency_key: Some("idem"),
+            reply_mode: ReplyMode::Batch,
+        };
+        assert!(headers.submission_id.is_some() && headers.project_id.is_some());
+        let properties = BasicProperties::default().with_headers(encode(&headers));
+        assert_eq!(decode(&properties), headers);
+    }
+
+    #[test]
+    fn short_string_values_are_read_too() {
+        let mut table = FieldTable::default();
+        table.insert(
+            HEADER_API_KEY.into(),
+            AMQPValue::ShortString(ShortString::from("k")),
+        );
+        let properties = BasicProperties::default().with_headers(table);
+        assert_eq!(decode(&properties).api_key, Some("k"));
+    }
+
+    #[test]
+    fn broker_bookkeeping_is_recognised() {
+        for name in [
+            DEATH,
+            DELIVERY_COUNT,
+            "x-first-death-queue",
+            "x-last-death-reason",
+        ] {
+            assert!(is_broker_bookkeeping(name), "{name}");
+        }
+        assert!(!is_broker_bookkeeping(HEADER_API_KEY));
     }
 }

@@ -24,6 +24,7 @@ pub mod country;
 pub mod envelope;
 pub mod error;
 pub mod example;
+mod fields;
 pub mod id;
 pub mod seal;
 pub mod submission;

@@ -12,77 +12,95 @@
 //! services' job.
 
 use crate::error::{ErrorCode, Rejection};
+use crate::fields::{Parsed, submission_fields};
 use crate::types::{CountryAlpha3, Email, Gender, IdType, IsoDate, KycStatus};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 use std::net::IpAddr;
 
-/// The rule a field's (trimmed, non-empty) value must satisfy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
-    Email,
-    /// Length in characters (Unicode scalar values), inclusive.
-    Text {
-        max: usize,
-    },
-    Date,
-    KycStatus,
-    IdType,
-    Country,
-    Gender,
-    Ip,
-}
+pub use crate::fields::{FieldSpec, FieldValue, Rule};
 
-/// One row of the spec §2 table.
-#[derive(Debug, Clone, Copy)]
-pub struct FieldSpec {
-    pub name: &'static str,
-    pub required: bool,
-    pub rule: Rule,
+// The one table of the contract's fields (spec §2). Everything else — the typed
+// `Submission`, `FIELDS`, parsing into the struct, serialisation, the store's
+// columns and the OpenAPI request schema — is derived from it, so adding a field
+// is adding a row here (and a migration for its column).
+//
+// Row: `rust_name: "jsonName", required|optional, Rule, plain|sealed "column";`
+submission_fields! {
+    /// Administrator e-mail registered for the project.
+    admin: "admin", required, Email, plain "admin";
+    /// The subject's e-mail address.
+    email: "email", required, Email, plain "email";
+    full_name: "fullName", required, Text { max: 200 }, plain "full_name";
+    /// `YYYY-MM-DD`, not in the future.
+    birth_date: "birthDate", required, PastDate, plain "birth_date";
+    /// The outcome of the identity check being migrated.
+    kyc_status: "kycStatus", required, KycStatus, plain "kyc_status";
+    first_name: "firstName", optional, Text { max: 100 }, plain "first_name";
+    last_name: "lastName", optional, Text { max: 100 }, plain "last_name";
+    /// The kind of identity document (`drvlic` is an alias of `drivers_license`).
+    id_type: "idType", optional, IdType, plain "id_type";
+    /// ISO 3166-1 alpha-3, any case; stored upper-case.
+    issuing_country: "issuingCountry", optional, Country, plain "issuing_country";
+    /// ISO 3166-1 alpha-3, any case; stored upper-case.
+    nationality: "nationality", optional, Country, plain "nationality";
+    gender: "gender", optional, Gender, plain "gender";
+    /// `YYYY-MM-DD`.
+    issue_date: "issueDate", optional, Date, plain "issue_date";
+    /// `YYYY-MM-DD`, not before `issueDate`.
+    expire_date: "expireDate", optional, Date, plain "expire_date";
+    /// IPv4 or IPv6 literal.
+    ip_address: "ipAddress", optional, Ip, plain "ip_address";
+    /// The subject's identity (e.g. national id) number.
+    identity_number: "identityNumber", optional, Text { max: 100 }, sealed "identity_number_enc";
+    /// The identity document's number.
+    document_number: "documentNumber", optional, Text { max: 100 }, sealed "document_number_enc";
+    address_city: "address_city", optional, Text { max: 200 }, plain "address_city";
+    address_country: "address_country", optional, Text { max: 200 }, plain "address_country";
+    address_state: "address_state", optional, Text { max: 200 }, plain "address_state";
+    address_street: "address_street", optional, Text { max: 200 }, plain "address_street";
+    address_full: "address_full", optional, Text { max: 500 }, plain "address_full";
+    cf1: "cf1", optional, Text { max: 1000 }, plain "cf1";
+    cf2: "cf2", optional, Text { max: 1000 }, plain "cf2";
+    cf3: "cf3", optional, Text { max: 1000 }, plain "cf3";
+    /// The client's own id for the subject; echoed in result events.
+    userid: "userid", optional, Text { max: 200 }, plain "userid";
 }
-
-const fn field(name: &'static str, required: bool, rule: Rule) -> FieldSpec {
-    FieldSpec {
-        name,
-        required,
-        rule,
-    }
-}
-
-/// Every field of the contract, in the order of spec §2.
-pub const FIELDS: [FieldSpec; 25] = [
-    field("admin", true, Rule::Email),
-    field("email", true, Rule::Email),
-    field("fullName", true, Rule::Text { max: 200 }),
-    field("birthDate", true, Rule::Date),
-    field("kycStatus", true, Rule::KycStatus),
-    field("firstName", false, Rule::Text { max: 100 }),
-    field("lastName", false, Rule::Text { max: 100 }),
-    field("idType", false, Rule::IdType),
-    field("issuingCountry", false, Rule::Country),
-    field("nationality", false, Rule::Country),
-    field("gender", false, Rule::Gender),
-    field("issueDate", false, Rule::Date),
-    field("expireDate", false, Rule::Date),
-    field("ipAddress", false, Rule::Ip),
-    field("identityNumber", false, Rule::Text { max: 100 }),
-    field("documentNumber", false, Rule::Text { max: 100 }),
-    field("address_city", false, Rule::Text { max: 200 }),
-    field("address_country", false, Rule::Text { max: 200 }),
-    field("address_state", false, Rule::Text { max: 200 }),
-    field("address_street", false, Rule::Text { max: 200 }),
-    field("address_full", false, Rule::Text { max: 500 }),
-    field("cf1", false, Rule::Text { max: 1000 }),
-    field("cf2", false, Rule::Text { max: 1000 }),
-    field("cf3", false, Rule::Text { max: 1000 }),
-    field("userid", false, Rule::Text { max: 200 }),
-];
 
 /// Looks up a field by its wire name.
 pub fn field_spec(name: &str) -> Option<(usize, &'static FieldSpec)> {
     FIELDS.iter().enumerate().find(|(_, f)| f.name == name)
+}
+
+/// The position of a field in [`FIELDS`], checked when compiling: a name that is
+/// not in the table stops the build.
+const fn field_index(name: &str) -> usize {
+    let mut i = 0;
+    while i < FIELDS.len() {
+        if str_eq(FIELDS[i].name, name) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("no such field in FIELDS")
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// A JSON object with its keys in document order, not yet checked.
@@ -167,21 +185,9 @@ impl RawSubmission {
     }
 }
 
-const ISSUE_DATE: usize = 11;
-const EXPIRE_DATE: usize = 12;
-
-/// A field value after its rule was applied.
-#[derive(Debug, Clone)]
-enum Parsed {
-    Email(Email),
-    Text(String),
-    Date(IsoDate),
-    KycStatus(KycStatus),
-    IdType(IdType),
-    Country(CountryAlpha3),
-    Gender(Gender),
-    Ip(IpAddr),
-}
+// The two fields of the one rule between fields.
+const ISSUE_DATE: usize = field_index("issueDate");
+const EXPIRE_DATE: usize = field_index("expireDate");
 
 /// `Ok(None)`: absent (an optional field sent as `""` or white space).
 fn parse_value(spec: &FieldSpec, value: &Value, today: time::Date) -> Result<Option<Parsed>, ()> {
@@ -199,9 +205,8 @@ fn parse_value(spec: &FieldSpec, value: &Value, today: time::Date) -> Result<Opt
     let parsed = match spec.rule {
         Rule::Email => Email::parse(s).map(Parsed::Email),
         Rule::Text { max } => (s.chars().count() <= max).then(|| Parsed::Text(s.to_owned())),
-        Rule::Date => IsoDate::parse(s)
-            .filter(|d| spec.name != "birthDate" || d.0 <= today)
-            .map(Parsed::Date),
+        Rule::Date => IsoDate::parse(s).map(Parsed::Date),
+        Rule::PastDate => IsoDate::parse(s).filter(|d| d.0 <= today).map(Parsed::Date),
         Rule::KycStatus => KycStatus::parse(s).map(Parsed::KycStatus),
         Rule::IdType => IdType::parse(s).map(Parsed::IdType),
         Rule::Country => CountryAlpha3::parse(s).map(Parsed::Country),
@@ -211,127 +216,23 @@ fn parse_value(spec: &FieldSpec, value: &Value, today: time::Date) -> Result<Opt
     parsed.map(Some).ok_or(())
 }
 
-/// A submission that satisfies every rule of spec §2.
-///
-/// `Debug` prints only which optional fields are present: the values are personal
-/// data and must never reach a log.
-#[derive(Clone, PartialEq, Eq, Serialize)]
-pub struct Submission {
-    pub admin: Email,
-    pub email: Email,
-    #[serde(rename = "fullName")]
-    pub full_name: String,
-    #[serde(rename = "birthDate")]
-    pub birth_date: IsoDate,
-    #[serde(rename = "kycStatus")]
-    pub kyc_status: KycStatus,
-    #[serde(rename = "firstName", skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-    #[serde(rename = "lastName", skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
-    #[serde(rename = "idType", skip_serializing_if = "Option::is_none")]
-    pub id_type: Option<IdType>,
-    #[serde(rename = "issuingCountry", skip_serializing_if = "Option::is_none")]
-    pub issuing_country: Option<CountryAlpha3>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nationality: Option<CountryAlpha3>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gender: Option<Gender>,
-    #[serde(rename = "issueDate", skip_serializing_if = "Option::is_none")]
-    pub issue_date: Option<IsoDate>,
-    #[serde(rename = "expireDate", skip_serializing_if = "Option::is_none")]
-    pub expire_date: Option<IsoDate>,
-    #[serde(rename = "ipAddress", skip_serializing_if = "Option::is_none")]
-    pub ip_address: Option<IpAddr>,
-    #[serde(rename = "identityNumber", skip_serializing_if = "Option::is_none")]
-    pub identity_number: Option<String>,
-    #[serde(rename = "documentNumber", skip_serializing_if = "Option::is_none")]
-    pub document_number: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub address_city: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub address_country: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub address_state: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub address_street: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub address_full: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cf1: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cf2: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cf3: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub userid: Option<String>,
-}
-
 impl Submission {
     /// Parses and validates plain JSON bytes, judging "the future" by today (UTC).
     pub fn parse(bytes: &[u8]) -> Result<Submission, Rejection> {
         RawSubmission::from_slice(bytes)?.validate(today_utc())
     }
+}
 
-    /// Builds the typed record from the per-field results of `validate`. Returns
-    /// `None` only if a required slot is empty, which `validate` has ruled out.
-    fn from_parsed(mut p: [Option<Parsed>; FIELDS.len()]) -> Option<Submission> {
-        let mut take = |i: usize| p[i].take();
-        let text = |v: Option<Parsed>| match v {
-            Some(Parsed::Text(s)) => Some(s),
-            _ => None,
-        };
-        let email = |v: Option<Parsed>| match v {
-            Some(Parsed::Email(e)) => Some(e),
-            _ => None,
-        };
-        let date = |v: Option<Parsed>| match v {
-            Some(Parsed::Date(d)) => Some(d),
-            _ => None,
-        };
-        let country = |v: Option<Parsed>| match v {
-            Some(Parsed::Country(c)) => Some(c),
-            _ => None,
-        };
-        Some(Submission {
-            admin: email(take(0))?,
-            email: email(take(1))?,
-            full_name: text(take(2))?,
-            birth_date: date(take(3))?,
-            kyc_status: match take(4) {
-                Some(Parsed::KycStatus(k)) => k,
-                _ => return None,
-            },
-            first_name: text(take(5)),
-            last_name: text(take(6)),
-            id_type: match take(7) {
-                Some(Parsed::IdType(t)) => Some(t),
-                _ => None,
-            },
-            issuing_country: country(take(8)),
-            nationality: country(take(9)),
-            gender: match take(10) {
-                Some(Parsed::Gender(g)) => Some(g),
-                _ => None,
-            },
-            issue_date: date(take(ISSUE_DATE)),
-            expire_date: date(take(EXPIRE_DATE)),
-            ip_address: match take(13) {
-                Some(Parsed::Ip(ip)) => Some(ip),
-                _ => None,
-            },
-            identity_number: text(take(14)),
-            document_number: text(take(15)),
-            address_city: text(take(16)),
-            address_country: text(take(17)),
-            address_state: text(take(18)),
-            address_street: text(take(19)),
-            address_full: text(take(20)),
-            cf1: text(take(21)),
-            cf2: text(take(22)),
-            cf3: text(take(23)),
-            userid: text(take(24)),
-        })
+impl Serialize for Submission {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let values = self.values();
+        let mut map = s.serialize_map(Some(values.iter().flatten().count()))?;
+        for (spec, value) in FIELDS.iter().zip(values) {
+            if let Some(value) = value {
+                map.serialize_entry(spec.name, &value)?;
+            }
+        }
+        map.end()
     }
 }
 

@@ -1,9 +1,16 @@
-//! Versioned wire schemas shared by intake, worker and `kycctl`: AMQP header names,
-//! routing keys and the result event (spec §6, §8). A `v1` in a name is a promise:
-//! a change that old workers could not read gets a new version, not an edit.
+//! Versioned wire schemas shared by intake, worker and `kycctl`: the headers of a
+//! submission message ([`SubmissionHeadersV1`]), routing keys and the result event
+//! (spec §6, §8). A `v1` in a name is a promise: a change that old workers could
+//! not read gets a new version, not an edit.
+//!
+//! The header names below are the only place they are spelled; everything else
+//! reads and writes headers through [`SubmissionHeadersV1`].
 
 use crate::error::{ErrorCode, Rejection};
 use serde::{Deserialize, Serialize};
+use std::fmt;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 /// The project API key travels in this AMQP header (as in HTTP).
@@ -23,6 +30,116 @@ pub const HEADER_INTAKE_SEAL: &str = "x-intake-seal";
 
 /// Routing key of submission messages on the submissions exchange.
 pub const SUBMISSION_ROUTING_KEY: &str = "submission.v1";
+
+/// Whether a sender takes its result as its own reply or inside a [`ReplyBatchV1`]
+/// (header [`HEADER_REPLY_MODE`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReplyMode {
+    /// One reply message per result: any AMQP client (spec §8). No header.
+    #[default]
+    PerMessage,
+    /// [`REPLY_MODE_BATCH`]: the results of one worker batch for the same reply
+    /// queue travel as one [`ReplyBatchV1`].
+    Batch,
+}
+
+/// The headers of a submission message, version 1: what the intake (or
+/// `kycctl push`, or any AMQP client) tells a worker besides the body.
+///
+/// Every header is optional on the wire: a direct publisher may send only
+/// `x-api-key` (and `x-reply-mode`). A value that is present but does not parse
+/// (a submission id that is not a UUID, say) reads as absent, and the worker falls
+/// back as if it had not been sent.
+///
+/// Core knows no AMQP library: [`encode`](Self::encode) yields `(name, value)`
+/// pairs and [`decode`](Self::decode) takes a lookup by name; `kyc_bus::headers`
+/// converts to and from the broker's header table.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SubmissionHeadersV1<'a> {
+    /// [`HEADER_API_KEY`]: the project's API key, as in HTTP.
+    pub api_key: Option<&'a str>,
+    /// [`HEADER_SUBMISSION_ID`]: the id the intake already answered with.
+    pub submission_id: Option<Uuid>,
+    /// [`HEADER_PROJECT_ID`]: the project the intake authenticated the message for.
+    pub project_id: Option<Uuid>,
+    /// [`HEADER_INTAKE_SEAL`]: [`crate::seal::SealKey::seal`] over submission and
+    /// project id.
+    pub intake_seal: Option<&'a str>,
+    /// [`HEADER_RECEIVED_AT`]: when the intake received the request (RFC 3339).
+    pub received_at: Option<OffsetDateTime>,
+    /// [`HEADER_IDEMPOTENCY_KEY`]: the client's `Idempotency-Key`.
+    pub idempotency_key: Option<&'a str>,
+    /// [`HEADER_REPLY_MODE`].
+    pub reply_mode: ReplyMode,
+}
+
+impl<'a> SubmissionHeadersV1<'a> {
+    /// The headers as `(name, value)` pairs, absent ones left out.
+    pub fn encode(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::with_capacity(7);
+        let mut put = |name: &'static str, value: Option<String>| {
+            if let Some(value) = value {
+                pairs.push((name, value));
+            }
+        };
+        put(HEADER_API_KEY, self.api_key.map(str::to_owned));
+        put(
+            HEADER_SUBMISSION_ID,
+            self.submission_id.map(|id| id.to_string()),
+        );
+        put(HEADER_PROJECT_ID, self.project_id.map(|id| id.to_string()));
+        put(HEADER_INTAKE_SEAL, self.intake_seal.map(str::to_owned));
+        // RFC 3339 cannot write years past 9999 or before 0; such a time is not a
+        // "now" and is left out rather than sent as a value no one could read.
+        put(
+            HEADER_RECEIVED_AT,
+            self.received_at.and_then(|at| at.format(&Rfc3339).ok()),
+        );
+        put(
+            HEADER_IDEMPOTENCY_KEY,
+            self.idempotency_key.map(str::to_owned),
+        );
+        put(
+            HEADER_REPLY_MODE,
+            (self.reply_mode == ReplyMode::Batch).then(|| REPLY_MODE_BATCH.to_owned()),
+        );
+        pairs
+    }
+
+    /// Reads the headers through `lookup` (a header's string value by name).
+    pub fn decode(lookup: impl Fn(&str) -> Option<&'a str>) -> SubmissionHeadersV1<'a> {
+        let uuid = |name: &str| lookup(name).and_then(|s| Uuid::parse_str(s).ok());
+        SubmissionHeadersV1 {
+            api_key: lookup(HEADER_API_KEY),
+            submission_id: uuid(HEADER_SUBMISSION_ID),
+            project_id: uuid(HEADER_PROJECT_ID),
+            intake_seal: lookup(HEADER_INTAKE_SEAL),
+            received_at: lookup(HEADER_RECEIVED_AT)
+                .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok()),
+            idempotency_key: lookup(HEADER_IDEMPOTENCY_KEY),
+            reply_mode: match lookup(HEADER_REPLY_MODE) {
+                Some(REPLY_MODE_BATCH) => ReplyMode::Batch,
+                _ => ReplyMode::PerMessage,
+            },
+        }
+    }
+}
+
+impl fmt::Debug for SubmissionHeadersV1<'_> {
+    // The API key is a credential and the seal vouches for a message: `{:?}`
+    // says only whether they are there.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubmissionHeadersV1")
+            .field("api_key", &self.api_key.map(|_| "<redacted>"))
+            .field("submission_id", &self.submission_id)
+            .field("project_id", &self.project_id)
+            .field("intake_seal", &self.intake_seal.map(|_| "<redacted>"))
+            .field("received_at", &self.received_at)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("reply_mode", &self.reply_mode)
+            .finish()
+    }
+}
 
 /// What happened to a submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

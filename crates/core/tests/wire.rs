@@ -231,3 +231,94 @@ fn an_encoded_batch_reads_back_as_the_same_results() {
         vec![]
     );
 }
+
+// ---------------------------------------------------------------------------
+// Submission headers
+// ---------------------------------------------------------------------------
+
+use std::collections::BTreeMap;
+use wire::{ReplyMode, SubmissionHeadersV1};
+
+fn all_headers() -> SubmissionHeadersV1<'static> {
+    SubmissionHeadersV1 {
+        api_key: Some("kyc_live_abc"),
+        submission_id: Some(SUBMISSION),
+        project_id: Some(PROJECT),
+        intake_seal: Some("c2VhbA"),
+        received_at: Some(AT),
+        idempotency_key: Some("order-17"),
+        reply_mode: ReplyMode::Batch,
+    }
+}
+
+fn as_map(pairs: Vec<(&'static str, String)>) -> BTreeMap<&'static str, String> {
+    let map: BTreeMap<_, _> = pairs.iter().cloned().collect();
+    assert_eq!(map.len(), pairs.len(), "no header twice");
+    map
+}
+
+/// The exact names and values on the wire: direct AMQP publishers and older
+/// workers depend on them.
+#[test]
+fn submission_headers_encode_to_the_documented_names_and_values() {
+    let encoded = as_map(all_headers().encode());
+    let expected: BTreeMap<&str, String> = [
+        ("x-api-key", "kyc_live_abc"),
+        ("x-submission-id", "0190f1a2-3b4c-7d5e-8f60-000000000001"),
+        ("x-project-id", "0190f1a2-3b4c-7d5e-8f60-000000000002"),
+        ("x-intake-seal", "c2VhbA"),
+        ("x-received-at", "2024-06-15T12:34:56.789Z"),
+        ("x-idempotency-key", "order-17"),
+        ("x-reply-mode", "batch"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_owned()))
+    .collect();
+    assert_eq!(encoded, expected);
+}
+
+#[test]
+fn absent_headers_are_not_sent() {
+    assert!(SubmissionHeadersV1::default().encode().is_empty());
+    let direct = SubmissionHeadersV1 {
+        api_key: Some("k"),
+        ..SubmissionHeadersV1::default()
+    };
+    assert_eq!(direct.encode(), vec![("x-api-key", "k".to_owned())]);
+}
+
+#[test]
+fn submission_headers_round_trip() {
+    let encoded = as_map(all_headers().encode());
+    let decoded = SubmissionHeadersV1::decode(|name| encoded.get(name).map(String::as_str));
+    assert_eq!(decoded, all_headers());
+}
+
+#[test]
+fn unreadable_header_values_read_as_absent() {
+    let sent: BTreeMap<&str, &str> = [
+        ("x-api-key", "k"),
+        ("x-submission-id", "not-a-uuid"),
+        ("x-project-id", ""),
+        ("x-received-at", "yesterday"),
+        ("x-reply-mode", "BATCH"),
+    ]
+    .into();
+    let decoded = SubmissionHeadersV1::decode(|name| sent.get(name).copied());
+    assert_eq!(
+        decoded,
+        SubmissionHeadersV1 {
+            api_key: Some("k"),
+            ..SubmissionHeadersV1::default()
+        }
+    );
+    assert_eq!(decoded.reply_mode, ReplyMode::PerMessage);
+}
+
+#[test]
+fn submission_headers_do_not_print_the_api_key_or_seal() {
+    let printed = format!("{:?}", all_headers());
+    assert!(!printed.contains("kyc_live_abc"), "{printed}");
+    assert!(!printed.contains("c2VhbA"), "{printed}");
+    assert!(printed.contains("order-17"), "{printed}");
+}

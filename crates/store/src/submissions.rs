@@ -1,8 +1,11 @@
 //! Submissions: the batch insert the workers use, and result lookups (spec §6).
 
 use crate::{DataKey, Store, StoreError};
+use kyc_core::submission::{FIELDS, FieldSpec, FieldValue, Rule};
 use kyc_core::{ErrorCode, Rejection, Submission};
+use sqlx::Row;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -73,8 +76,107 @@ pub struct StoredResult {
     pub processed_at: OffsetDateTime,
 }
 
-/// One array per column, for a single set-based `INSERT … SELECT FROM UNNEST`.
-#[derive(Default)]
+/// How a field's column is typed, which follows from the field's rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ColumnKind {
+    Text,
+    Date,
+    /// Bound as text, cast to `inet` in the insert.
+    Inet,
+    /// Sealed under the data key (spec §7), whatever the rule.
+    Sealed,
+}
+
+impl ColumnKind {
+    fn of(spec: &FieldSpec) -> ColumnKind {
+        if spec.sealed {
+            return ColumnKind::Sealed;
+        }
+        match spec.rule {
+            Rule::Email
+            | Rule::Text { .. }
+            | Rule::KycStatus
+            | Rule::IdType
+            | Rule::Country
+            | Rule::Gender => ColumnKind::Text,
+            Rule::Date | Rule::PastDate => ColumnKind::Date,
+            Rule::Ip => ColumnKind::Inet,
+        }
+    }
+
+    /// The array type the column is bound as.
+    fn array_type(self) -> &'static str {
+        match self {
+            ColumnKind::Text | ColumnKind::Inet => "text[]",
+            ColumnKind::Date => "date[]",
+            ColumnKind::Sealed => "bytea[]",
+        }
+    }
+
+    /// The expression that turns the unnested value into the column's type.
+    fn select(self, column: &str) -> String {
+        match self {
+            ColumnKind::Inet => format!("{column}::inet"),
+            ColumnKind::Text | ColumnKind::Date | ColumnKind::Sealed => column.to_owned(),
+        }
+    }
+}
+
+/// One field's values, one per row.
+enum FieldColumn<'a> {
+    Text(Vec<Option<&'a str>>),
+    Date(Vec<Option<time::Date>>),
+    Inet(Vec<Option<String>>),
+    Sealed(Vec<Option<Vec<u8>>>),
+}
+
+impl<'a> FieldColumn<'a> {
+    fn new(kind: ColumnKind, rows: usize) -> FieldColumn<'a> {
+        match kind {
+            ColumnKind::Text => FieldColumn::Text(Vec::with_capacity(rows)),
+            ColumnKind::Date => FieldColumn::Date(Vec::with_capacity(rows)),
+            ColumnKind::Inet => FieldColumn::Inet(Vec::with_capacity(rows)),
+            ColumnKind::Sealed => FieldColumn::Sealed(Vec::with_capacity(rows)),
+        }
+    }
+
+    /// Appends one row's value. The column's kind follows from the field's rule,
+    /// and so does the value's kind: a text column gets a text value.
+    fn push(&mut self, value: Option<FieldValue<'a>>, key: &DataKey) {
+        match self {
+            FieldColumn::Text(v) => v.push(value.and_then(|x| x.as_str())),
+            FieldColumn::Date(v) => v.push(value.and_then(|x| match x {
+                FieldValue::Date(d) => Some(d.0),
+                _ => None,
+            })),
+            FieldColumn::Inet(v) => v.push(value.map(|x| x.to_string())),
+            FieldColumn::Sealed(v) => v.push(value.map(|x| key.seal(&x.to_text()))),
+        }
+    }
+
+    fn has_value(&self, row: usize) -> bool {
+        match self {
+            FieldColumn::Text(v) => v[row].is_some(),
+            FieldColumn::Date(v) => v[row].is_some(),
+            FieldColumn::Inet(v) => v[row].is_some(),
+            FieldColumn::Sealed(v) => v[row].is_some(),
+        }
+    }
+
+    fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        match self {
+            FieldColumn::Text(v) => query.bind(v),
+            FieldColumn::Date(v) => query.bind(v),
+            FieldColumn::Inet(v) => query.bind(v),
+            FieldColumn::Sealed(v) => query.bind(v),
+        }
+    }
+}
+
+type Query<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, (Uuid,), sqlx::postgres::PgArguments>;
+
+/// One array per column, for a single set-based `INSERT … SELECT FROM UNNEST`:
+/// the outcome's own columns, then one per field of [`FIELDS`], in table order.
 struct Columns<'a> {
     id: Vec<Uuid>,
     project_id: Vec<Uuid>,
@@ -83,134 +185,131 @@ struct Columns<'a> {
     message: Vec<Option<String>>,
     idempotency_key: Vec<Option<&'a str>>,
     received_at: Vec<OffsetDateTime>,
-    admin: Vec<Option<&'a str>>,
-    email: Vec<Option<&'a str>>,
-    full_name: Vec<Option<&'a str>>,
-    birth_date: Vec<Option<time::Date>>,
-    kyc_status: Vec<Option<&'static str>>,
-    first_name: Vec<Option<&'a str>>,
-    last_name: Vec<Option<&'a str>>,
-    id_type: Vec<Option<&'static str>>,
-    issuing_country: Vec<Option<&'a str>>,
-    nationality: Vec<Option<&'a str>>,
-    gender: Vec<Option<&'static str>>,
-    issue_date: Vec<Option<time::Date>>,
-    expire_date: Vec<Option<time::Date>>,
-    ip_address: Vec<Option<String>>,
-    identity_number_enc: Vec<Option<Vec<u8>>>,
-    document_number_enc: Vec<Option<Vec<u8>>>,
+    /// The data key's id, on rows with a sealed value.
     pii_key_id: Vec<Option<&'a str>>,
-    address_city: Vec<Option<&'a str>>,
-    address_country: Vec<Option<&'a str>>,
-    address_state: Vec<Option<&'a str>>,
-    address_street: Vec<Option<&'a str>>,
-    address_full: Vec<Option<&'a str>>,
-    cf1: Vec<Option<&'a str>>,
-    cf2: Vec<Option<&'a str>>,
-    cf3: Vec<Option<&'a str>>,
-    userid: Vec<Option<&'a str>>,
+    fields: Vec<FieldColumn<'a>>,
 }
 
 impl<'a> Columns<'a> {
+    fn with_capacity(rows: usize) -> Columns<'a> {
+        Columns {
+            id: Vec::with_capacity(rows),
+            project_id: Vec::with_capacity(rows),
+            status: Vec::with_capacity(rows),
+            error_code: Vec::with_capacity(rows),
+            message: Vec::with_capacity(rows),
+            idempotency_key: Vec::with_capacity(rows),
+            received_at: Vec::with_capacity(rows),
+            pii_key_id: Vec::with_capacity(rows),
+            fields: FIELDS
+                .iter()
+                .map(|spec| FieldColumn::new(ColumnKind::of(spec), rows))
+                .collect(),
+        }
+    }
+
     fn push(&mut self, o: &'a Outcome, key: &'a DataKey) {
+        let row = self.id.len();
         self.id.push(o.id);
         self.project_id.push(o.project_id);
         self.idempotency_key.push(o.idempotency_key.as_deref());
         self.received_at.push(o.received_at);
-        match &o.result {
+        // A rejected submission keeps only its outcome: every field is NULL.
+        let values = match &o.result {
             Ok(s) => {
                 self.status.push("accepted");
                 self.error_code.push(None);
                 self.message.push(None);
-                self.push_fields(Some(s), key);
+                s.values()
             }
             Err(rejection) => {
                 self.status.push("rejected");
                 self.error_code.push(Some(rejection.code.as_str()));
                 self.message.push(Some(rejection.message()));
-                self.push_fields(None, key);
+                [None; FIELDS.len()]
             }
+        };
+        for (column, value) in self.fields.iter_mut().zip(values) {
+            column.push(value, key);
         }
+        let sealed = FIELDS
+            .iter()
+            .zip(&self.fields)
+            .any(|(spec, column)| spec.sealed && column.has_value(row));
+        self.pii_key_id.push(sealed.then(|| key.id()));
     }
 
-    fn push_fields(&mut self, s: Option<&'a Submission>, key: &'a DataKey) {
-        let text = |f: fn(&Submission) -> &Option<String>| s.and_then(|s| f(s).as_deref());
-        self.admin.push(s.map(|s| s.admin.as_str()));
-        self.email.push(s.map(|s| s.email.as_str()));
-        self.full_name.push(s.map(|s| s.full_name.as_str()));
-        self.birth_date.push(s.map(|s| s.birth_date.0));
-        self.kyc_status.push(s.map(|s| s.kyc_status.as_str()));
-        self.first_name.push(text(|s| &s.first_name));
-        self.last_name.push(text(|s| &s.last_name));
-        self.id_type
-            .push(s.and_then(|s| s.id_type).map(|t| t.as_str()));
-        self.issuing_country.push(
-            s.and_then(|s| s.issuing_country.as_ref())
-                .map(|c| c.as_str()),
-        );
-        self.nationality
-            .push(s.and_then(|s| s.nationality.as_ref()).map(|c| c.as_str()));
-        self.gender
-            .push(s.and_then(|s| s.gender).map(|g| g.as_str()));
-        self.issue_date
-            .push(s.and_then(|s| s.issue_date).map(|d| d.0));
-        self.expire_date
-            .push(s.and_then(|s| s.expire_date).map(|d| d.0));
-        self.ip_address
-            .push(s.and_then(|s| s.ip_address).map(|ip| ip.to_string()));
-        let identity = s
-            .and_then(|s| s.identity_number.as_deref())
-            .map(|v| key.seal(v));
-        let document = s
-            .and_then(|s| s.document_number.as_deref())
-            .map(|v| key.seal(v));
-        self.pii_key_id
-            .push((identity.is_some() || document.is_some()).then(|| key.id()));
-        self.identity_number_enc.push(identity);
-        self.document_number_enc.push(document);
-        self.address_city.push(text(|s| &s.address_city));
-        self.address_country.push(text(|s| &s.address_country));
-        self.address_state.push(text(|s| &s.address_state));
-        self.address_street.push(text(|s| &s.address_street));
-        self.address_full.push(text(|s| &s.address_full));
-        self.cf1.push(text(|s| &s.cf1));
-        self.cf2.push(text(|s| &s.cf2));
-        self.cf3.push(text(|s| &s.cf3));
-        self.userid.push(text(|s| &s.userid));
+    fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        let query = query
+            .bind(&self.id)
+            .bind(&self.project_id)
+            .bind(&self.status)
+            .bind(&self.error_code)
+            .bind(&self.message)
+            .bind(&self.idempotency_key)
+            .bind(&self.received_at)
+            .bind(&self.pii_key_id);
+        self.fields
+            .iter()
+            .fold(query, |query, column| column.bind(query))
     }
 }
 
-const INSERT: &str = "
-INSERT INTO submissions (
-    id, project_id, status, error_code, message, idempotency_key, received_at,
-    admin, email, full_name, birth_date, kyc_status, first_name, last_name, id_type,
-    issuing_country, nationality, gender, issue_date, expire_date, ip_address,
-    identity_number_enc, document_number_enc, pii_key_id,
-    address_city, address_country, address_state, address_street, address_full,
-    cf1, cf2, cf3, userid)
-SELECT
-    id, project_id, status, error_code, message, idempotency_key, received_at,
-    admin, email, full_name, birth_date, kyc_status, first_name, last_name, id_type,
-    issuing_country, nationality, gender, issue_date, expire_date, ip_address::inet,
-    identity_number_enc, document_number_enc, pii_key_id,
-    address_city, address_country, address_state, address_street, address_full,
-    cf1, cf2, cf3, userid
-FROM UNNEST(
-    $1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
-    $8::text[], $9::text[], $10::text[], $11::date[], $12::text[], $13::text[], $14::text[], $15::text[],
-    $16::text[], $17::text[], $18::text[], $19::date[], $20::date[], $21::text[],
-    $22::bytea[], $23::bytea[], $24::text[],
-    $25::text[], $26::text[], $27::text[], $28::text[], $29::text[],
-    $30::text[], $31::text[], $32::text[], $33::text[]
-) AS t(
-    id, project_id, status, error_code, message, idempotency_key, received_at,
-    admin, email, full_name, birth_date, kyc_status, first_name, last_name, id_type,
-    issuing_country, nationality, gender, issue_date, expire_date, ip_address,
-    identity_number_enc, document_number_enc, pii_key_id,
-    address_city, address_country, address_state, address_street, address_full,
-    cf1, cf2, cf3, userid)
-ON CONFLICT (id) DO NOTHING
-RETURNING id";
+/// The outcome's own columns and their array types, bound before the fields in
+/// this order by [`Columns::bind`].
+const OUTCOME_COLUMNS: [(&str, &str); 8] = [
+    ("id", "uuid[]"),
+    ("project_id", "uuid[]"),
+    ("status", "text[]"),
+    ("error_code", "text[]"),
+    ("message", "text[]"),
+    ("idempotency_key", "text[]"),
+    ("received_at", "timestamptz[]"),
+    ("pii_key_id", "text[]"),
+];
+
+/// Every field's column of one row, as [`Store::read_fields`] decodes them.
+static READ_FIELDS: LazyLock<String> = LazyLock::new(|| {
+    let columns: Vec<String> = FIELDS
+        .iter()
+        .map(|spec| match ColumnKind::of(spec) {
+            // `host`, not `::text`, which would add the netmask.
+            ColumnKind::Inet => format!("host({})", spec.column),
+            ColumnKind::Text => format!("{}::text", spec.column),
+            ColumnKind::Date | ColumnKind::Sealed => spec.column.to_owned(),
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM submissions WHERE id = $1",
+        columns.join(", ")
+    )
+});
+
+/// The batch insert, built once from [`OUTCOME_COLUMNS`] and [`FIELDS`]: every
+/// column is one `UNNEST`ed array parameter.
+static INSERT: LazyLock<String> = LazyLock::new(|| {
+    let columns: Vec<(&str, &str, String)> = OUTCOME_COLUMNS
+        .iter()
+        .map(|&(name, array)| (name, array, name.to_owned()))
+        .chain(FIELDS.iter().map(|spec| {
+            let kind = ColumnKind::of(spec);
+            (spec.column, kind.array_type(), kind.select(spec.column))
+        }))
+        .collect();
+    let names: Vec<&str> = columns.iter().map(|c| c.0).collect();
+    let names = names.join(", ");
+    let selects: Vec<&str> = columns.iter().map(|c| c.2.as_str()).collect();
+    let params: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("${}::{}", i + 1, c.1))
+        .collect();
+    format!(
+        "INSERT INTO submissions ({names})\nSELECT {}\nFROM UNNEST({}) AS t({names})\nON CONFLICT (id) DO NOTHING\nRETURNING id",
+        selects.join(", "),
+        params.join(", "),
+    )
+});
 
 impl Store {
     /// Stores a batch in one transaction with one set-based insert, and returns
@@ -224,45 +323,13 @@ impl Store {
         outcomes: &[Outcome],
         key: &DataKey,
     ) -> Result<Vec<Verdict>, StoreError> {
-        let mut c = Columns::default();
+        let mut c = Columns::with_capacity(outcomes.len());
         for o in outcomes {
             c.push(o, key);
         }
         let mut tx = self.pool().begin().await?;
-        let inserted: Vec<(Uuid,)> = sqlx::query_as(INSERT)
-            .bind(&c.id)
-            .bind(&c.project_id)
-            .bind(&c.status)
-            .bind(&c.error_code)
-            .bind(&c.message)
-            .bind(&c.idempotency_key)
-            .bind(&c.received_at)
-            .bind(&c.admin)
-            .bind(&c.email)
-            .bind(&c.full_name)
-            .bind(&c.birth_date)
-            .bind(&c.kyc_status)
-            .bind(&c.first_name)
-            .bind(&c.last_name)
-            .bind(&c.id_type)
-            .bind(&c.issuing_country)
-            .bind(&c.nationality)
-            .bind(&c.gender)
-            .bind(&c.issue_date)
-            .bind(&c.expire_date)
-            .bind(&c.ip_address)
-            .bind(&c.identity_number_enc)
-            .bind(&c.document_number_enc)
-            .bind(&c.pii_key_id)
-            .bind(&c.address_city)
-            .bind(&c.address_country)
-            .bind(&c.address_state)
-            .bind(&c.address_street)
-            .bind(&c.address_full)
-            .bind(&c.cf1)
-            .bind(&c.cf2)
-            .bind(&c.cf3)
-            .bind(&c.userid)
+        let inserted: Vec<(Uuid,)> = c
+            .bind(sqlx::query_as(INSERT.as_str()))
             .fetch_all(&mut *tx)
             .await?;
 
@@ -302,6 +369,41 @@ impl Store {
                 ))
             })
             .collect()
+    }
+
+    /// Every field of a stored submission in its wire form, in [`FIELDS`] order
+    /// (`None`: NULL, an absent field or a rejected row), sealed columns opened
+    /// with `key`; `None` if there is no such row. For checks and support tools:
+    /// the service itself never reads personal data back.
+    pub async fn read_fields(
+        &self,
+        id: Uuid,
+        key: &DataKey,
+    ) -> Result<Option<Vec<(&'static FieldSpec, Option<String>)>>, StoreError> {
+        let Some(row) = sqlx::query(READ_FIELDS.as_str())
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut fields = Vec::with_capacity(FIELDS.len());
+        for (i, spec) in FIELDS.iter().enumerate() {
+            let value = match ColumnKind::of(spec) {
+                ColumnKind::Text | ColumnKind::Inet => row.try_get::<Option<String>, _>(i)?,
+                ColumnKind::Date => row
+                    .try_get::<Option<time::Date>, _>(i)?
+                    .map(|d| kyc_core::types::IsoDate(d).to_string()),
+                ColumnKind::Sealed => match row.try_get::<Option<Vec<u8>>, _>(i)? {
+                    None => None,
+                    Some(sealed) => Some(key.open(&sealed).ok_or(StoreError::NotFound(
+                        "a data key that opens the sealed column",
+                    ))?),
+                },
+            };
+            fields.push((spec, value));
+        }
+        Ok(Some(fields))
     }
 
     /// A project's processed submission, or `None` (also for another project's).

@@ -27,14 +27,15 @@ pub async fn announce(
     announcements: &[Announcement],
 ) -> Result<(), PublishError> {
     let exchange = topology.events_exchange();
-    // Serialising our own types cannot fail.
     let bodies: Vec<(Vec<u8>, String)> = announcements
         .iter()
         .map(|a| {
-            (
-                serde_json::to_vec(&a.event).unwrap_or_default(),
-                a.event.routing_key(),
-            )
+            // Writing into a `Vec` has no I/O error, and of an event's fields only
+            // `at` could refuse: RFC 3339 cannot write years past 9999 or offsets
+            // with seconds. `at` is this worker's clock read in UTC.
+            let body = serde_json::to_vec(&a.event)
+                .expect("an event stamped with the current UTC time serialises");
+            (body, a.event.routing_key())
         })
         .collect();
     // Batch replies: per reply queue, the events just serialised, with their

@@ -1,14 +1,10 @@
 //! What to do with one message: the same rules as the intake, applied again
 //! (a message may have come straight from `kycctl push` or any AMQP client).
 
-use kyc_bus::headers;
 use kyc_bus::lapin::BasicProperties;
 use kyc_core::envelope::{self, EncryptionPolicy};
 use kyc_core::seal::SealKey;
-use kyc_core::wire::{
-    HEADER_API_KEY, HEADER_IDEMPOTENCY_KEY, HEADER_INTAKE_SEAL, HEADER_PROJECT_ID,
-    HEADER_RECEIVED_AT, HEADER_REPLY_MODE, HEADER_SUBMISSION_ID, REPLY_MODE_BATCH,
-};
+use kyc_core::wire::{ReplyMode, SubmissionHeadersV1};
 use kyc_core::{ErrorCode, Rejection, id};
 use kyc_store::submissions::Outcome;
 use kyc_store::{Directory, StoreError};
@@ -25,7 +21,7 @@ pub struct ReplyTo {
 }
 
 impl ReplyTo {
-    fn of(properties: &BasicProperties) -> ReplyTo {
+    fn of(properties: &BasicProperties, headers: &SubmissionHeadersV1<'_>) -> ReplyTo {
         ReplyTo {
             queue: properties
                 .reply_to()
@@ -36,7 +32,7 @@ impl ReplyTo {
                 .correlation_id()
                 .as_ref()
                 .map(|c| c.as_str().to_owned()),
-            batch: headers::get(properties, HEADER_REPLY_MODE) == Some(REPLY_MODE_BATCH),
+            batch: headers.reply_mode == ReplyMode::Batch,
         }
     }
 }
@@ -67,34 +63,40 @@ pub async fn decide(
     seal_key: &SealKey,
     today: time::Date,
 ) -> Result<Decision, StoreError> {
-    let reply = ReplyTo::of(properties);
+    // The one place a delivery's headers are read.
+    let headers = kyc_bus::headers::decode(properties);
+    let reply = ReplyTo::of(properties, &headers);
     let idempotency_key = properties
         .message_id()
         .as_ref()
         .map(|m| m.as_str().to_owned())
         .filter(|m| !m.is_empty())
-        .or_else(|| headers::get(properties, HEADER_IDEMPOTENCY_KEY).map(str::to_owned));
+        .or_else(|| headers.idempotency_key.map(str::to_owned));
 
-    let api_key = headers::get(properties, HEADER_API_KEY);
     // A message an intake sealed was authenticated there: trust its project even if
     // the key has been rotated since (the client already holds a 200). Anything
     // else is authenticated by its key.
-    let project = match sealed_project(properties, seal_key) {
+    let project = match sealed_project(&headers, seal_key) {
         Some(project_id) => directory.project_by_id(project_id).await?,
-        None => match api_key {
+        None => match headers.api_key {
             Some(key) => directory.project_for_key(key).await?,
             None => None,
         },
     };
-    let Some(project) = project else {
-        return Ok(Decision::Forbidden {
-            submission_id: submission_id(properties, Uuid::nil(), idempotency_key.as_deref(), body),
-            idempotency_key,
-            reply,
-        });
+    let forbidden = |idempotency_key: Option<String>, reply: ReplyTo| Decision::Forbidden {
+        submission_id: submission_id(&headers, Uuid::nil(), idempotency_key.as_deref(), body),
+        idempotency_key,
+        reply,
     };
-    // The envelope key derives from the API key the client encrypted with.
-    let api_key = api_key.unwrap_or_default();
+    let Some(project) = project else {
+        return Ok(forbidden(idempotency_key, reply));
+    };
+    // The envelope key derives from the API key the client encrypted with. A
+    // sealed message without one cannot be opened by its sender's key, so it is
+    // refused like any message without a key.
+    let Some(api_key) = headers.api_key else {
+        return Ok(forbidden(idempotency_key, reply));
+    };
 
     let policy = if project.encryption_required {
         EncryptionPolicy::Required
@@ -117,9 +119,9 @@ pub async fn decide(
 
     Ok(Decision::Store {
         outcome: Box::new(Outcome {
-            id: submission_id(properties, project.id, idempotency_key.as_deref(), body),
+            id: submission_id(&headers, project.id, idempotency_key.as_deref(), body),
             project_id: project.id,
-            received_at: received_at(properties),
+            received_at: received_at(properties, &headers),
             idempotency_key,
             result,
         }),
@@ -128,12 +130,10 @@ pub async fn decide(
 }
 
 /// The project id of a message whose intake seal verifies.
-fn sealed_project(properties: &BasicProperties, seal_key: &SealKey) -> Option<Uuid> {
-    let submission_id = Uuid::parse_str(headers::get(properties, HEADER_SUBMISSION_ID)?).ok()?;
-    let project_id = Uuid::parse_str(headers::get(properties, HEADER_PROJECT_ID)?).ok()?;
-    let seal = headers::get(properties, HEADER_INTAKE_SEAL)?;
+fn sealed_project(headers: &SubmissionHeadersV1<'_>, seal_key: &SealKey) -> Option<Uuid> {
+    let project_id = headers.project_id?;
     seal_key
-        .verify(submission_id, project_id, seal)
+        .verify(headers.submission_id?, project_id, headers.intake_seal?)
         .then_some(project_id)
 }
 
@@ -141,14 +141,12 @@ fn sealed_project(properties: &BasicProperties, seal_key: &SealKey) -> Option<Uu
 /// idempotency key (`message_id`), else from the message's bytes — never a fresh
 /// random one, which would store a redelivered message twice.
 fn submission_id(
-    properties: &BasicProperties,
+    headers: &SubmissionHeadersV1<'_>,
     project_id: Uuid,
     idempotency_key: Option<&str>,
     body: &[u8],
 ) -> Uuid {
-    if let Some(id) =
-        headers::get(properties, HEADER_SUBMISSION_ID).and_then(|s| Uuid::parse_str(s).ok())
-    {
+    if let Some(id) = headers.submission_id {
         return id;
     }
     match idempotency_key {
@@ -159,9 +157,9 @@ fn submission_id(
 
 /// When the submission was received: the intake's header, else the AMQP
 /// timestamp (seconds), else now.
-fn received_at(properties: &BasicProperties) -> OffsetDateTime {
-    headers::get(properties, HEADER_RECEIVED_AT)
-        .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+fn received_at(properties: &BasicProperties, headers: &SubmissionHeadersV1<'_>) -> OffsetDateTime {
+    headers
+        .received_at
         .or_else(|| {
             properties
                 .timestamp()

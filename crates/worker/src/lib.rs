@@ -14,10 +14,18 @@
 //!
 //! Transient failures (database or broker away) retry the batch with back-off and
 //! acknowledge nothing meanwhile.
+//!
+//! Where each part lives: `session` (connecting, consuming, reconnecting with
+//! back-off), `handle` (one batch, steps 2–5, and its retries), `fallback`
+//! (storing a batch, row by row when the batch insert is refused), `worker` (the
+//! [`Worker`] and its options).
 
 pub mod announce;
 pub mod batch;
 pub mod decide;
-mod run;
+mod fallback;
+mod handle;
+mod session;
+mod worker;
 
-pub use run::{Worker, WorkerOptions};
+pub use worker::{Worker, WorkerOptions};

@@ -17,12 +17,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use kyc_bus::{Outgoing, headers, persistent};
 use kyc_core::envelope::{self, EncryptedResponse, EncryptionPolicy, EnvelopeKey};
-use kyc_core::wire::EventKind;
-use kyc_core::wire::{
-    HEADER_API_KEY, HEADER_IDEMPOTENCY_KEY, HEADER_INTAKE_SEAL, HEADER_PROJECT_ID,
-    HEADER_RECEIVED_AT, HEADER_REPLY_MODE, HEADER_SUBMISSION_ID, REPLY_MODE_BATCH,
-    SUBMISSION_ROUTING_KEY,
-};
+use kyc_core::wire::{EventKind, ReplyMode, SUBMISSION_ROUTING_KEY, SubmissionHeadersV1};
 use kyc_core::{ErrorBody, ErrorCode, Rejection, id};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -224,35 +219,30 @@ struct Message<'a> {
 /// Publishes the body as received, persistent and mandatory, and waits for the
 /// broker's confirm; anything but a plain ack is 503 `unavailable`.
 async fn publish(app: &AppState, message: Message<'_>) -> Result<(), ApiError> {
-    let id = message.submission_id.to_string();
-    let project = message.project_id.to_string();
     let seal = app.seal_key.seal(message.submission_id, message.project_id);
-    let received_at = OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("the current UTC time (a four-digit year) formats as RFC 3339");
-    let mut pairs = vec![
-        (HEADER_API_KEY, message.api_key),
-        (HEADER_SUBMISSION_ID, id.as_str()),
-        (HEADER_PROJECT_ID, project.as_str()),
-        (HEADER_INTAKE_SEAL, seal.as_str()),
-        (HEADER_RECEIVED_AT, received_at.as_str()),
-    ];
-    if let Some(key) = message.idempotency_key {
-        pairs.push((HEADER_IDEMPOTENCY_KEY, key));
-    }
-    if message.reply_to.is_some() {
+    let wire_headers = SubmissionHeadersV1 {
+        api_key: Some(message.api_key),
+        submission_id: Some(message.submission_id),
+        project_id: Some(message.project_id),
+        intake_seal: Some(&seal),
+        received_at: Some(OffsetDateTime::now_utc()),
+        idempotency_key: message.idempotency_key,
         // Waiting requests share one reply queue: a worker's batch answers them
         // with one message.
-        pairs.push((HEADER_REPLY_MODE, REPLY_MODE_BATCH));
-    }
-    let mut properties = persistent().with_headers(headers::table(pairs));
+        reply_mode: if message.reply_to.is_some() {
+            ReplyMode::Batch
+        } else {
+            ReplyMode::PerMessage
+        },
+    };
+    let mut properties = persistent().with_headers(headers::encode(&wire_headers));
     if let Some(key) = message.idempotency_key {
         properties = properties.with_message_id(key.into());
     }
     if let Some(queue) = message.reply_to {
         properties = properties
             .with_reply_to(queue.into())
-            .with_correlation_id(id.as_str().into());
+            .with_correlation_id(message.submission_id.to_string().into());
     }
     let exchange = app.topology.submissions_exchange();
     let started = Instant::now();

@@ -1,0 +1,200 @@
+//! One batch: decide → store → announce → ack, retried with back-off until it is
+//! acknowledged.
+
+use crate::Worker;
+use crate::announce::{Announcement, announce};
+use crate::decide::{Decision, ReplyTo, decide};
+use kyc_bus::Publisher;
+use kyc_bus::lapin::message::Delivery;
+use kyc_bus::lapin::options::{BasicAckOptions, BasicRejectOptions};
+use kyc_core::wire::{EventKind, ResultEventV1};
+use kyc_core::{ErrorCode, Rejection};
+use kyc_store::StoreError;
+use kyc_store::submissions::{Outcome, Verdict};
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// Why a batch could not be finished now. Nothing of it was acknowledged.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Publish(#[from] kyc_bus::PublishError),
+    #[error(transparent)]
+    Amqp(#[from] kyc_bus::lapin::Error),
+}
+
+impl Worker {
+    /// Handles a batch until it is acknowledged, retrying transient failures with
+    /// back-off. Gives up only on shutdown (the batch is then redelivered to
+    /// another worker) or when the channel itself is gone.
+    pub(crate) async fn finish_batch(
+        &self,
+        batch: Vec<Delivery>,
+        publisher: &Publisher,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut delays = kyc_bus::backoff();
+        let started = Instant::now();
+        loop {
+            match self.try_batch(&batch, publisher).await {
+                Ok(()) => {
+                    metrics::histogram!("kyc_worker_batch_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::counter!("kyc_worker_batches_total").increment(1);
+                    return Ok(());
+                }
+                Err(BatchError::Amqp(e)) => return Err(e.into()),
+                Err(e) => {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(error = %e, ?delay, size = batch.len(), "batch failed; retrying");
+                    metrics::counter!("kyc_worker_batch_retries_total").increment(1);
+                    // A drain gives the batch one more chance after the current
+                    // delay, not an endless one: past it the batch is redelivered.
+                    let wait = tokio::time::sleep(delay);
+                    if shutdown.is_cancelled() {
+                        wait.await;
+                        if let Err(e) = self.try_batch(&batch, publisher).await {
+                            anyhow::bail!("batch not finished before shutdown: {e}");
+                        }
+                        return Ok(());
+                    }
+                    wait.await;
+                }
+            }
+        }
+    }
+
+    async fn try_batch(&self, batch: &[Delivery], publisher: &Publisher) -> Result<(), BatchError> {
+        let today = kyc_core::submission::today_utc();
+        // What to store, and for each delivery where its outcome went.
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+        let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            match decide(
+                &delivery.properties,
+                &delivery.data,
+                &self.directory,
+                self.data_key.seal_key(),
+                today,
+            )
+            .await?
+            {
+                Decision::Store { outcome, reply } => {
+                    slots.push(Slot::Stored(outcomes.len(), reply));
+                    outcomes.push(*outcome);
+                }
+                Decision::Forbidden {
+                    submission_id,
+                    idempotency_key,
+                    reply,
+                } => slots.push(Slot::Forbidden {
+                    submission_id,
+                    idempotency_key,
+                    reply,
+                }),
+            }
+        }
+        let verdicts = self.store(&outcomes).await?;
+
+        let now = OffsetDateTime::now_utc();
+        let mut announcements = Vec::with_capacity(slots.len());
+        let mut reject = Vec::new();
+        for (i, slot) in slots.into_iter().enumerate() {
+            match slot {
+                Slot::Stored(k, reply) => {
+                    let outcome = &outcomes[k];
+                    let Some(verdict) = &verdicts[k] else {
+                        reject.push(i);
+                        continue;
+                    };
+                    let span = tracing::info_span!("submission", submission_id = %outcome.id, project_id = %outcome.project_id);
+                    span.in_scope(|| tracing::debug!(accepted = verdict.accepted, code = ?verdict.error_code, "stored"));
+                    let status = if verdict.accepted {
+                        "accepted"
+                    } else {
+                        "rejected"
+                    };
+                    metrics::counter!("kyc_worker_submissions_total", "status" => status)
+                        .increment(1);
+                    announcements.push(Announcement {
+                        event: event(outcome, verdict, now),
+                        reply,
+                    });
+                }
+                Slot::Forbidden {
+                    submission_id,
+                    idempotency_key,
+                    reply,
+                } => {
+                    metrics::counter!("kyc_worker_submissions_total", "status" => "forbidden")
+                        .increment(1);
+                    if reply.queue.is_some() {
+                        let rejection = Rejection::new(ErrorCode::Forbidden);
+                        let mut event =
+                            ResultEventV1::rejected(submission_id, Uuid::nil(), &rejection, now);
+                        event.idempotency_key = idempotency_key;
+                        announcements.push(Announcement { event, reply });
+                    }
+                }
+            }
+        }
+
+        announce(publisher, &self.options.topology, &announcements)
+            .instrument(tracing::debug_span!(
+                "announce",
+                events = announcements.len()
+            ))
+            .await?;
+
+        // Messages that could not be stored at all go back with a reject, which
+        // counts toward the queue's delivery limit; past it they are dead-lettered.
+        for &i in &reject {
+            metrics::counter!("kyc_worker_poison_total").increment(1);
+            batch[i]
+                .acker
+                .reject(BasicRejectOptions { requeue: true })
+                .await?;
+        }
+        // One ack covering the whole batch. `multiple` acknowledges every earlier
+        // tag on this channel too, which is safe because batches on a channel are
+        // handled one at a time: every earlier delivery belongs to this batch (or
+        // was settled with its own batch), and later prefetched ones have higher tags.
+        if let Some(last) = batch
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(i, _)| !reject.contains(i))
+        {
+            last.1.acker.ack(BasicAckOptions { multiple: true }).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a delivery's decision went.
+enum Slot {
+    /// Its outcome is `outcomes[k]`.
+    Stored(usize, ReplyTo),
+    Forbidden {
+        submission_id: Uuid,
+        idempotency_key: Option<String>,
+        reply: ReplyTo,
+    },
+}
+
+fn event(outcome: &Outcome, verdict: &Verdict, at: OffsetDateTime) -> ResultEventV1 {
+    let mut event = ResultEventV1::accepted(outcome.id, outcome.project_id, at);
+    if !verdict.accepted {
+        event.event = EventKind::Rejected;
+        event.error_code = verdict.error_code;
+        event.message = verdict.message.clone();
+    }
+    event.idempotency_key = outcome.idempotency_key.clone();
+    event.userid = outcome.result.as_ref().ok().and_then(|s| s.userid.clone());
+    event
+}

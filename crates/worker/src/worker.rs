@@ -1,0 +1,70 @@
+//! The worker itself: its options and what it writes through.
+
+use kyc_bus::Topology;
+use kyc_store::{DataKey, Directory, Store};
+use std::time::Duration;
+
+/// How a worker connects and batches.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub amqp_url: String,
+    pub topology: Topology,
+    pub batch_size: usize,
+    pub batch_linger: Duration,
+    pub prefetch: u16,
+    pub confirm_timeout: Duration,
+    /// Connection name in the broker UI, e.g. `kyc-worker`.
+    pub name: String,
+}
+
+/// A worker: its options and the store/directory it writes through.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub(crate) options: WorkerOptions,
+    pub(crate) store: Store,
+    pub(crate) directory: Directory,
+    pub(crate) data_key: DataKey,
+}
+
+impl Worker {
+    /// A worker writing through `store` and `directory`, sealing with `data_key`.
+    pub fn new(
+        options: WorkerOptions,
+        store: Store,
+        directory: Directory,
+        data_key: DataKey,
+    ) -> Worker {
+        Worker {
+            options,
+            store,
+            directory,
+            data_key,
+        }
+    }
+
+    /// Builds a worker from the process settings (the `kyc-worker` binary and
+    /// `kycctl dev` use this).
+    pub fn from_settings(settings: &kyc_config::Settings) -> anyhow::Result<Worker> {
+        use secrecy::ExposeSecret;
+        let store = Store::connect_lazy(
+            settings.database.url.expose_secret(),
+            settings.database.max_connections,
+        )?;
+        let directory = Directory::new(
+            store.clone(),
+            Duration::from_millis(settings.directory.ttl_ms),
+        );
+        let (key_id, key) = settings.crypto.data_key_or_dev();
+        let data_key = DataKey::from_base64(key_id, &key)?;
+        let options = WorkerOptions {
+            amqp_url: settings.amqp.url.expose_secret().to_owned(),
+            topology: Topology::new(settings.amqp.prefix.clone()),
+            batch_size: settings.worker.batch_size,
+            batch_linger: settings.worker.batch_linger(),
+            prefetch: settings.worker.prefetch,
+            confirm_timeout: settings.amqp.confirm_timeout(),
+            name: "kyc-worker".to_owned(),
+        };
+        Ok(Worker::new(options, store, directory, data_key))
+    }
+}
