@@ -167,8 +167,10 @@ async fn worker_only(
     let ours: Vec<OurWorker> = (0..workers)
         .map(|_| OurWorker::start(env))
         .collect::<anyhow::Result<_>>()?;
-    let key_headers =
-        kyc_bus::headers::table([(kyc_core::wire::HEADER_API_KEY, env.api_key.as_str())]);
+    let key_headers = kyc_bus::headers::encode(&kyc_core::wire::SubmissionHeadersV1 {
+        api_key: Some(env.api_key.as_str()),
+        ..kyc_core::wire::SubmissionHeadersV1::default()
+    });
     let (started, _, done) = raw_feed(env, args, &env.ours, body, Table::Submissions, |i| {
         kyc_bus::persistent()
             .with_headers(key_headers.clone())

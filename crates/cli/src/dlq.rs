@@ -14,7 +14,7 @@ use kyc_bus::lapin::types::{AMQPValue, FieldTable};
 use kyc_bus::lapin::{BasicProperties, Channel, Connection};
 use kyc_bus::{ConfirmChannel, Outgoing, Topology, headers};
 use kyc_config::Settings;
-use kyc_core::wire::{HEADER_SUBMISSION_ID, SUBMISSION_ROUTING_KEY};
+use kyc_core::wire::SUBMISSION_ROUTING_KEY;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -127,8 +127,9 @@ async fn close(connection: Connection, channel: Channel) {
 
 fn describe(message: &BasicGetMessage) -> DeadLetter {
     let properties = &message.delivery.properties;
-    let id = headers::get(properties, HEADER_SUBMISSION_ID)
-        .map(str::to_owned)
+    let id = headers::decode(properties)
+        .submission_id
+        .map(|id| id.to_string())
         .or_else(|| {
             properties
                 .message_id()
@@ -136,13 +137,14 @@ fn describe(message: &BasicGetMessage) -> DeadLetter {
                 .map(|m| m.as_str().to_owned())
         })
         .unwrap_or_else(|| kyc_core::id::content_key(&message.delivery.data));
-    let first_death = properties
-        .headers()
-        .as_ref()
-        .and_then(|h| match h.inner().get("x-death") {
-            Some(AMQPValue::FieldArray(deaths)) => deaths.as_slice().first().cloned(),
-            _ => None,
-        });
+    let first_death =
+        properties
+            .headers()
+            .as_ref()
+            .and_then(|h| match h.inner().get(headers::DEATH) {
+                Some(AMQPValue::FieldArray(deaths)) => deaths.as_slice().first().cloned(),
+                _ => None,
+            });
     let field = |name: &str| -> Option<AMQPValue> {
         match &first_death {
             Some(AMQPValue::FieldTable(t)) => t.inner().get(name).cloned(),
@@ -172,12 +174,7 @@ fn revived(properties: &BasicProperties) -> BasicProperties {
     let mut kept = FieldTable::default();
     if let Some(headers) = properties.headers() {
         for (name, value) in headers.inner() {
-            let name_str = name.as_str();
-            let bookkeeping = name_str == "x-death"
-                || name_str.starts_with("x-first-death-")
-                || name_str.starts_with("x-last-death-")
-                || name_str == "x-delivery-count";
-            if !bookkeeping {
+            if !headers::is_broker_bookkeeping(name.as_str()) {
                 kept.insert(name.clone(), value.clone());
             }
         }
