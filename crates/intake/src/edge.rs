@@ -20,13 +20,14 @@
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use crate::error::error_response;
 use kyc_core::{ErrorBody, ErrorCode};
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -131,22 +132,6 @@ pub fn layers(router: Router, limits: &EdgeLimits) -> Router {
         .layer(middleware::from_fn_with_state(per_address, limit_address))
         // Spans carry method and path only: headers hold the API key.
         .layer(tower_http::trace::TraceLayer::new_for_http())
-}
-
-/// `{"errorCode", "message"}` with the code's status (and `Retry-After` where
-/// the contract sets one).
-pub fn error_response(body: ErrorBody) -> Response {
-    let code = body.error_code;
-    metrics::counter!("kyc_intake_errors_total", "code" => code.as_str()).increment(1);
-    let status =
-        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, axum::Json(body)).into_response();
-    if matches!(code, ErrorCode::Unavailable | ErrorCode::RateLimited) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
 }
 
 async fn answer_within(limit: Duration, request: Request, next: Next) -> Response {

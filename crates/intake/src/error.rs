@@ -88,19 +88,26 @@ impl IntoResponse for ApiError {
             }
             ApiError::Worker(body) => body,
         };
-        let code = body.error_code;
-        metrics::counter!("kyc_intake_errors_total", "code" => code.as_str()).increment(1);
-        let status = StatusCode::from_u16(code.http_status())
-            .expect("every error code maps to a valid HTTP status");
-        let mut response = (status, Json(body)).into_response();
-        if matches!(code, ErrorCode::Unavailable | ErrorCode::RateLimited) {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
-        }
-        response
+        error_response(body)
     }
+}
+
+/// `{"errorCode", "message", "parameters"?}` with the code's status, counted by
+/// code, with `Retry-After` where the contract sets one: the one way every error
+/// of every route (and of the edge's middleware) is answered.
+pub fn error_response(body: ErrorBody) -> Response {
+    let code = body.error_code;
+    metrics::counter!("kyc_intake_errors_total", "code" => code.as_str()).increment(1);
+    let status = StatusCode::from_u16(code.http_status())
+        .expect("every error code maps to a valid HTTP status");
+    let mut response = (status, Json(body)).into_response();
+    if matches!(code, ErrorCode::Unavailable | ErrorCode::RateLimited) {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        );
+    }
+    response
 }
 
 #[cfg(test)]
