@@ -1,6 +1,6 @@
 //! # kyc-core — the submission contract as types
 //!
-//! Everything `../shared/spec/migration-api.md` says about a single submission lives
+//! Everything the contract (`docs/api.md`) says about a single submission lives
 //! here, once, with no I/O: the intake (HTTP), the worker (AMQP consumer) and
 //! `kycctl` all call into this crate, so a rule can never drift between them.
 //!
