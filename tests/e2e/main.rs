@@ -4,6 +4,7 @@
 
 mod back_pressure;
 mod concurrency;
+mod data_keys;
 mod dead_letters;
 mod direct;
 mod edge;

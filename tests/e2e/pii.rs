@@ -42,8 +42,9 @@ async fn identity_and_document_numbers_are_sealed_under_the_data_key() {
     );
 
     let data_key = DataKey::from_base64("test", &SecretString::from(TEST_DATA_KEY)).unwrap();
+    // Same id, other bytes: only the right key opens a value.
     let other_key = DataKey::from_base64(
-        "dev",
+        "test",
         &SecretString::from(kyc_config::settings::DEVELOPMENT_DATA_KEY),
     )
     .unwrap();
@@ -64,12 +65,12 @@ async fn identity_and_document_numbers_are_sealed_under_the_data_key() {
             sealed.len()
         );
         assert_eq!(
-            data_key.open(&sealed).as_deref(),
+            data_key.open("test", 1, id, column, &sealed).as_deref(),
             Some(plaintext),
             "{column}: the data key opens it"
         );
         assert_eq!(
-            other_key.open(&sealed),
+            other_key.open("test", 1, id, column, &sealed),
             None,
             "{column}: another key does not"
         );

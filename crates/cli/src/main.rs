@@ -1,6 +1,7 @@
 //! `kycctl`: operate kyc-ingest. Each subcommand lives in its own module.
 
 mod admin;
+mod data_key;
 mod dev;
 
 use kyc_cli::{dlq, push};
@@ -48,6 +49,9 @@ enum Command {
     /// The dead-letter queue: messages no worker could process.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// The data keyring that seals identity and document numbers at rest.
+    #[command(subcommand)]
+    DataKey(data_key::DataKeyCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Admin(c) => admin::admin(&settings, c).await,
         Command::Key(c) => admin::key(&settings, c).await,
         Command::Dev(args) => dev::run(settings, args).await,
+        Command::DataKey(c) => data_key::run(&settings, c).await,
         Command::Dlq(DlqCommand::List { limit, json }) => {
             let letters = dlq::list(&settings, limit).await?;
             if json {

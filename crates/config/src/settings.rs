@@ -6,7 +6,7 @@
 //! Every binary reads the whole structure and uses the sections it needs, so one
 //! environment can serve all of them.
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -146,6 +146,10 @@ pub struct Crypto {
     pub data_key: Option<SecretString>,
     /// `KYC__CRYPTO__DATA_KEY_ID`: stored next to each sealed value.
     pub data_key_id: String,
+    /// `KYC__CRYPTO__OLDER_DATA_KEYS`: retired data keys that still open what they
+    /// sealed, as `id:base64,id:base64` (until `kycctl data-key reseal` has moved
+    /// their rows to the current key).
+    pub older_data_keys: Option<SecretString>,
 }
 
 impl Default for Crypto {
@@ -153,6 +157,7 @@ impl Default for Crypto {
         Crypto {
             data_key: None,
             data_key_id: "dev".to_owned(),
+            older_data_keys: None,
         }
     }
 }
@@ -162,6 +167,29 @@ impl Default for Crypto {
 pub const DEVELOPMENT_DATA_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
 impl Crypto {
+    /// [`Crypto::older_data_keys`] as (id, key) pairs; the keys are not decoded
+    /// here (the store checks them).
+    pub fn older_data_keys(&self) -> Result<Vec<(String, SecretString)>, SettingsError> {
+        let Some(list) = &self.older_data_keys else {
+            return Ok(Vec::new());
+        };
+        list.expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| match entry.split_once(':') {
+                Some((id, key)) if !id.trim().is_empty() && id.trim() != self.data_key_id => Ok((
+                    id.trim().to_owned(),
+                    SecretString::from(key.trim().to_owned()),
+                )),
+                _ => Err(SettingsError::Invalid(
+                    "crypto.older_data_keys must be `id:base64` pairs separated by commas, \
+                     with ids other than crypto.data_key_id",
+                )),
+            })
+            .collect()
+    }
+
     /// The configured key, or the development key after a warning.
     pub fn data_key_or_dev(&self) -> (String, SecretString) {
         match &self.data_key {
@@ -294,6 +322,7 @@ impl Settings {
         if self.amqp.publish_channels == 0 || self.amqp.max_in_flight == 0 {
             return invalid("amqp.publish_channels and amqp.max_in_flight must be at least 1");
         }
+        self.crypto.older_data_keys()?;
         if self.http.max_connections == 0 {
             return invalid("http.max_connections must be at least 1");
         }

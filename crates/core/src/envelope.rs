@@ -11,7 +11,7 @@
 
 use crate::error::{ErrorCode, Rejection};
 use crate::submission::RawSubmission;
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -55,10 +55,39 @@ impl EnvelopeKey {
     }
 
     fn seal_with_nonce(&self, nonce: &Nonce, plaintext: &[u8]) -> Vec<u8> {
+        self.seal_parts(nonce, Payload::from(plaintext))
+    }
+
+    /// Like [`seal`](Self::seal), with `aad` bound as associated data: the result
+    /// opens only with the same `aad` (used to tie a sealed value to its place).
+    pub fn seal_with_aad(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        self.seal_parts(
+            &Nonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+    }
+
+    /// Opens what [`seal_with_aad`](Self::seal_with_aad) sealed with the same
+    /// `aad`; `None` otherwise.
+    pub fn open_with_aad(&self, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let (nonce, msg) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_from(nonce).ok()?;
+        self.0.decrypt(&nonce, Payload { msg, aad }).ok()
+    }
+
+    fn seal_parts(&self, nonce: &Nonce, payload: Payload<'_, '_>) -> Vec<u8> {
         // Encryption fails only for inputs over 64 GiB, far beyond any body limit.
         let ciphertext = self
             .0
-            .encrypt(nonce, plaintext)
+            .encrypt(nonce, payload)
             .unwrap_or_else(|_| unreachable!("AES-GCM plaintext over 2^36 bytes"));
         let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         out.extend_from_slice(nonce.as_slice());

@@ -17,6 +17,7 @@
 //! bytes with no timer running. Request and body timeouts, per-address limits
 //! and "every error is JSON" are middleware ([`layers`]).
 
+use crate::error::error_response;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -27,7 +28,6 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use crate::error::error_response;
 use kyc_core::{ErrorBody, ErrorCode};
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;

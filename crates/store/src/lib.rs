@@ -13,6 +13,7 @@
 pub mod directory;
 pub mod pii;
 pub mod projects;
+pub mod reseal;
 pub mod submissions;
 
 use sqlx::migrate::MigrateDatabase;
@@ -38,6 +39,13 @@ pub enum StoreError {
     /// The operating system could not supply random bytes for a new API key.
     #[error("system randomness unavailable: {0}")]
     Randomness(#[from] getrandom::Error),
+    /// A sealed column that no key of the keyring opens (its key is not in the
+    /// ring, or the value was altered or moved from another row or column).
+    #[error("the sealed column {column} does not open with the data keyring")]
+    Unopenable {
+        /// The column.
+        column: &'static str,
+    },
     /// A lookup that must be quick was not.
     #[error("database did not answer within {0:?}")]
     Timeout(Duration),
@@ -65,7 +73,10 @@ impl StoreError {
                 _ => false,
             },
             StoreError::Timeout(_) => true,
-            StoreError::Migrate(_) | StoreError::NotFound(_) | StoreError::Randomness(_) => false,
+            StoreError::Migrate(_)
+            | StoreError::NotFound(_)
+            | StoreError::Randomness(_)
+            | StoreError::Unopenable { .. } => false,
         }
     }
 }

@@ -142,7 +142,7 @@ impl<'a> FieldColumn<'a> {
 
     /// Appends one row's value. The column's kind follows from the field's rule,
     /// and so does the value's kind: a text column gets a text value.
-    fn push(&mut self, value: Option<FieldValue<'a>>, key: &DataKey) {
+    fn push(&mut self, value: Option<FieldValue<'a>>, key: &DataKey, row: Uuid, column: &str) {
         match self {
             FieldColumn::Text(v) => v.push(value.and_then(|x| x.as_str())),
             FieldColumn::Date(v) => v.push(value.and_then(|x| match x {
@@ -150,7 +150,7 @@ impl<'a> FieldColumn<'a> {
                 _ => None,
             })),
             FieldColumn::Inet(v) => v.push(value.map(|x| x.to_string())),
-            FieldColumn::Sealed(v) => v.push(value.map(|x| key.seal(&x.to_text()))),
+            FieldColumn::Sealed(v) => v.push(value.map(|x| key.seal(row, column, &x.to_text()))),
         }
     }
 
@@ -187,6 +187,8 @@ struct Columns<'a> {
     received_at: Vec<OffsetDateTime>,
     /// The data key's id, on rows with a sealed value.
     pii_key_id: Vec<Option<&'a str>>,
+    /// The sealed values' format (`crate::pii`): always the current one.
+    pii_format: Vec<i16>,
     fields: Vec<FieldColumn<'a>>,
 }
 
@@ -201,6 +203,7 @@ impl<'a> Columns<'a> {
             idempotency_key: Vec::with_capacity(rows),
             received_at: Vec::with_capacity(rows),
             pii_key_id: Vec::with_capacity(rows),
+            pii_format: Vec::with_capacity(rows),
             fields: FIELDS
                 .iter()
                 .map(|spec| FieldColumn::new(ColumnKind::of(spec), rows))
@@ -229,14 +232,15 @@ impl<'a> Columns<'a> {
                 [None; FIELDS.len()]
             }
         };
-        for (column, value) in self.fields.iter_mut().zip(values) {
-            column.push(value, key);
+        for ((column, value), spec) in self.fields.iter_mut().zip(values).zip(&FIELDS) {
+            column.push(value, key, o.id, spec.column);
         }
         let sealed = FIELDS
             .iter()
             .zip(&self.fields)
             .any(|(spec, column)| spec.sealed && column.has_value(row));
         self.pii_key_id.push(sealed.then(|| key.id()));
+        self.pii_format.push(crate::pii::CURRENT_FORMAT);
     }
 
     fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q> {
@@ -248,7 +252,8 @@ impl<'a> Columns<'a> {
             .bind(&self.message)
             .bind(&self.idempotency_key)
             .bind(&self.received_at)
-            .bind(&self.pii_key_id);
+            .bind(&self.pii_key_id)
+            .bind(&self.pii_format);
         self.fields
             .iter()
             .fold(query, |query, column| column.bind(query))
@@ -257,7 +262,7 @@ impl<'a> Columns<'a> {
 
 /// The outcome's own columns and their array types, bound before the fields in
 /// this order by [`Columns::bind`].
-const OUTCOME_COLUMNS: [(&str, &str); 8] = [
+const OUTCOME_COLUMNS: [(&str, &str); 9] = [
     ("id", "uuid[]"),
     ("project_id", "uuid[]"),
     ("status", "text[]"),
@@ -266,6 +271,7 @@ const OUTCOME_COLUMNS: [(&str, &str); 8] = [
     ("idempotency_key", "text[]"),
     ("received_at", "timestamptz[]"),
     ("pii_key_id", "text[]"),
+    ("pii_format", "smallint[]"),
 ];
 
 /// Every field's column of one row, as [`Store::read_fields`] decodes them.
@@ -280,7 +286,7 @@ static READ_FIELDS: LazyLock<String> = LazyLock::new(|| {
         })
         .collect();
     format!(
-        "SELECT {} FROM submissions WHERE id = $1",
+        "SELECT {}, pii_key_id, pii_format FROM submissions WHERE id = $1",
         columns.join(", ")
     )
 });
@@ -387,6 +393,8 @@ impl Store {
         else {
             return Ok(None);
         };
+        let key_id: Option<String> = row.try_get(FIELDS.len())?;
+        let format: i16 = row.try_get(FIELDS.len() + 1)?;
         let mut fields = Vec::with_capacity(FIELDS.len());
         for (i, spec) in FIELDS.iter().enumerate() {
             let value = match ColumnKind::of(spec) {
@@ -396,9 +404,14 @@ impl Store {
                     .map(|d| kyc_core::types::IsoDate(d).to_string()),
                 ColumnKind::Sealed => match row.try_get::<Option<Vec<u8>>, _>(i)? {
                     None => None,
-                    Some(sealed) => Some(key.open(&sealed).ok_or(StoreError::NotFound(
-                        "a data key that opens the sealed column",
-                    ))?),
+                    Some(sealed) => Some(
+                        key_id
+                            .as_deref()
+                            .and_then(|k| key.open(k, format, id, spec.column, &sealed))
+                            .ok_or(StoreError::Unopenable {
+                                column: spec.column,
+                            })?,
+                    ),
                 },
             };
             fields.push((spec, value));

@@ -54,8 +54,10 @@ impl Worker {
             store.clone(),
             Duration::from_millis(settings.directory.ttl_ms),
         );
-        let (key_id, key) = settings.crypto.data_key_or_dev();
-        let data_key = DataKey::from_base64(key_id, &key)?;
+        let data_key = DataKey::keyring(
+            &settings.crypto.data_key_or_dev(),
+            &settings.crypto.older_data_keys()?,
+        )?;
         let options = WorkerOptions {
             amqp_url: settings.amqp.url.expose_secret().to_owned(),
             topology: Topology::new(settings.amqp.prefix.clone()),
