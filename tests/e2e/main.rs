@@ -2,6 +2,7 @@
 //! One binary, one module per concern; every test builds its own `TestEnv`.
 #![allow(clippy::unwrap_used)]
 
+mod api_keys;
 mod back_pressure;
 mod concurrency;
 mod dead_letters;
@@ -15,6 +16,7 @@ mod happy_path;
 mod idempotency;
 mod isolation;
 mod key_rotation;
+mod kycctl;
 mod pii;
 mod push;
 mod rate_limit;

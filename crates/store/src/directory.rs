@@ -2,7 +2,10 @@
 //! every submission.
 //!
 //! Entries live for a short TTL, so a hot key costs no database round trip and a
-//! rotated key or a removed admin stops working within that TTL. When the database
+//! rotated key or a removed admin stops working within that TTL. The same holds
+//! for a key whose grace period ends (`project_keys.expires_at`): the database
+//! stops returning it at that instant, and a process that cached it a moment
+//! before keeps accepting it for at most one more TTL. When the database
 //! is away, an expired entry is served anyway (stale-if-error): a short database
 //! outage does not stop the intake from authenticating known keys.
 //!
