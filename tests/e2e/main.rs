@@ -12,6 +12,7 @@ mod encryption;
 mod errors;
 mod fields;
 mod flood;
+mod forbidden_dead_letters;
 mod happy_path;
 mod idempotency;
 mod isolation;

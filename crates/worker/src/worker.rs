@@ -58,7 +58,12 @@ impl Worker {
         let data_key = DataKey::from_base64(key_id, &key)?;
         let options = WorkerOptions {
             amqp_url: settings.amqp.url.expose_secret().to_owned(),
-            topology: Topology::new(settings.amqp.prefix.clone()),
+            topology: Topology::new(settings.amqp.prefix.clone()).with_dead_letter_bounds(
+                kyc_bus::DeadLetterBounds {
+                    max_length: settings.amqp.dead_letter_max_length,
+                    ttl_ms: settings.amqp.dead_letter_ttl_ms,
+                },
+            ),
             batch_size: settings.worker.batch_size,
             batch_linger: settings.worker.batch_linger(),
             prefetch: settings.worker.prefetch,

@@ -93,7 +93,12 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     let total = input::count(&args.file, format)
         .with_context(|| format!("reading {}", args.file.display()))?;
 
-    let topology = Topology::new(settings.amqp.prefix.clone());
+    let topology = Topology::new(settings.amqp.prefix.clone()).with_dead_letter_bounds(
+        kyc_bus::DeadLetterBounds {
+            max_length: settings.amqp.dead_letter_max_length,
+            ttl_ms: settings.amqp.dead_letter_ttl_ms,
+        },
+    );
     let connection = kyc_bus::connect(settings.amqp.url.expose_secret(), "kycctl-push").await?;
     // Several confirm channels, used in turn: the broker handles each channel in
     // one process, and one alone would cap the push below what the queue takes.
