@@ -4,6 +4,7 @@
 
 mod api_keys;
 mod back_pressure;
+mod broker_users;
 mod concurrency;
 mod dead_letters;
 mod direct;

@@ -5,7 +5,7 @@
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 /// Deliveries of one message before it is dead-lettered. RabbitMQ 3.10 has no
 /// default (a message could loop forever); 4.x defaults to 20, and so do we.
@@ -37,6 +37,16 @@ impl Default for DeadLetterBounds {
             ttl_ms: DEAD_LETTER_TTL_MS,
         }
     }
+}
+
+/// How [`Topology::ensure`] found the topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    /// Declared (created, or already there with the same arguments).
+    Declared,
+    /// This user may not declare it (`ACCESS_REFUSED`), but every exchange and
+    /// queue exists (passive declares, which need no configure permission).
+    Present,
 }
 
 /// The names of every exchange and queue, derived from one prefix so that tests
@@ -158,6 +168,57 @@ impl Topology {
         Ok(())
     }
 
+    /// Declares the topology on a channel of its own, like [`Topology::declare`];
+    /// a user without configure permission on these names (the intake, a
+    /// migrating client's publisher user, an operator) instead checks with
+    /// passive declares that everything exists. `Err` if declaring failed for
+    /// another reason, or something is missing.
+    pub async fn ensure(&self, connection: &Connection) -> Result<Ensured, lapin::Error> {
+        let channel = connection.create_channel().await?;
+        match self.declare(&channel).await {
+            Ok(()) => {
+                let _ = channel.close(200, "declared".into()).await;
+                Ok(Ensured::Declared)
+            }
+            // The broker closed that channel; check on a fresh one.
+            Err(e) if is_access_refused(&e) => {
+                self.verify(connection).await?;
+                Ok(Ensured::Present)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Passive declares of every exchange and queue: `Err` (`NOT_FOUND`) if one
+    /// is missing. Passive declares need no permission on the names.
+    pub async fn verify(&self, connection: &Connection) -> Result<(), lapin::Error> {
+        let channel = connection.create_channel().await?;
+        let exchange = ExchangeDeclareOptions {
+            passive: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        for (name, kind) in [
+            (self.submissions_exchange(), ExchangeKind::Direct),
+            (self.events_exchange(), ExchangeKind::Topic),
+            (self.dead_exchange(), ExchangeKind::Fanout),
+        ] {
+            channel
+                .exchange_declare(name.into(), kind, exchange, FieldTable::default())
+                .await?;
+        }
+        let queue = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        for name in [self.submissions_queue(), self.dead_queue()] {
+            channel
+                .queue_declare(name.into(), queue, FieldTable::default())
+                .await?;
+        }
+        let _ = channel.close(200, "verified".into()).await;
+        Ok(())
+    }
+
     /// The dead queue's arguments: bounded in length and age, so that dead
     /// letters (full messages, API key header included) do not pile up forever.
     pub fn dead_queue_arguments(&self) -> FieldTable {
@@ -208,6 +269,11 @@ impl Topology {
         );
         args
     }
+}
+
+/// Whether the broker refused an operation for lack of permission (403).
+pub fn is_access_refused(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(e) if e.get_id() == 403)
 }
 
 /// Quorum queues: replicated, durable, with poison-message handling; classic

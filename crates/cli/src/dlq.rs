@@ -115,8 +115,9 @@ async fn open(settings: &Settings) -> anyhow::Result<(Connection, Channel, Topol
     let connection = kyc_bus::connect(settings.amqp.url.expose_secret(), "kycctl-dlq")
         .await
         .context("connecting to RabbitMQ")?;
+    // The operator user may only check that the topology exists.
+    topology.ensure(&connection).await?;
     let channel = connection.create_channel().await?;
-    topology.declare(&channel).await?;
     Ok((connection, channel, topology))
 }
 

@@ -100,6 +100,12 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
         },
     );
     let connection = kyc_bus::connect(settings.amqp.url.expose_secret(), "kycctl-push").await?;
+    // Declared where this user may (an operator's); a migrating client's
+    // publisher user may not, and checks passively that the topology exists.
+    topology
+        .ensure(&connection)
+        .await
+        .context("the broker topology (is the prefix right, and are workers deployed?)")?;
     // Several confirm channels, used in turn: the broker handles each channel in
     // one process, and one alone would cap the push below what the queue takes.
     let channels = ConfirmChannel::open_many(
@@ -108,7 +114,6 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
         settings.amqp.confirm_timeout(),
     )
     .await?;
-    topology.declare(channels[0].channel()).await?;
     // Lost replies are recovered by `--resume`, which re-sends the line and gets
     // the stored verdict again.
     let (_reply_channel, reply_queue, consumer) = kyc_bus::private_queue(&connection).await?;
