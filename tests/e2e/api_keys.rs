@@ -186,3 +186,45 @@ async fn set_encryption_switches_whether_plain_bodies_are_refused() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_key_is_refused_at_its_expiry_not_a_ttl_later() {
+    let env = TestEnv::new().await;
+    let (project_id, old_key) = env.project(false).await;
+    let ttl = Duration::from_secs(300);
+    let directory = kyc_store::Directory::new(env.store.clone(), ttl);
+
+    let rotated_at = Instant::now();
+    let new_key = env
+        .store
+        .rotate_key_with_grace(project_id, Duration::from_secs(2))
+        .await
+        .unwrap();
+    // Looked up (and cached, with its expiry) during the grace period.
+    let found = directory.project_for_key(&old_key).await.unwrap();
+    if rotated_at.elapsed() < Duration::from_secs(2) {
+        assert_eq!(found.map(|p| p.id), Some(project_id));
+    }
+    eventually(
+        Duration::from_secs(15),
+        "the cached old key refused",
+        || async {
+            directory
+                .project_for_key(&old_key)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(rotated_at.elapsed() < ttl, "long before the cache TTL");
+    assert_eq!(
+        directory
+            .project_for_key(new_key.expose())
+            .await
+            .unwrap()
+            .map(|p| p.id),
+        Some(project_id)
+    );
+}

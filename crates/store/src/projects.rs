@@ -135,6 +135,29 @@ impl Store {
         Ok(row.map(project))
     }
 
+    /// Like [`Store::project_by_key_digest`], with how long the key stays valid
+    /// from now (`None`: until rotated), measured by the database's clock so
+    /// that callers can count it down on their own monotonic clock.
+    pub async fn key_by_digest(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Option<(Project, Option<Duration>)>, StoreError> {
+        type Row = (Uuid, String, bool, bool, Option<f64>);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT p.id, p.name, p.encryption_required, p.disabled_at IS NOT NULL, \
+                    extract(epoch FROM k.expires_at - now())::float8 \
+             FROM project_keys k JOIN projects p ON p.id = k.project_id \
+             WHERE k.digest = $1 AND (k.expires_at IS NULL OR k.expires_at > now())",
+        )
+        .bind(digest.as_slice())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(id, name, encryption_required, disabled, left)| {
+            let left = left.map(|secs| Duration::try_from_secs_f64(secs).unwrap_or_default());
+            (project((id, name, encryption_required, disabled)), left)
+        }))
+    }
+
     /// The project with this id.
     pub async fn project(&self, id: Uuid) -> Result<Option<Project>, StoreError> {
         let row: Option<ProjectRow> = sqlx::query_as(
