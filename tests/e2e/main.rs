@@ -2,7 +2,9 @@
 //! One binary, one module per concern; every test builds its own `TestEnv`.
 #![allow(clippy::unwrap_used)]
 
+mod api_keys;
 mod back_pressure;
+mod broker_users;
 mod concurrency;
 mod data_keys;
 mod dead_letters;
@@ -12,10 +14,12 @@ mod encryption;
 mod errors;
 mod fields;
 mod flood;
+mod forbidden_dead_letters;
 mod happy_path;
 mod idempotency;
 mod isolation;
 mod key_rotation;
+mod kycctl;
 mod pii;
 mod push;
 mod rate_limit;

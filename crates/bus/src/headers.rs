@@ -18,6 +18,11 @@ pub const FIRST_DEATH_PREFIX: &str = "x-first-death-";
 /// Prefix of the broker's `x-last-death-*` headers (queue, reason, exchange).
 pub const LAST_DEATH_PREFIX: &str = "x-last-death-";
 
+/// Set by a worker on a message it dead-letters itself (rather than the broker
+/// after the delivery limit): why, e.g. `forbidden` for a direct message whose
+/// API key is unknown or expired. `kycctl dlq list` shows it as the reason.
+pub const DEAD_REASON: &str = "x-kyc-dead-reason";
+
 /// Whether a header is the broker's delivery or dead-letter bookkeeping (which a
 /// message replayed from the dead-letter queue must not carry along).
 pub fn is_broker_bookkeeping(name: &str) -> bool {

@@ -233,14 +233,16 @@ async fn establish(
     generation: u64,
 ) -> Result<(Live, EventStream), BusError> {
     let connection = connect(&options.url, &options.name).await?;
+    // On a channel of its own: a user that may not declare the topology (the
+    // intake's) checks that it exists instead. Before subscribing to the
+    // connection's events, which would report the refused declaration (a
+    // channel error, already handled here) as a failure of the link.
+    options.topology.ensure(&connection).await?;
     // Subscribe before anything else can fail, so no error event is missed.
     let events: EventStream = Box::pin(connection.events_listener());
     let mut channels = Vec::with_capacity(options.channels.max(1));
-    for i in 0..options.channels.max(1) {
+    for _ in 0..options.channels.max(1) {
         let channel = connection.create_channel().await?;
-        if i == 0 {
-            options.topology.declare(&channel).await?;
-        }
         // Confirms on every publishing channel: success is a broker ack, never
         // "the bytes left our socket".
         channel

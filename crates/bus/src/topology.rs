@@ -5,7 +5,7 @@
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 /// Deliveries of one message before it is dead-lettered. RabbitMQ 3.10 has no
 /// default (a message could loop forever); 4.x defaults to 20, and so do we.
@@ -16,19 +16,68 @@ use lapin::{Channel, ExchangeKind};
 /// single-row insert), so 20 of them are cheap.
 pub const DELIVERY_LIMIT: i64 = 20;
 
+/// Default bound on the number of dead letters kept (`x-max-length`).
+pub const DEAD_LETTER_MAX_LENGTH: u32 = 100_000;
+/// Default bound on a dead letter's age (`x-message-ttl`): 14 days.
+pub const DEAD_LETTER_TTL_MS: u64 = 14 * 24 * 3600 * 1000;
+
+/// How many dead letters the dead queue keeps, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterBounds {
+    /// At most this many messages; beyond it the oldest is dropped.
+    pub max_length: u32,
+    /// A message older than this is dropped.
+    pub ttl_ms: u64,
+}
+
+impl Default for DeadLetterBounds {
+    fn default() -> Self {
+        DeadLetterBounds {
+            max_length: DEAD_LETTER_MAX_LENGTH,
+            ttl_ms: DEAD_LETTER_TTL_MS,
+        }
+    }
+}
+
+/// How [`Topology::ensure`] found the topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    /// Declared (created, or already there with the same arguments).
+    Declared,
+    /// This user may not declare it (`ACCESS_REFUSED`), but every exchange and
+    /// queue exists (passive declares, which need no configure permission).
+    Present,
+}
+
 /// The names of every exchange and queue, derived from one prefix so that tests
 /// (and several environments) can share a broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     prefix: String,
+    dead_letters: DeadLetterBounds,
 }
 
 impl Topology {
-    /// The topology whose every name starts with `prefix` (e.g. `kyc`).
+    /// The topology whose every name starts with `prefix` (e.g. `kyc`), with the
+    /// default dead-letter bounds.
     pub fn new(prefix: impl Into<String>) -> Topology {
         Topology {
             prefix: prefix.into(),
+            dead_letters: DeadLetterBounds::default(),
         }
+    }
+
+    /// The same names with other dead-letter bounds. Every process declaring the
+    /// topology must use the same bounds, or the broker refuses the
+    /// re-declaration with `PRECONDITION_FAILED`.
+    pub fn with_dead_letter_bounds(mut self, bounds: DeadLetterBounds) -> Topology {
+        self.dead_letters = bounds;
+        self
+    }
+
+    /// The dead queue's bounds.
+    pub fn dead_letter_bounds(&self) -> DeadLetterBounds {
+        self.dead_letters
     }
 
     /// The prefix every name starts with.
@@ -95,7 +144,7 @@ impl Topology {
             )
             .await?;
         channel
-            .queue_declare(self.dead_queue().into(), queue, quorum_arguments())
+            .queue_declare(self.dead_queue().into(), queue, self.dead_queue_arguments())
             .await?;
 
         channel
@@ -117,6 +166,81 @@ impl Topology {
             )
             .await?;
         Ok(())
+    }
+
+    /// Declares the topology on a channel of its own, like [`Topology::declare`];
+    /// a user without configure permission on these names (the intake, a
+    /// migrating client's publisher user, an operator) instead checks with
+    /// passive declares that everything exists. `Err` if declaring failed for
+    /// another reason, or something is missing.
+    pub async fn ensure(&self, connection: &Connection) -> Result<Ensured, lapin::Error> {
+        let channel = connection.create_channel().await?;
+        match self.declare(&channel).await {
+            Ok(()) => {
+                let _ = channel.close(200, "declared".into()).await;
+                Ok(Ensured::Declared)
+            }
+            // The broker closed that channel; check on a fresh one.
+            Err(e) if is_access_refused(&e) => {
+                self.verify(connection).await?;
+                Ok(Ensured::Present)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Passive declares of every exchange and queue: `Err` (`NOT_FOUND`) if one
+    /// is missing. Passive declares need no permission on the names.
+    pub async fn verify(&self, connection: &Connection) -> Result<(), lapin::Error> {
+        let channel = connection.create_channel().await?;
+        let exchange = ExchangeDeclareOptions {
+            passive: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        for (name, kind) in [
+            (self.submissions_exchange(), ExchangeKind::Direct),
+            (self.events_exchange(), ExchangeKind::Topic),
+            (self.dead_exchange(), ExchangeKind::Fanout),
+        ] {
+            channel
+                .exchange_declare(name.into(), kind, exchange, FieldTable::default())
+                .await?;
+        }
+        let queue = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        for name in [self.submissions_queue(), self.dead_queue()] {
+            channel
+                .queue_declare(name.into(), queue, FieldTable::default())
+                .await?;
+        }
+        let _ = channel.close(200, "verified".into()).await;
+        Ok(())
+    }
+
+    /// The dead queue's arguments: bounded in length and age, so that dead
+    /// letters (full messages, API key header included) do not pile up forever.
+    pub fn dead_queue_arguments(&self) -> FieldTable {
+        let mut args = quorum_arguments();
+        args.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(i64::from(self.dead_letters.max_length)),
+        );
+        args.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(i64::try_from(self.dead_letters.ttl_ms).unwrap_or(i64::MAX)),
+        );
+        // When full, the oldest dead letter goes. Not reject-publish: that would
+        // refuse new dead letters, and the submissions queue's at-least-once
+        // dead-lettering would then keep poison messages in the submissions queue
+        // (and a worker's own dead-lettering would be retried forever). The dead
+        // queue has no dead-letter exchange, so what it drops is gone.
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString(LongString::from("drop-head")),
+        );
+        args
     }
 
     /// The submissions queue's arguments, each with its reason.
@@ -145,6 +269,11 @@ impl Topology {
         );
         args
     }
+}
+
+/// Whether the broker refused an operation for lack of permission (403).
+pub fn is_access_refused(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(e) if e.get_id() == 403)
 }
 
 /// Quorum queues: replicated, durable, with poison-message handling; classic

@@ -1,7 +1,10 @@
 //! `kycctl dlq list|replay`: the dead-letter queue `P.submissions.dead`.
 //!
 //! Messages land there when they exceed the submissions queue's delivery limit
-//! (a message no worker could finish). Listing shows identifiers and the broker's
+//! (a message no worker could finish; the broker's `x-death` says so), or when a
+//! worker dead-letters a direct message itself, naming why in the
+//! `x-kyc-dead-reason` header (e.g. `forbidden`: its API key was unknown or
+//! expired). The queue is bounded in length and age (`docs/operations.md`). Listing shows identifiers and the broker's
 //! death records — never the body, which holds personal data. Replaying publishes
 //! a message back to the submissions exchange (with confirms) and only then
 //! removes it from the dead queue, so a crash mid-replay duplicates at worst, and
@@ -28,7 +31,8 @@ pub struct DeadLetter {
     pub id: String,
     /// How often the message died (the broker's `x-death` count).
     pub deaths: i64,
-    /// Why it died first, e.g. `delivery_limit`.
+    /// Why it died: the worker's `x-kyc-dead-reason` (e.g. `forbidden`), else
+    /// the broker's first death reason (e.g. `delivery_limit`).
     pub reason: String,
     /// The queue it died in.
     pub queue: String,
@@ -49,7 +53,7 @@ pub async fn list(settings: &Settings, limit: usize) -> anyhow::Result<Vec<DeadL
         let Some(message) = get(&channel, &topology).await? else {
             break;
         };
-        letters.push(describe(&message));
+        letters.push(describe(&message, &topology));
     }
     // Nothing was acknowledged: closing the channel returns every message.
     close(connection, channel).await;
@@ -68,7 +72,7 @@ pub async fn replay(settings: &Settings, selection: &Selection) -> anyhow::Resul
     // return to the queue when the channel closes.
     let mut replayed = 0;
     while let Some(message) = get(&channel, &topology).await? {
-        let letter = describe(&message);
+        let letter = describe(&message, &topology);
         if let Selection::Ids(ids) = selection
             && !ids.contains(&letter.id)
         {
@@ -102,12 +106,18 @@ pub async fn replay(settings: &Settings, selection: &Selection) -> anyhow::Resul
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<(Connection, Channel, Topology)> {
-    let topology = Topology::new(settings.amqp.prefix.clone());
+    let topology = Topology::new(settings.amqp.prefix.clone()).with_dead_letter_bounds(
+        kyc_bus::DeadLetterBounds {
+            max_length: settings.amqp.dead_letter_max_length,
+            ttl_ms: settings.amqp.dead_letter_ttl_ms,
+        },
+    );
     let connection = kyc_bus::connect(settings.amqp.url.expose_secret(), "kycctl-dlq")
         .await
         .context("connecting to RabbitMQ")?;
+    // The operator user may only check that the topology exists.
+    topology.ensure(&connection).await?;
     let channel = connection.create_channel().await?;
-    topology.declare(&channel).await?;
     Ok((connection, channel, topology))
 }
 
@@ -125,7 +135,9 @@ async fn close(connection: Connection, channel: Channel) {
     let _ = connection.close(200, "done".into()).await;
 }
 
-fn describe(message: &BasicGetMessage) -> DeadLetter {
+/// What `list` shows of a message: identifiers and why it died, never the body
+/// nor any header but the ids and death records.
+fn describe(message: &BasicGetMessage, topology: &Topology) -> DeadLetter {
     let properties = &message.delivery.properties;
     let id = headers::decode(properties)
         .submission_id
@@ -156,13 +168,26 @@ fn describe(message: &BasicGetMessage) -> DeadLetter {
         Some(AMQPValue::ShortString(s)) => s.as_str().to_owned(),
         _ => String::new(),
     };
+    let deaths = match field("count") {
+        Some(AMQPValue::LongLongInt(n)) => n,
+        Some(AMQPValue::LongInt(n)) => i64::from(n),
+        _ => 0,
+    };
+    // Dead-lettered by a worker (which never lets the broker count it), taken
+    // from the submissions queue.
+    if let Some(reason) = headers::get(properties, headers::DEAD_REASON)
+        && first_death.is_none()
+    {
+        return DeadLetter {
+            id,
+            deaths: 1,
+            reason: reason.to_owned(),
+            queue: topology.submissions_queue(),
+        };
+    }
     DeadLetter {
         id,
-        deaths: match field("count") {
-            Some(AMQPValue::LongLongInt(n)) => n,
-            Some(AMQPValue::LongInt(n)) => i64::from(n),
-            _ => 0,
-        },
+        deaths,
         reason: text(field("reason")),
         queue: text(field("queue")),
     }
@@ -174,7 +199,10 @@ fn revived(properties: &BasicProperties) -> BasicProperties {
     let mut kept = FieldTable::default();
     if let Some(headers) = properties.headers() {
         for (name, value) in headers.inner() {
-            if !headers::is_broker_bookkeeping(name.as_str()) {
+            // The worker's dead reason goes too: the replayed message is alive.
+            if !headers::is_broker_bookkeeping(name.as_str())
+                && name.as_str() != headers::DEAD_REASON
+            {
                 kept.insert(name.clone(), value.clone());
             }
         }

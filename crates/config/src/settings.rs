@@ -115,6 +115,12 @@ pub struct Amqp {
     pub confirm_timeout_ms: u64,
     /// Publishes awaiting confirms per process; beyond it requests get 503 at once.
     pub max_in_flight: usize,
+    /// `KYC__AMQP__DEAD_LETTER_MAX_LENGTH`: dead letters kept at most (the
+    /// dead queue's `x-max-length`); beyond it the oldest are dropped.
+    pub dead_letter_max_length: u32,
+    /// `KYC__AMQP__DEAD_LETTER_TTL_MS`: how long a dead letter is kept (the dead
+    /// queue's `x-message-ttl`).
+    pub dead_letter_ttl_ms: u64,
 }
 
 impl Default for Amqp {
@@ -125,6 +131,8 @@ impl Default for Amqp {
             publish_channels: 4,
             confirm_timeout_ms: 5_000,
             max_in_flight: 8_192,
+            dead_letter_max_length: 100_000,
+            dead_letter_ttl_ms: 14 * 24 * 3600 * 1000,
         }
     }
 }
@@ -321,6 +329,11 @@ impl Settings {
         }
         if self.amqp.publish_channels == 0 || self.amqp.max_in_flight == 0 {
             return invalid("amqp.publish_channels and amqp.max_in_flight must be at least 1");
+        }
+        if self.amqp.dead_letter_max_length == 0 || self.amqp.dead_letter_ttl_ms == 0 {
+            return invalid(
+                "amqp.dead_letter_max_length and amqp.dead_letter_ttl_ms must be at least 1",
+            );
         }
         self.crypto.older_data_keys()?;
         if self.http.max_connections == 0 {

@@ -67,7 +67,12 @@ impl IntakeOptions {
             database_url: settings.database.url.clone(),
             database_max_connections: settings.database.max_connections,
             amqp_url: settings.amqp.url.clone(),
-            topology: Topology::new(settings.amqp.prefix.clone()),
+            topology: Topology::new(settings.amqp.prefix.clone()).with_dead_letter_bounds(
+                kyc_bus::DeadLetterBounds {
+                    max_length: settings.amqp.dead_letter_max_length,
+                    ttl_ms: settings.amqp.dead_letter_ttl_ms,
+                },
+            ),
             publish_channels: settings.amqp.publish_channels,
             confirm_timeout: settings.amqp.confirm_timeout(),
             max_in_flight: settings.amqp.max_in_flight,

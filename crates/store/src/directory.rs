@@ -2,9 +2,15 @@
 //! every submission.
 //!
 //! Entries live for a short TTL, so a hot key costs no database round trip and a
-//! rotated key or a removed admin stops working within that TTL. When the database
-//! is away, an expired entry is served anyway (stale-if-error): a short database
-//! outage does not stop the intake from authenticating known keys.
+//! rotated key or a removed admin stops working within that TTL. When the
+//! database is away, an entry past its TTL is served anyway (stale-if-error): a
+//! short database outage does not stop the intake from authenticating known
+//! keys.
+//!
+//! A key whose grace period ends (`project_keys.expires_at`) is the exception:
+//! its entry remembers when the key expires (counted on this process's monotonic
+//! clock from the time left that the database reported), so the key is refused
+//! from its expiry on, not up to a TTL later, and never served stale.
 //!
 //! Every map is bounded and evicts its least recently used entry. Unknown keys
 //! are remembered in a map of their own, so a flood of random keys can neither
@@ -138,11 +144,19 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
     }
 }
 
+/// A key's project, and until when the key is valid (`None`: no expiry).
+type KeyEntry = (Project, Option<Instant>);
+
+/// Whether a key valid until `until` (`None`: no expiry) is still valid.
+fn valid(until: Option<Instant>) -> bool {
+    until.is_none_or(|until| Instant::now() < until)
+}
+
 /// Cached project and admin lookups.
 #[derive(Debug, Clone)]
 pub struct Directory {
     store: Store,
-    projects: Arc<Cache<[u8; 32], Project>>,
+    projects: Arc<Cache<[u8; 32], KeyEntry>>,
     unknown_keys: Arc<Cache<[u8; 32], ()>>,
     /// Database lookups of keys in neither map: all but two of the pool's
     /// connections at once, so refreshes of known keys and admin lists always
@@ -181,8 +195,8 @@ impl Directory {
     pub async fn project_for_key(&self, api_key: &str) -> Result<Option<Project>, StoreError> {
         let digest = key_digest(api_key);
         let known = match self.projects.get(&digest) {
-            Lookup::Fresh(project) => return Ok(Some(project)),
-            Lookup::Stale(_) => true,
+            Lookup::Fresh((project, until)) if valid(until) => return Ok(Some(project)),
+            Lookup::Fresh(_) | Lookup::Stale(_) => true,
             Lookup::Missing => false,
         };
         if self.unknown_keys.fresh(&digest) {
@@ -199,7 +213,7 @@ impl Directory {
                     .map_err(|_| StoreError::Timeout(FETCH_TIMEOUT))?,
             ),
         };
-        let fetch = self.store.project_by_key_digest(&digest);
+        let fetch = self.store.key_by_digest(&digest);
         let fetched = match known {
             true => tokio::time::timeout(FETCH_TIMEOUT, fetch)
                 .await
@@ -207,8 +221,9 @@ impl Directory {
             false => fetch.await,
         };
         match fetched {
-            Ok(Some(project)) => {
-                self.projects.put(digest, project.clone());
+            Ok(Some((project, left))) => {
+                let until = left.map(|left| Instant::now() + left);
+                self.projects.put(digest, (project.clone(), until));
                 Ok(Some(project))
             }
             Ok(None) => {
@@ -218,10 +233,18 @@ impl Directory {
                 Ok(None)
             }
             Err(e) => match self.projects.get(&digest) {
-                Lookup::Fresh(project) | Lookup::Stale(project) => {
+                Lookup::Fresh((project, until)) | Lookup::Stale((project, until))
+                    if valid(until) =>
+                {
                     tracing::warn!(error = %e, "database lookup failed; serving a cached entry");
-                    self.projects.put(digest, project.clone());
+                    self.projects.put(digest, (project.clone(), until));
                     Ok(Some(project))
+                }
+                // An expired key is not served stale: refused, as the database
+                // would have.
+                Lookup::Fresh(_) | Lookup::Stale(_) => {
+                    self.projects.remove(&digest);
+                    Ok(None)
                 }
                 Lookup::Missing => Err(e),
             },

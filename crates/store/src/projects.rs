@@ -1,8 +1,16 @@
 //! Projects, their API keys and their admins.
+//!
+//! A key is stored only as its lookup digest ([`key_digest`]) in `project_keys`,
+//! where a project may hold several keys at once: after a rotation with a grace
+//! period, the old key keeps working until its `expires_at`.
 
 use crate::{Store, StoreError};
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 use uuid::Uuid;
+
+/// Domain separation of the lookup digest (see [`key_digest`]).
+pub const KEY_LOOKUP_DOMAIN: &[u8] = b"kyc-ingest/api-key-lookup/v1";
 
 /// A project API key as shown once to its owner: `kyc_` and 64 hex digits
 /// (256 random bits).
@@ -39,9 +47,19 @@ impl ApiKey {
     }
 }
 
-/// SHA-256 of a presented key.
+/// The lookup digest of a presented key, what `project_keys.digest` holds:
+/// SHA-256([`KEY_LOOKUP_DOMAIN`] ‖ SHA-256(key)).
+///
+/// Not SHA-256(key) itself: that is the key of the client encryption envelope
+/// (docs/api.md §7), which a copy of the database must not yield. Hashing the
+/// plain digest again lets a migration convert rows stored under the old scheme
+/// (`migrations/20261201000004_project_keys.sql`) without the keys.
 pub fn key_digest(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
+    let envelope_key = Sha256::digest(key.as_bytes());
+    let mut lookup = Sha256::new();
+    lookup.update(KEY_LOOKUP_DOMAIN);
+    lookup.update(envelope_key);
+    lookup.finalize().into()
 }
 
 /// A project as the services need it.
@@ -78,15 +96,19 @@ impl Store {
     ) -> Result<(Project, ApiKey), StoreError> {
         let key = ApiKey::generate()?;
         let id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO projects (id, name, api_key_sha256, encryption_required) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id)
-        .bind(name)
-        .bind(key.digest().as_slice())
-        .bind(encryption_required)
-        .execute(self.pool())
-        .await?;
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("INSERT INTO projects (id, name, encryption_required) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(name)
+            .bind(encryption_required)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO project_keys (digest, project_id) VALUES ($1, $2)")
+            .bind(key.digest().as_slice())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         let project = Project {
             id,
             name: name.to_owned(),
@@ -96,18 +118,44 @@ impl Store {
         Ok((project, key))
     }
 
-    /// The project whose key has this digest.
+    /// The project whose key has this lookup digest ([`key_digest`]), unless
+    /// that key has expired.
     pub async fn project_by_key_digest(
         &self,
         digest: &[u8; 32],
     ) -> Result<Option<Project>, StoreError> {
         let row: Option<ProjectRow> = sqlx::query_as(
-            "SELECT id, name, encryption_required, disabled_at IS NOT NULL FROM projects WHERE api_key_sha256 = $1",
+            "SELECT p.id, p.name, p.encryption_required, p.disabled_at IS NOT NULL \
+             FROM project_keys k JOIN projects p ON p.id = k.project_id \
+             WHERE k.digest = $1 AND (k.expires_at IS NULL OR k.expires_at > now())",
         )
         .bind(digest.as_slice())
         .fetch_optional(self.pool())
         .await?;
         Ok(row.map(project))
+    }
+
+    /// Like [`Store::project_by_key_digest`], with how long the key stays valid
+    /// from now (`None`: until rotated), measured by the database's clock so
+    /// that callers can count it down on their own monotonic clock.
+    pub async fn key_by_digest(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Option<(Project, Option<Duration>)>, StoreError> {
+        type Row = (Uuid, String, bool, bool, Option<f64>);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT p.id, p.name, p.encryption_required, p.disabled_at IS NOT NULL, \
+                    extract(epoch FROM k.expires_at - now())::float8 \
+             FROM project_keys k JOIN projects p ON p.id = k.project_id \
+             WHERE k.digest = $1 AND (k.expires_at IS NULL OR k.expires_at > now())",
+        )
+        .bind(digest.as_slice())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(id, name, encryption_required, disabled, left)| {
+            let left = left.map(|secs| Duration::try_from_secs_f64(secs).unwrap_or_default());
+            (project((id, name, encryption_required, disabled)), left)
+        }))
     }
 
     /// The project with this id.
@@ -160,15 +208,55 @@ impl Store {
         found(done.rows_affected(), "project")
     }
 
-    /// Replaces the project's key; the old one stops working (once caches expire).
+    /// Replaces the project's key at once; the old one stops working (once
+    /// caches expire). [`Store::rotate_key_with_grace`] with no grace.
     pub async fn rotate_key(&self, id: Uuid) -> Result<ApiKey, StoreError> {
+        self.rotate_key_with_grace(id, Duration::ZERO).await
+    }
+
+    /// Gives the project a new key; every key it held before keeps working for
+    /// `grace` more (never longer than it would have anyway), then expires.
+    /// Keys that have already expired are deleted. [`StoreError::NotFound`] for
+    /// an unknown id.
+    pub async fn rotate_key_with_grace(
+        &self,
+        id: Uuid,
+        grace: Duration,
+    ) -> Result<ApiKey, StoreError> {
         let key = ApiKey::generate()?;
-        let done = sqlx::query("UPDATE projects SET api_key_sha256 = $2 WHERE id = $1")
+        // Capped at about a century, well inside PostgreSQL's interval range.
+        let grace_ms = i64::try_from(grace.as_millis())
+            .unwrap_or(i64::MAX)
+            .min(100 * 366 * 24 * 3600 * 1000);
+        let mut tx = self.pool().begin().await?;
+        // Locks the project: concurrent rotations of one project take turns.
+        let exists: Option<(Uuid,)> =
+            sqlx::query_as("SELECT id FROM projects WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound("project"));
+        }
+        sqlx::query("DELETE FROM project_keys WHERE project_id = $1 AND expires_at <= now()")
             .bind(id)
-            .bind(key.digest().as_slice())
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
-        found(done.rows_affected(), "project")?;
+        sqlx::query(
+            "UPDATE project_keys \
+             SET expires_at = least(coalesce(expires_at, 'infinity'), now() + $2::bigint * interval '1 millisecond') \
+             WHERE project_id = $1",
+        )
+        .bind(id)
+        .bind(grace_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO project_keys (digest, project_id) VALUES ($1, $2)")
+            .bind(key.digest().as_slice())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(key)
     }
 

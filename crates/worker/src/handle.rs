@@ -3,6 +3,7 @@
 
 use crate::Worker;
 use crate::announce::{Announcement, announce};
+use crate::dead_letter::{DeadReason, dead_letter};
 use crate::decide::{Decision, ReplyTo, decide};
 use kyc_bus::Publisher;
 use kyc_bus::lapin::message::Delivery;
@@ -104,6 +105,7 @@ impl Worker {
         let now = OffsetDateTime::now_utc();
         let mut announcements = Vec::with_capacity(slots.len());
         let mut reject = Vec::new();
+        let mut dead = Vec::new();
         for (i, slot) in slots.into_iter().enumerate() {
             match slot {
                 Slot::Stored(k, reply) => {
@@ -133,6 +135,8 @@ impl Worker {
                 } => {
                     metrics::counter!("kyc_worker_submissions_total", "status" => "forbidden")
                         .increment(1);
+                    // Not dropped: moved to the dead queue, reason `forbidden`.
+                    dead.push((&batch[i], DeadReason::Forbidden));
                     if reply.queue.is_some() {
                         let rejection = Rejection::new(ErrorCode::Forbidden);
                         let mut event =
@@ -144,6 +148,7 @@ impl Worker {
             }
         }
 
+        dead_letter(publisher, &self.options.topology, &dead).await?;
         announce(publisher, &self.options.topology, &announcements)
             .instrument(tracing::debug_span!(
                 "announce",

@@ -8,8 +8,10 @@
 //!    with `kyc-core`, check project and admin — an [`Outcome`](kyc_store::submissions::Outcome);
 //! 3. store the batch in one transaction (`kyc-store`, set-based insert,
 //!    `ON CONFLICT (id) DO NOTHING`);
-//! 4. [`announce`]: publish one confirmed result event per submission (and a reply
-//!    where `reply_to` asks for one);
+//! 4. [`dead_letter`]: move the messages refused `forbidden` (no valid key) to
+//!    the dead queue with their reason, confirmed; then [`announce`]: publish
+//!    one confirmed result event per submission (and a reply where `reply_to`
+//!    asks for one);
 //! 5. ack — last, so a crash anywhere before leaves the messages on the queue.
 //!
 //! Transient failures (database or broker away) retry the batch with back-off and
@@ -22,6 +24,7 @@
 
 pub mod announce;
 pub mod batch;
+pub mod dead_letter;
 pub mod decide;
 mod fallback;
 mod handle;

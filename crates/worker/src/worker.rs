@@ -60,7 +60,12 @@ impl Worker {
         )?;
         let options = WorkerOptions {
             amqp_url: settings.amqp.url.expose_secret().to_owned(),
-            topology: Topology::new(settings.amqp.prefix.clone()),
+            topology: Topology::new(settings.amqp.prefix.clone()).with_dead_letter_bounds(
+                kyc_bus::DeadLetterBounds {
+                    max_length: settings.amqp.dead_letter_max_length,
+                    ttl_ms: settings.amqp.dead_letter_ttl_ms,
+                },
+            ),
             batch_size: settings.worker.batch_size,
             batch_linger: settings.worker.batch_linger(),
             prefetch: settings.worker.prefetch,

@@ -93,8 +93,19 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     let total = input::count(&args.file, format)
         .with_context(|| format!("reading {}", args.file.display()))?;
 
-    let topology = Topology::new(settings.amqp.prefix.clone());
+    let topology = Topology::new(settings.amqp.prefix.clone()).with_dead_letter_bounds(
+        kyc_bus::DeadLetterBounds {
+            max_length: settings.amqp.dead_letter_max_length,
+            ttl_ms: settings.amqp.dead_letter_ttl_ms,
+        },
+    );
     let connection = kyc_bus::connect(settings.amqp.url.expose_secret(), "kycctl-push").await?;
+    // Declared where this user may (an operator's); a migrating client's
+    // publisher user may not, and checks passively that the topology exists.
+    topology
+        .ensure(&connection)
+        .await
+        .context("the broker topology (is the prefix right, and are workers deployed?)")?;
     // Several confirm channels, used in turn: the broker handles each channel in
     // one process, and one alone would cap the push below what the queue takes.
     let channels = ConfirmChannel::open_many(
@@ -103,7 +114,6 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
         settings.amqp.confirm_timeout(),
     )
     .await?;
-    topology.declare(channels[0].channel()).await?;
     // Lost replies are recovered by `--resume`, which re-sends the line and gets
     // the stored verdict again.
     let (_reply_channel, reply_queue, consumer) = kyc_bus::private_queue(&connection).await?;

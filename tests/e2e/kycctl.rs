@@ -1,0 +1,52 @@
+//! Running the `kycctl` binary against a test's database and broker.
+
+use kyc_testkit::TestEnv;
+use secrecy::ExposeSecret;
+use std::path::PathBuf;
+use std::process::Output;
+
+/// `target/<profile>/kycctl`, beside the directory of this test binary
+/// (`target/<profile>/deps/`). `cargo test --workspace --all-targets` builds it;
+/// otherwise run `cargo build --bins` first.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let path = dir.join(format!("kycctl{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} does not exist: build it first with `cargo build --bins`",
+        path.display()
+    );
+    path
+}
+
+/// Runs `kycctl args…` with the env's database and broker, off the async
+/// runtime; fails the test if it does not exit 0.
+pub async fn run(env: &TestEnv, args: &[&str]) -> Output {
+    let mut command = std::process::Command::new(binary());
+    command
+        .args(args)
+        .env("KYC__DATABASE__URL", &env.db_url)
+        .env("KYC__AMQP__URL", env.settings.amqp.url.expose_secret())
+        .env("KYC__AMQP__PREFIX", &env.settings.amqp.prefix)
+        .env("RUST_LOG", "warn");
+    let shown = args.join(" ");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("the blocking task")
+        .expect("running kycctl");
+    assert!(
+        output.status.success(),
+        "kycctl {shown} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The stdout of a run, as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
