@@ -29,4 +29,7 @@ pub use lapin;
 pub use link::{Link, LinkOptions};
 pub use private_queue::private_queue;
 pub use publisher::{ConfirmChannel, Outgoing, PublishError, Publisher, persistent};
-pub use topology::{DELIVERY_LIMIT, Topology};
+pub use topology::{
+    BindingDeclaration, DELIVERY_LIMIT, Declarations, ExchangeDeclaration, QueueDeclaration,
+    Topology,
+};
