@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const CLIENTS: usize = 16;
+/// 200 answers the load must have had before the broker is stopped.
+const WARM_OKS: usize = 100;
 
 /// One request as a client saw it; times are since the test's start.
 #[derive(Debug, Clone)]
@@ -101,15 +103,29 @@ async fn broker_restart_under_http_load() {
             .count()
     };
 
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before_stop = oks(&attempts);
-    assert!(before_stop > 0, "the load gets 200s before the fault");
+    // The load is well under way before the fault: a count of 200s, awaited
+    // with a bound, rather than a fixed second of load.
+    let before_stop = eventually(
+        Duration::from_secs(30),
+        "the load gets 200s before the fault",
+        || async { Some(oks(&attempts)).filter(|&n| n >= WARM_OKS) },
+    )
+    .await;
 
     let stop_begin = t0.elapsed();
     let mut broker = BrokerStopped::stop();
     let stop_done = t0.elapsed();
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
-    let ready_during = api.get("/readyz", None).await.status.as_u16();
+    // The intake notices the loss (awaited with a bound, not after a fixed
+    // second); the outage then lasts a while longer under load.
+    let ready_during = eventually(
+        Duration::from_secs(10),
+        "/readyz 503 while the broker is away",
+        || async {
+            let status = api.get("/readyz", None).await.status.as_u16();
+            (status == 503).then_some(status)
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     let start_begin = t0.elapsed();
     let start_done = broker.start() - t0;
@@ -163,7 +179,7 @@ async fn broker_restart_under_http_load() {
         .map(|a| a.answered)
         .max();
     println!(
-        "broker restart: {} requests, {ok} × 200 ({before_stop} in the first second), \
+        "broker restart: {} requests, {ok} × 200 ({before_stop} before the stop began), \
          {unavailable} × 503; stop_app took {:.1?}, start_app {:.1?} (+ {:.1?} until await_startup); \
          outage {:.1?}; first 200 {recovery:.2?} after start_app returned; last 503 at {last_503:.2?} \
          (stop began {stop_begin:.2?}); /readyz {ready_during} during, {ready_after} after",
