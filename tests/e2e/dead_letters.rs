@@ -1,10 +1,16 @@
 //! Poison messages: a message no worker can store is retried up to the delivery
 //! limit, then dead-lettered with its headers, without holding up the rest;
-//! `kycctl dlq list` shows it and `kycctl dlq replay` brings it back.
+//! on that last delivery the worker records `processing_error`, so the client
+//! learns an outcome; `kycctl dlq list` shows it and `kycctl dlq replay` brings
+//! it back, turning the result into `accepted`.
 
 use kyc_cli::dlq::{self, Selection};
+use kyc_core::id::submission_id;
+use kyc_core::wire::EventKind;
+use kyc_core::{ErrorCode, Rejection};
+use kyc_store::submissions::Outcome;
 use kyc_testkit::amqp::{Tap, channel, publish_submission, with_api_key};
-use kyc_testkit::{TestEnv, eventually, record};
+use kyc_testkit::{Api, TestEnv, eventually, record};
 use std::time::Duration;
 
 /// Makes every insert of a row with `userid = 'poison'` fail with a non-transient
@@ -25,23 +31,39 @@ async fn refuse_poison_rows(env: &TestEnv) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_message_is_dead_lettered_after_the_delivery_limit_and_replayed() {
     let env = TestEnv::new().await;
-    let (_, key) = env.project(false).await;
+    let (project_id, key) = env.project(false).await;
     refuse_poison_rows(&env).await;
     let mut events = Tap::events(&env.topology).await;
+    let intake = env.start_intake().await;
     let _worker = env.start_worker().await;
+    let api = Api::new(intake.addr.unwrap());
     let (_connection, channel) = channel(&env.topology).await;
 
     let poison = serde_json::to_vec(&record("poison")).unwrap();
     let properties = with_api_key(&key).with_message_id("poison-1".into());
     publish_submission(&channel, &env.topology, &poison, properties).await;
+    let poison_id = submission_id(project_id, Some("poison-1"));
     for i in 0..20 {
         let body = serde_json::to_vec(&record(&format!("fine-{i}"))).unwrap();
         publish_submission(&channel, &env.topology, &body, with_api_key(&key)).await;
     }
 
-    // The healthy messages are not held up by the poison one.
-    events.distinct(20, Duration::from_secs(20)).await;
-    assert_eq!(env.count_rows().await, 20);
+    // The healthy messages are not held up by the poison one, and on its last
+    // delivery the poison one is announced as a processing error: 21 events.
+    let announced = events.distinct(21, Duration::from_secs(30)).await;
+    let event = &announced[&poison_id];
+    assert_eq!(event.event, EventKind::Rejected, "{event:?}");
+    assert_eq!(
+        event.error_code,
+        Some(ErrorCode::ProcessingError),
+        "{event:?}"
+    );
+    assert_eq!(event.userid.as_deref(), Some("poison"), "{event:?}");
+    assert_eq!(
+        event.idempotency_key.as_deref(),
+        Some("poison-1"),
+        "{event:?}"
+    );
 
     let letters = eventually(
         Duration::from_secs(30),
@@ -58,12 +80,25 @@ async fn a_poison_message_is_dead_lettered_after_the_delivery_limit_and_replayed
         "only the poison message dies: {letters:?}"
     );
     assert_eq!(letters[0].id, "poison-1", "listed by its message id");
-    assert_eq!(letters[0].reason, "delivery_limit");
+    // Rejected without requeue on its last allowed delivery.
+    assert_eq!(letters[0].reason, "rejected");
     assert_eq!(letters[0].queue, env.topology.submissions_queue());
     // Listing leaves it there.
     assert_eq!(dlq::list(&env.settings, 10).await.unwrap().len(), 1);
 
-    // Once the cause is fixed, a replay stores it.
+    // The client learns the outcome: a rejected row, with no fields kept.
+    assert_eq!(env.count_rows().await, 21);
+    let result = api.result(&key, poison_id).await;
+    assert_eq!(result.status, 200, "{:?}", result.body);
+    assert_eq!(result.body["status"], "rejected", "{:?}", result.body);
+    assert_eq!(
+        result.body["errorCode"], "processing_error",
+        "{:?}",
+        result.body
+    );
+    assert_eq!(result.body["message"], "Failed to complete migration");
+
+    // Once the cause is fixed, a replay stores it: the final state wins.
     sqlx::query("DROP TRIGGER refuse_poison ON submissions")
         .execute(env.store.pool())
         .await
@@ -75,12 +110,18 @@ async fn a_poison_message_is_dead_lettered_after_the_delivery_limit_and_replayed
     .await
     .unwrap();
     assert_eq!(replayed, 1);
-    eventually(
-        Duration::from_secs(20),
-        "the replayed message stored",
-        || async { (env.count_rows().await == 21).then_some(()) },
-    )
-    .await;
+    let (_, event) = events.until(poison_id, Duration::from_secs(20)).await;
+    assert_eq!(
+        event.event,
+        EventKind::Accepted,
+        "after the replay: {event:?}"
+    );
+    assert_eq!(env.status_of(poison_id).await.as_deref(), Some("accepted"));
+    let result = api.result(&key, poison_id).await;
+    assert_eq!(result.status, 200, "{:?}", result.body);
+    assert_eq!(result.body["status"], "accepted", "{:?}", result.body);
+    assert!(result.body.get("errorCode").is_none(), "{:?}", result.body);
+    assert_eq!(env.count_rows().await, 21, "replaced, not added");
     assert!(
         dlq::list(&env.settings, 10).await.unwrap().is_empty(),
         "the dead queue is empty after the replay"
@@ -91,4 +132,60 @@ async fn a_poison_message_is_dead_lettered_after_the_delivery_limit_and_replayed
             .await
             .unwrap();
     assert_eq!(userid, "poison");
+}
+
+/// Only `processing_error` gives way to a later outcome: any other stored
+/// verdict is final, and an accepted row is never replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_processing_error_is_replaced_by_a_later_outcome() {
+    let env = TestEnv::new().await;
+    let (project_id, _) = env.project(false).await;
+    let key =
+        kyc_store::DataKey::from_base64("test", &kyc_testkit::TEST_DATA_KEY.to_owned().into())
+            .unwrap();
+    let outcome = |id: uuid::Uuid, result: Result<kyc_core::Submission, Rejection>| Outcome {
+        id,
+        project_id,
+        received_at: time::OffsetDateTime::now_utc(),
+        idempotency_key: None,
+        result,
+    };
+    let valid = || {
+        kyc_core::submission::RawSubmission::from_slice(
+            &serde_json::to_vec(&record("later")).unwrap(),
+        )
+        .and_then(|raw| raw.validate(kyc_core::submission::today_utc()))
+    };
+    let cases = [
+        (Rejection::new(ErrorCode::ProcessingError), "accepted"),
+        (Rejection::new(ErrorCode::InvalidAdmin), "rejected"),
+    ];
+    for (first, expected) in cases {
+        let id = uuid::Uuid::now_v7();
+        let code = first.code;
+        env.store
+            .store_batch(&[outcome(id, Err(first))], &key)
+            .await
+            .unwrap();
+        let verdicts = env
+            .store
+            .store_batch(&[outcome(id, valid())], &key)
+            .await
+            .unwrap();
+        assert_eq!(
+            env.status_of(id).await.as_deref(),
+            Some(expected),
+            "{code:?} then accepted"
+        );
+        assert_eq!(verdicts[0].accepted, expected == "accepted", "{code:?}");
+        // Accepted stays accepted, whatever comes later.
+        env.store
+            .store_batch(
+                &[outcome(id, Err(Rejection::new(ErrorCode::ProcessingError)))],
+                &key,
+            )
+            .await
+            .unwrap();
+        assert_eq!(env.status_of(id).await.as_deref(), Some(expected));
+    }
 }

@@ -255,8 +255,15 @@ async fn the_same_message_id_twice_is_stored_once() {
     env.await_row(submission_id(project_id, Some("marker")), WAIT)
         .await;
 
-    for (case, id) in [("same batch", same_batch), ("later", later)] {
-        assert_eq!(env.rows_with_id(id).await, 1, "{case}: one row");
+    for (case, message_id, id) in [
+        ("same batch", "dup-same-batch", same_batch),
+        ("later", "dup-later", later),
+    ] {
+        assert_eq!(
+            env.rows_with_idempotency_key(project_id, message_id).await,
+            1,
+            "{case}: one row"
+        );
         assert_eq!(
             env.status_of(id).await.as_deref(),
             Some("accepted"),

@@ -52,7 +52,7 @@ async fn the_same_key_twice_is_one_submission_and_one_row() {
     assert_eq!(marker.status, 200, "marker: {:?}", marker.body);
     env.await_row(marker.submission_id(), WAIT).await;
     assert_eq!(
-        env.rows_with_id(expected).await,
+        env.rows_with_idempotency_key(project_a, "abc").await,
         1,
         "one row for key abc in A"
     );

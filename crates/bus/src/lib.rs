@@ -30,6 +30,7 @@ pub use link::{Link, LinkOptions};
 pub use private_queue::private_queue;
 pub use publisher::{ConfirmChannel, Outgoing, PublishError, Publisher, persistent};
 pub use topology::{
-    DEAD_LETTER_MAX_LENGTH, DEAD_LETTER_TTL_MS, DELIVERY_LIMIT, DeadLetterBounds, Ensured,
-    Topology, is_access_refused,
+    BindingDeclaration, DEAD_LETTER_MAX_LENGTH, DEAD_LETTER_TTL_MS, DELIVERY_LIMIT,
+    DeadLetterBounds, Declarations, Ensured, ExchangeDeclaration, QueueDeclaration, Topology,
+    is_access_refused,
 };

@@ -110,61 +110,96 @@ impl Topology {
         format!("{}.submissions.dead", self.prefix)
     }
 
-    /// Declares every exchange, queue and binding. Safe to call any number of times
-    /// from any number of processes.
+    /// Every exchange, queue and binding of this topology, as data: what
+    /// [`Topology::declare`] declares, and what `deploy/rabbitmq/definitions.json`
+    /// must list for the prefix `kyc` (a test compares the two).
+    pub fn declarations(&self) -> Declarations {
+        Declarations {
+            exchanges: vec![
+                ExchangeDeclaration {
+                    name: self.submissions_exchange(),
+                    kind: ExchangeKind::Direct,
+                },
+                ExchangeDeclaration {
+                    name: self.events_exchange(),
+                    kind: ExchangeKind::Topic,
+                },
+                // Fanout: dead-lettered messages keep their original routing key,
+                // and every one of them belongs in the dead queue.
+                ExchangeDeclaration {
+                    name: self.dead_exchange(),
+                    kind: ExchangeKind::Fanout,
+                },
+            ],
+            queues: vec![
+                QueueDeclaration {
+                    name: self.submissions_queue(),
+                    arguments: self.submissions_queue_arguments(),
+                },
+                QueueDeclaration {
+                    name: self.dead_queue(),
+                    arguments: self.dead_queue_arguments(),
+                },
+            ],
+            bindings: vec![
+                BindingDeclaration {
+                    exchange: self.submissions_exchange(),
+                    queue: self.submissions_queue(),
+                    routing_key: kyc_core::wire::SUBMISSION_ROUTING_KEY.to_owned(),
+                },
+                BindingDeclaration {
+                    exchange: self.dead_exchange(),
+                    queue: self.dead_queue(),
+                    routing_key: String::new(),
+                },
+            ],
+        }
+    }
+
+    /// Declares every exchange, queue and binding of [`Topology::declarations`].
+    /// Safe to call any number of times from any number of processes.
     pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        let Declarations {
+            exchanges,
+            queues,
+            bindings,
+        } = self.declarations();
         // Durable: the topology must outlive a broker restart, or a confirmed
         // message could be routed nowhere after one.
         let durable = ExchangeDeclareOptions {
             durable: true,
             ..ExchangeDeclareOptions::default()
         };
-        let exchanges = [
-            (self.submissions_exchange(), ExchangeKind::Direct),
-            (self.events_exchange(), ExchangeKind::Topic),
-            // Fanout: dead-lettered messages keep their original routing key, and
-            // every one of them belongs in the dead queue.
-            (self.dead_exchange(), ExchangeKind::Fanout),
-        ];
-        for (name, kind) in exchanges {
+        for exchange in exchanges {
             channel
-                .exchange_declare(name.into(), kind, durable, FieldTable::default())
+                .exchange_declare(
+                    exchange.name.into(),
+                    exchange.kind,
+                    durable,
+                    FieldTable::default(),
+                )
                 .await?;
         }
-
         let queue = QueueDeclareOptions {
             durable: true,
             ..QueueDeclareOptions::default()
         };
-        channel
-            .queue_declare(
-                self.submissions_queue().into(),
-                queue,
-                self.submissions_queue_arguments(),
-            )
-            .await?;
-        channel
-            .queue_declare(self.dead_queue().into(), queue, self.dead_queue_arguments())
-            .await?;
-
-        channel
-            .queue_bind(
-                self.submissions_queue().into(),
-                self.submissions_exchange().into(),
-                kyc_core::wire::SUBMISSION_ROUTING_KEY.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                self.dead_queue().into(),
-                self.dead_exchange().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        for declaration in queues {
+            channel
+                .queue_declare(declaration.name.into(), queue, declaration.arguments)
+                .await?;
+        }
+        for binding in bindings {
+            channel
+                .queue_bind(
+                    binding.queue.into(),
+                    binding.exchange.into(),
+                    binding.routing_key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         Ok(())
     }
 
@@ -274,6 +309,47 @@ impl Topology {
 /// Whether the broker refused an operation for lack of permission (403).
 pub fn is_access_refused(error: &lapin::Error) -> bool {
     matches!(error.kind(), lapin::ErrorKind::ProtocolError(e) if e.get_id() == 403)
+}
+
+/// The exchanges, queues and bindings of a topology. Every exchange and queue is
+/// durable and not auto-deleted; bindings have no arguments.
+#[derive(Debug, Clone)]
+pub struct Declarations {
+    /// Declared first.
+    pub exchanges: Vec<ExchangeDeclaration>,
+    /// Declared after the exchanges.
+    pub queues: Vec<QueueDeclaration>,
+    /// Declared last.
+    pub bindings: Vec<BindingDeclaration>,
+}
+
+/// A durable exchange.
+#[derive(Debug, Clone)]
+pub struct ExchangeDeclaration {
+    /// The exchange's name.
+    pub name: String,
+    /// Direct, topic or fanout.
+    pub kind: ExchangeKind,
+}
+
+/// A durable queue and its arguments (queue type, limits, dead-lettering).
+#[derive(Debug, Clone)]
+pub struct QueueDeclaration {
+    /// The queue's name.
+    pub name: String,
+    /// `x-…` arguments, exactly as declared.
+    pub arguments: FieldTable,
+}
+
+/// A queue bound to an exchange with a routing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingDeclaration {
+    /// The exchange bound from.
+    pub exchange: String,
+    /// The queue bound to.
+    pub queue: String,
+    /// The binding's routing key (empty for a fanout exchange).
+    pub routing_key: String,
 }
 
 /// Quorum queues: replicated, durable, with poison-message handling; classic

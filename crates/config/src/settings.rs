@@ -299,16 +299,36 @@ impl Settings {
     /// Loads defaults → `KYC_CONFIG` file (if set) → `KYC__…` environment, and
     /// checks the combination.
     pub fn load() -> Result<Settings, SettingsError> {
+        // Names or values that are not Unicode cannot be ours: skipped.
+        Settings::load_from(std::env::vars_os().filter_map(|(name, value)| {
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        }))
+    }
+
+    /// [`Settings::load`] with `env` in place of the process environment: the
+    /// file is the one `env` names in `KYC_CONFIG`, and only `env`'s `KYC__…`
+    /// variables apply. Lets tests layer settings without touching the process.
+    pub fn load_from<I, K, V>(env: I) -> Result<Settings, SettingsError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .map(|(name, value)| (name.into(), value.into()))
+            .collect();
         let mut builder = config::Config::builder();
-        if let Ok(path) = std::env::var("KYC_CONFIG") {
-            builder = builder.add_source(config::File::with_name(&path).required(true));
+        if let Some(path) = env.get("KYC_CONFIG") {
+            builder = builder.add_source(config::File::with_name(path).required(true));
         }
         let settings: Settings = builder
             .add_source(
                 config::Environment::with_prefix("KYC")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(Some(env)),
             )
             .build()?
             .try_deserialize()?;

@@ -291,8 +291,18 @@ static READ_FIELDS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The outcome's columns a later outcome may overwrite (the final state wins,
+/// spec §6); `id`, `project_id`, `idempotency_key` and `received_at` never change.
+const OVERWRITTEN: [&str; 4] = ["status", "error_code", "message", "pii_key_id"];
+
 /// The batch insert, built once from [`OUTCOME_COLUMNS`] and [`FIELDS`]: every
 /// column is one `UNNEST`ed array parameter.
+///
+/// A row already there is left alone, with one exception: a `processing_error`
+/// rejection (written when a message could not be stored within its delivery
+/// limit, before it was dead-lettered) is replaced by an accepted outcome, which
+/// is what a successful replay of that message brings. Every row the statement
+/// wrote, inserted or replaced, is returned.
 static INSERT: LazyLock<String> = LazyLock::new(|| {
     let columns: Vec<(&str, &str, String)> = OUTCOME_COLUMNS
         .iter()
@@ -310,10 +320,23 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
         .enumerate()
         .map(|(i, c)| format!("${}::{}", i + 1, c.1))
         .collect();
+    let updates: Vec<String> = OVERWRITTEN
+        .iter()
+        .copied()
+        .chain(FIELDS.iter().map(|spec| spec.column))
+        .map(|column| format!("{column} = EXCLUDED.{column}"))
+        .chain(["processed_at = now()".to_owned()])
+        .collect();
     format!(
-        "INSERT INTO submissions ({names})\nSELECT {}\nFROM UNNEST({}) AS t({names})\nON CONFLICT (id) DO NOTHING\nRETURNING id",
+        "INSERT INTO submissions ({names})\nSELECT {}\nFROM UNNEST({}) AS t({names})\n\
+         ON CONFLICT (id) DO UPDATE SET {}\n\
+         WHERE submissions.status = 'rejected' AND submissions.error_code = '{}'\n\
+         AND EXCLUDED.status = 'accepted' AND submissions.project_id = EXCLUDED.project_id\n\
+         RETURNING id",
         selects.join(", "),
         params.join(", "),
+        updates.join(", "),
+        ErrorCode::ProcessingError.as_str(),
     )
 });
 
@@ -321,17 +344,23 @@ impl Store {
     /// Stores a batch in one transaction with one set-based insert, and returns
     /// the stored verdict for each outcome, in order.
     ///
-    /// `ON CONFLICT (id) DO NOTHING` makes a redelivered message harmless: its row
-    /// is already there, and its verdict is read back from the row (not recomputed),
-    /// so a redelivery re-announces exactly what was stored.
+    /// `ON CONFLICT (id)` makes a redelivered message harmless: its row is already
+    /// there, and its verdict is read back from the row (not recomputed), so a
+    /// redelivery re-announces exactly what was stored. The one exception is a
+    /// stored `processing_error`, which an accepted outcome replaces (see [`INSERT`]).
     pub async fn store_batch(
         &self,
         outcomes: &[Outcome],
         key: &DataKey,
     ) -> Result<Vec<Verdict>, StoreError> {
         let mut c = Columns::with_capacity(outcomes.len());
+        // The first outcome of an id only: `ON CONFLICT DO UPDATE` refuses to touch
+        // a row twice in one statement, and the first one wins anyway.
+        let mut seen = std::collections::HashSet::with_capacity(outcomes.len());
         for o in outcomes {
-            c.push(o, key);
+            if seen.insert(o.id) {
+                c.push(o, key);
+            }
         }
         let mut tx = self.pool().begin().await?;
         let inserted: Vec<(Uuid,)> = c

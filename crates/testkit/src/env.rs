@@ -7,6 +7,7 @@ use kyc_bus::Topology;
 use kyc_config::Settings;
 use kyc_store::Store;
 use secrecy::SecretString;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -126,14 +127,70 @@ impl TestEnv {
         n
     }
 
-    /// Rows in `submissions` with this id (0 or 1: it is the primary key).
-    pub async fn rows_with_id(&self, id: Uuid) -> i64 {
-        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM submissions WHERE id = $1")
-            .bind(id)
-            .fetch_one(self.store.pool())
-            .await
-            .expect("count submissions by id");
-        n
+    /// Stored rows per `userid`, the value the client sent (rejected rows keep
+    /// no fields, so only accepted ones are counted). A record stored twice under
+    /// two different ids shows here as a count of 2; counting ids cannot show it.
+    pub async fn rows_per_userid(&self) -> BTreeMap<String, i64> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT userid, count(*) FROM submissions WHERE userid IS NOT NULL GROUP BY userid",
+        )
+        .fetch_all(self.store.pool())
+        .await
+        .expect("count submissions by userid");
+        rows.into_iter().collect()
+    }
+
+    /// Userids stored more than once, with their row counts (empty when no
+    /// record was stored twice).
+    pub async fn duplicated_userids(&self) -> Vec<(String, i64)> {
+        sqlx::query_as(
+            "SELECT userid, count(*) FROM submissions WHERE userid IS NOT NULL
+             GROUP BY userid HAVING count(*) > 1 ORDER BY userid",
+        )
+        .fetch_all(self.store.pool())
+        .await
+        .expect("find duplicated userids")
+    }
+
+    /// Asserts that no userid is stored twice and that every stored userid is one
+    /// of `sent`; returns the stored userids (for tests where only some of the
+    /// sent records are stored yet, or may be).
+    pub async fn stored_userids_at_most_once(&self, sent: &BTreeSet<String>) -> BTreeSet<String> {
+        let duplicated = self.duplicated_userids().await;
+        assert!(
+            duplicated.is_empty(),
+            "records stored more than once (userid, rows): {:?}",
+            &duplicated[..duplicated.len().min(10)]
+        );
+        let stored: BTreeSet<String> = self.rows_per_userid().await.into_keys().collect();
+        let extra: Vec<&String> = stored.difference(sent).take(10).collect();
+        assert!(extra.is_empty(), "stored userids never sent: {extra:?}");
+        stored
+    }
+
+    /// Asserts that every userid in `sent` was stored exactly once and nothing
+    /// else was stored (by userid): no record lost, none stored twice.
+    pub async fn assert_userids_stored_once(&self, sent: &BTreeSet<String>) {
+        let stored = self.stored_userids_at_most_once(sent).await;
+        let missing: Vec<&String> = sent.difference(&stored).take(10).collect();
+        assert!(
+            missing.is_empty(),
+            "{} sent userids not stored, first {missing:?}",
+            sent.len() - stored.len()
+        );
+    }
+
+    /// Rows of `project` stored under this idempotency key (or `message_id`),
+    /// as the client sent it.
+    pub async fn rows_with_idempotency_key(&self, project: Uuid, key: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM submissions WHERE project_id = $1 AND idempotency_key = $2",
+        )
+        .bind(project)
+        .bind(key)
+        .fetch_one(self.store.pool())
+        .await
+        .expect("count submissions by idempotency key")
     }
 
     /// The stored status (`accepted`/`rejected`) of a submission, if it has a row.

@@ -104,14 +104,24 @@ impl Worker {
 
         let now = OffsetDateTime::now_utc();
         let mut announcements = Vec::with_capacity(slots.len());
-        let mut reject = Vec::new();
+        // Deliveries settled with a reject instead of the batch's ack, and whether
+        // they go back to the queue.
+        let mut reject: Vec<(usize, bool)> = Vec::new();
+        // Deliveries refused `forbidden`: to the dead queue with their reason.
         let mut dead = Vec::new();
+        // Deliveries that could not be stored on the last delivery the queue allows.
+        let mut given_up: Vec<(usize, ReplyTo)> = Vec::new();
         for (i, slot) in slots.into_iter().enumerate() {
             match slot {
                 Slot::Stored(k, reply) => {
                     let outcome = &outcomes[k];
                     let Some(verdict) = &verdicts[k] else {
-                        reject.push(i);
+                        if is_last_delivery(&batch[i]) {
+                            given_up.push((k, reply));
+                            reject.push((i, false));
+                        } else {
+                            reject.push((i, true));
+                        }
                         continue;
                     };
                     let span = tracing::info_span!("submission", submission_id = %outcome.id, project_id = %outcome.project_id);
@@ -149,6 +159,8 @@ impl Worker {
         }
 
         dead_letter(publisher, &self.options.topology, &dead).await?;
+        announcements.extend(self.give_up(&outcomes, given_up, now).await?);
+
         announce(publisher, &self.options.topology, &announcements)
             .instrument(tracing::debug_span!(
                 "announce",
@@ -157,12 +169,14 @@ impl Worker {
             .await?;
 
         // Messages that could not be stored at all go back with a reject, which
-        // counts toward the queue's delivery limit; past it they are dead-lettered.
-        for &i in &reject {
+        // counts toward the queue's delivery limit; on their last delivery they
+        // were announced as `processing_error` above and are rejected without
+        // requeue, which dead-letters them.
+        for &(i, requeue) in &reject {
             metrics::counter!("kyc_worker_poison_total").increment(1);
             batch[i]
                 .acker
-                .reject(BasicRejectOptions { requeue: true })
+                .reject(BasicRejectOptions { requeue })
                 .await?;
         }
         // One ack covering the whole batch. `multiple` acknowledges every earlier
@@ -173,12 +187,67 @@ impl Worker {
             .iter()
             .enumerate()
             .rev()
-            .find(|(i, _)| !reject.contains(i))
+            .find(|(i, _)| !reject.iter().any(|(r, _)| r == i))
         {
             last.1.acker.ack(BasicAckOptions { multiple: true }).await?;
         }
         Ok(())
     }
+}
+
+impl Worker {
+    /// Records `processing_error` for outcomes that could not be stored on their
+    /// last allowed delivery, so that a client told 200 still learns an outcome
+    /// (spec §6): a rejected row (it keeps no fields, so it is stored where the
+    /// outcome itself was refused), and an announcement for each. A successful
+    /// replay from the dead letters later replaces the row with `accepted`.
+    async fn give_up(
+        &self,
+        outcomes: &[Outcome],
+        given_up: Vec<(usize, ReplyTo)>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Announcement>, BatchError> {
+        if given_up.is_empty() {
+            return Ok(Vec::new());
+        }
+        let failed: Vec<Outcome> = given_up
+            .iter()
+            .map(|&(k, _)| Outcome {
+                result: Err(Rejection::new(ErrorCode::ProcessingError)),
+                ..outcomes[k].clone()
+            })
+            .collect();
+        let verdicts = self.store(&failed).await?;
+        let mut announcements = Vec::with_capacity(given_up.len());
+        for ((k, reply), (failure, verdict)) in
+            given_up.into_iter().zip(failed.iter().zip(verdicts))
+        {
+            let verdict = verdict.unwrap_or_else(|| {
+                tracing::error!(submission_id = %failure.id, "cannot store processing_error either; announcing it only");
+                Verdict {
+                    accepted: false,
+                    error_code: Some(ErrorCode::ProcessingError),
+                    message: Some(ErrorCode::ProcessingError.base_message().to_owned()),
+                }
+            });
+            tracing::warn!(submission_id = %failure.id, "not stored within the delivery limit: processing_error, dead-lettered");
+            metrics::counter!("kyc_worker_submissions_total", "status" => "processing_error")
+                .increment(1);
+            // The original outcome names the userid the client sent.
+            announcements.push(Announcement {
+                event: event(&outcomes[k], &verdict, now),
+                reply,
+            });
+        }
+        Ok(announcements)
+    }
+}
+
+/// Whether this is the last delivery the submissions queue allows: rejected with
+/// requeue now, the message would be dead-lettered (the broker dead-letters once
+/// its returns exceed [`kyc_bus::DELIVERY_LIMIT`]).
+fn is_last_delivery(delivery: &Delivery) -> bool {
+    kyc_bus::headers::delivery_count(&delivery.properties) >= kyc_bus::DELIVERY_LIMIT
 }
 
 /// Where a delivery's decision went.

@@ -6,13 +6,17 @@
 //!    `batch_linger` after the first;
 //! 2. [`decide`]: for each, authenticate `x-api-key`, open the envelope, validate
 //!    with `kyc-core`, check project and admin — an [`Outcome`](kyc_store::submissions::Outcome);
-//! 3. store the batch in one transaction (`kyc-store`, set-based insert,
-//!    `ON CONFLICT (id) DO NOTHING`);
+//! 3. store the batch in one transaction (`kyc-store`, set-based insert; an
+//!    existing row is kept, except that an accepted outcome replaces a
+//!    `processing_error`);
 //! 4. [`dead_letter`]: move the messages refused `forbidden` (no valid key) to
 //!    the dead queue with their reason, confirmed; then [`announce`]: publish
 //!    one confirmed result event per submission (and a reply where `reply_to`
 //!    asks for one);
 //! 5. ack — last, so a crash anywhere before leaves the messages on the queue.
+//!    A message that cannot be stored is rejected with requeue; on the last
+//!    delivery the queue's limit allows it is stored and announced as
+//!    `processing_error` instead and rejected without requeue (dead-lettered).
 //!
 //! Transient failures (database or broker away) retry the batch with back-off and
 //! acknowledge nothing meanwhile.

@@ -16,13 +16,13 @@ fn broker_app_running() -> bool {
 }
 
 /// Makes sure the broker runs and accepts AMQP: `start_app` if only the
-/// application was stopped, `rabbitmq-server -detached` if the node is gone.
-pub fn ensure_broker_up() {
-    if port_open(AMQP_ADDR) {
-        run("rabbitmqctl", &["-q", "await_startup"]);
-        return;
+/// application was stopped, `rabbitmq-server -detached` if the node is gone;
+/// whether it came back. Never panics (guards call it from `Drop`).
+fn restore_broker() -> bool {
+    if port_open(AMQP_ADDR) && run("rabbitmqctl", &["-q", "await_startup"]) {
+        return true;
     }
-    if !run("rabbitmqctl", &["-q", "start_app"]) {
+    if !port_open(AMQP_ADDR) && !run("rabbitmqctl", &["-q", "start_app"]) {
         // The node itself is not running.
         let _ = Command::new("rabbitmq-server")
             .arg("-detached")
@@ -30,14 +30,20 @@ pub fn ensure_broker_up() {
             .stderr(Stdio::null())
             .status();
     }
+    wait_blocking(Duration::from_secs(120), broker_app_running)
+}
+
+/// Makes sure the broker runs and accepts AMQP (see [`restore_broker`]).
+pub fn ensure_broker_up() {
     assert!(
-        wait_blocking(Duration::from_secs(120), broker_app_running),
+        restore_broker(),
         "RabbitMQ did not come back on {AMQP_ADDR}"
     );
 }
 
 /// The broker application stopped (`rabbitmqctl stop_app`) for the lifetime of
-/// the guard; dropping it runs `start_app` and waits for startup.
+/// the guard; dropping it runs `start_app` and waits for startup. The guard stays
+/// armed until a restart has been confirmed, and its `Drop` never panics.
 #[derive(Debug)]
 pub struct BrokerStopped {
     restored: bool,
@@ -56,11 +62,12 @@ impl BrokerStopped {
     /// `start_app`, then waits until the broker accepts AMQP; when `start_app`
     /// returned.
     pub fn start(&mut self) -> Instant {
-        self.restored = true;
         let started = run("rabbitmqctl", &["-q", "start_app"]);
         let returned = Instant::now();
         assert!(started, "rabbitmqctl start_app");
         ensure_broker_up();
+        // Disarmed only now that the broker is confirmed back.
+        self.restored = true;
         returned
     }
 }
@@ -68,9 +75,11 @@ impl BrokerStopped {
 impl Drop for BrokerStopped {
     fn drop(&mut self) {
         if !self.restored {
-            self.restored = true;
             eprintln!("restoring RabbitMQ");
-            ensure_broker_up();
+            self.restored = restore_broker();
+            if !self.restored {
+                eprintln!("RabbitMQ did not come back on {AMQP_ADDR}: start it by hand");
+            }
         }
     }
 }

@@ -40,22 +40,27 @@ fn pg_ready() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Starts PostgreSQL if it is not running and waits until it accepts connections.
-pub fn ensure_pg_up() {
+/// Starts PostgreSQL if it is not running and waits until it accepts
+/// connections; whether it does. Never panics (guards call it from `Drop`).
+fn restore_pg() -> bool {
     if pg_ready() {
-        return;
+        return true;
     }
     if !port_open(PG_ADDR) {
         pg_ctl("start", &[]);
     }
-    assert!(
-        wait_blocking(Duration::from_secs(60), pg_ready),
-        "PostgreSQL did not come back on {PG_ADDR}"
-    );
+    wait_blocking(Duration::from_secs(60), pg_ready)
+}
+
+/// Starts PostgreSQL if it is not running and waits until it accepts connections.
+pub fn ensure_pg_up() {
+    assert!(restore_pg(), "PostgreSQL did not come back on {PG_ADDR}");
 }
 
 /// PostgreSQL stopped for the lifetime of the guard; dropping it starts the
-/// server again and waits until it accepts connections.
+/// server again and waits until it accepts connections. The guard stays armed
+/// until a restart has been confirmed, and its `Drop` never panics (a panic
+/// while a failed test unwinds would abort the run with the server down).
 #[derive(Debug)]
 pub struct PgStopped {
     restored: bool,
@@ -73,32 +78,27 @@ impl PgStopped {
         guard
     }
 
-    /// Starts PostgreSQL and waits until it is ready.
+    /// Starts PostgreSQL and waits until it is ready; disarms the guard only
+    /// once it is.
     pub fn start(&mut self) {
-        self.restored = true;
         ensure_pg_up();
+        self.restored = true;
     }
 }
 
 impl Drop for PgStopped {
     fn drop(&mut self) {
         if !self.restored {
-            self.restored = true;
             eprintln!("restoring PostgreSQL");
-            ensure_pg_up();
+            self.restored = restore_pg();
+            if !self.restored {
+                eprintln!("PostgreSQL did not come back on {PG_ADDR}: start it by hand");
+            }
         }
     }
 }
 
 // ---------------------------------------------------------------- database queries
-
-/// `count(*)` and `count(DISTINCT id)` of `submissions`.
-pub async fn row_counts(env: &TestEnv) -> (i64, i64) {
-    sqlx::query_as("SELECT count(*), count(DISTINCT id) FROM submissions")
-        .fetch_one(env.store.pool())
-        .await
-        .expect("count submissions")
-}
 
 /// Every stored submission id.
 pub async fn stored_ids(env: &TestEnv) -> std::collections::HashSet<uuid::Uuid> {
