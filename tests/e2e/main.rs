@@ -19,4 +19,5 @@ mod pii;
 mod push;
 mod rate_limit;
 mod restart;
+mod transit;
 mod wait;

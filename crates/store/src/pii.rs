@@ -5,7 +5,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use kyc_core::envelope::EnvelopeKey;
-use kyc_core::seal::SealKey;
 use secrecy::{ExposeSecret, SecretString};
 
 /// A data key and its id.
@@ -13,7 +12,6 @@ use secrecy::{ExposeSecret, SecretString};
 pub struct DataKey {
     id: String,
     key: EnvelopeKey,
-    seal: SealKey,
 }
 
 /// Why a configured data key is unusable. Deliberately without the decoder's
@@ -43,13 +41,7 @@ impl DataKey {
         Ok(DataKey {
             id: id.into(),
             key: EnvelopeKey::from_bytes(bytes),
-            seal: SealKey::derive(&bytes),
         })
-    }
-
-    /// The key intake and workers seal and verify intake-authenticated messages with.
-    pub fn seal_key(&self) -> &SealKey {
-        &self.seal
     }
 
     /// The key's id, stored next to every value it sealed.
