@@ -7,7 +7,7 @@ use kyc_bus::lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use kyc_bus::lapin::types::{AMQPValue, FieldTable, LongString};
 use kyc_bus::lapin::{BasicProperties, Channel};
 use kyc_bus::{Topology, headers};
-use kyc_core::envelope::encrypt_request;
+use kyc_core::envelope::{EnvelopeKey, encrypt_request};
 use kyc_core::id::{content_key, submission_id};
 use kyc_core::wire::{
     EventKind, HEADER_API_KEY, HEADER_IDEMPOTENCY_KEY, HEADER_PROJECT_ID, HEADER_RECEIVED_AT,
@@ -115,7 +115,18 @@ async fn queued_messages_carry_neither_the_api_key_nor_the_personal_numbers() {
             serde_json::from_slice::<serde_json::Value>(&body).is_err(),
             "{case}: the body is sealed, not JSON"
         );
-        requeue.push((reply.submission_id(), properties, body));
+        let id = match reply.body["data"].as_str() {
+            // An encrypted request gets an encrypted answer.
+            Some(data) => {
+                let plain = EnvelopeKey::from_api_key(&key)
+                    .decrypt_base64(data)
+                    .unwrap();
+                let answer: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+                answer["submissionId"].as_str().unwrap().parse().unwrap()
+            }
+            None => reply.submission_id(),
+        };
+        requeue.push((id, properties, body));
     }
 
     // The sealed messages, put back unchanged, are stored by a worker.
