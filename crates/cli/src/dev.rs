@@ -80,7 +80,8 @@ pub async fn run(settings: Settings, args: DevArgs) -> anyhow::Result<()> {
 /// the built-in development keys, and say so loudly.
 fn dev_env(settings: &Settings) -> Vec<(&'static str, String)> {
     let keyed = settings.crypto.data_key.is_some() && settings.crypto.transit_key.is_some();
-    if keyed {
+    // Already a development machine by configuration: the children read the same.
+    if keyed || settings.dev {
         Vec::new()
     } else {
         eprintln!(
