@@ -438,3 +438,45 @@ async fn services_refuse_to_start_without_keys_unless_dev() {
     assert!(kyc_intake::IntakeOptions::from_settings(&dev).is_ok());
     assert!(kyc_worker::Worker::from_settings(&dev).is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_verdict_is_read_back_only_for_its_own_project() {
+    use kyc_core::{ErrorCode, Rejection};
+    use kyc_store::DataKey;
+    use kyc_store::submissions::Outcome;
+    let env = TestEnv::new().await;
+    let (project_a, _) = env.project(false).await;
+    let (project_b, _) = env.project(false).await;
+    let key = DataKey::from_base64(
+        "test",
+        &secrecy::SecretString::from(kyc_testkit::TEST_DATA_KEY),
+    )
+    .unwrap();
+    let outcome = |project_id, code| Outcome {
+        id: submission_id(project_a, Some("shared")),
+        project_id,
+        received_at: time::OffsetDateTime::now_utc(),
+        idempotency_key: None,
+        result: Err(Rejection::new(code)),
+    };
+    let stored = env
+        .store
+        .store_batch(&[outcome(project_a, ErrorCode::InvalidAdmin)], &key)
+        .await
+        .unwrap();
+    assert_eq!(stored[0].error_code, Some(ErrorCode::InvalidAdmin));
+    // The same id again for A: A's stored verdict. For B: not A's verdict.
+    let again = env
+        .store
+        .store_batch(&[outcome(project_a, ErrorCode::InvalidProject)], &key)
+        .await
+        .unwrap();
+    assert_eq!(again[0].error_code, Some(ErrorCode::InvalidAdmin));
+    assert!(
+        env.store
+            .store_batch(&[outcome(project_b, ErrorCode::InvalidProject)], &key)
+            .await
+            .is_err(),
+        "another project's row is never this outcome's verdict"
+    );
+}
