@@ -1,10 +1,14 @@
 //! Key rotation: the old key stops working, but nothing already answered 200 with
-//! it is lost (the intake's seal lets workers trust what the intake authenticated).
+//! it is lost (the intake's transit seal lets workers trust what the intake
+//! authenticated, without any API key on the message).
 
 use kyc_bus::headers;
-use kyc_core::wire::{HEADER_API_KEY, HEADER_INTAKE_SEAL, HEADER_PROJECT_ID, HEADER_SUBMISSION_ID};
+use kyc_core::wire::{
+    HEADER_API_KEY, HEADER_PROJECT_ID, HEADER_RECEIVED_AT, HEADER_SUBMISSION_ID,
+    HEADER_TRANSIT_KEY_ID,
+};
 use kyc_testkit::amqp::{Tap, channel, publish_submission, with_api_key};
-use kyc_testkit::{Api, TestEnv, eventually, record};
+use kyc_testkit::{Api, TEST_TRANSIT_KEY_ID, TestEnv, eventually, record};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,17 +89,22 @@ async fn a_forged_seal_does_not_authenticate_a_message() {
     let _worker = env.start_worker().await;
     let (_connection, channel) = channel(&env.topology).await;
 
-    let submission_id = uuid::Uuid::now_v7().to_string();
-    let project = project_id.to_string();
-    let forged = "0".repeat(64);
+    // Every header of an intake message, naming the real transit key, but with a
+    // seal (the body) the intake never made: random bytes, and the plain record.
+    let submission_id = uuid::Uuid::now_v7();
+    let (claimed_id, project) = (submission_id.to_string(), project_id.to_string());
     let properties = kyc_bus::lapin::BasicProperties::default().with_headers(headers::table([
         (HEADER_API_KEY, "kyc_not_a_key"),
-        (HEADER_SUBMISSION_ID, submission_id.as_str()),
+        (HEADER_SUBMISSION_ID, claimed_id.as_str()),
         (HEADER_PROJECT_ID, project.as_str()),
-        (HEADER_INTAKE_SEAL, forged.as_str()),
+        (HEADER_RECEIVED_AT, "2026-01-01T00:00:00Z"),
+        (HEADER_TRANSIT_KEY_ID, TEST_TRANSIT_KEY_ID),
     ]));
-    let body = serde_json::to_vec(&record("forged")).unwrap();
-    publish_submission(&channel, &env.topology, &body, properties).await;
+    let plain = serde_json::to_vec(&record("forged")).unwrap();
+    let random: Vec<u8> = (0..plain.len()).map(|_| rand_byte()).collect();
+    for body in [&random, &plain] {
+        publish_submission(&channel, &env.topology, body, properties.clone()).await;
+    }
     let marker = serde_json::to_vec(&record("marker")).unwrap();
     publish_submission(&channel, &env.topology, &marker, with_api_key(&key)).await;
 
@@ -107,6 +116,12 @@ async fn a_forged_seal_does_not_authenticate_a_message() {
     assert_eq!(
         env.count_rows().await,
         1,
-        "the forged message stored nothing"
+        "the forged messages stored nothing"
     );
+    assert_eq!(env.status_of(submission_id).await, None);
+}
+
+/// A byte from a fresh random UUID (no extra dependency for randomness).
+fn rand_byte() -> u8 {
+    uuid::Uuid::new_v4().as_bytes()[0]
 }

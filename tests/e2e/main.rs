@@ -24,4 +24,5 @@ mod pii;
 mod push;
 mod rate_limit;
 mod restart;
+mod transit;
 mod wait;

@@ -120,6 +120,13 @@ impl BenchEnv {
             ));
             settings.crypto.data_key_id = "bench".to_owned();
         }
+        if settings.crypto.transit_key.is_none() {
+            // Likewise for the transit key: the services refuse to start without one.
+            settings.crypto.transit_key = Some(SecretString::from(
+                kyc_config::settings::DEVELOPMENT_TRANSIT_KEY,
+            ));
+            settings.crypto.transit_key_id = "bench".to_owned();
+        }
 
         let made = async {
             let store = Store::connect_lazy(db.url(), 4)?;

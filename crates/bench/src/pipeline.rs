@@ -167,9 +167,9 @@ async fn worker_only(
     let ours: Vec<OurWorker> = (0..workers)
         .map(|_| OurWorker::start(env))
         .collect::<anyhow::Result<_>>()?;
-    let key_headers = kyc_bus::headers::encode(&kyc_core::wire::SubmissionHeadersV1 {
+    let key_headers = kyc_bus::headers::encode(&kyc_core::wire::SubmissionHeadersV2 {
         api_key: Some(env.api_key.as_str()),
-        ..kyc_core::wire::SubmissionHeadersV1::default()
+        ..kyc_core::wire::SubmissionHeadersV2::default()
     });
     let (started, _, done) = raw_feed(env, args, &env.ours, body, Table::Submissions, |i| {
         kyc_bus::persistent()

@@ -1,9 +1,9 @@
 //! Message headers: the submission headers of the wire schema
-//! ([`SubmissionHeadersV1`], whose names live in `kyc_core::wire`) to and from
+//! ([`SubmissionHeadersV2`], whose names live in `kyc_core::wire`) to and from
 //! the broker's header table, and the names of the headers the broker itself
 //! sets.
 
-use kyc_core::wire::SubmissionHeadersV1;
+use kyc_core::wire::SubmissionHeadersV2;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 
@@ -33,7 +33,7 @@ pub fn is_broker_bookkeeping(name: &str) -> bool {
 }
 
 /// The header table of a submission message.
-pub fn encode(headers: &SubmissionHeadersV1<'_>) -> FieldTable {
+pub fn encode(headers: &SubmissionHeadersV2<'_>) -> FieldTable {
     let mut table = FieldTable::default();
     for (name, value) in headers.encode() {
         table.insert(name.into(), AMQPValue::LongString(LongString::from(value)));
@@ -42,8 +42,8 @@ pub fn encode(headers: &SubmissionHeadersV1<'_>) -> FieldTable {
 }
 
 /// Reads a delivery's submission headers (string values, long or short).
-pub fn decode(properties: &BasicProperties) -> SubmissionHeadersV1<'_> {
-    SubmissionHeadersV1::decode(|name| get(properties, name))
+pub fn decode(properties: &BasicProperties) -> SubmissionHeadersV2<'_> {
+    SubmissionHeadersV2::decode(|name| get(properties, name))
 }
 
 /// A string header of a message, if present and textual.
@@ -59,7 +59,7 @@ pub fn get<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'a str> {
 /// Builds a header table from string pairs.
 ///
 /// To be removed: submission messages build their headers with [`encode`] from a
-/// [`SubmissionHeadersV1`]; this remains for callers not yet switched over.
+/// [`SubmissionHeadersV2`]; this remains for callers not yet switched over.
 pub fn table<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> FieldTable {
     let mut table = FieldTable::default();
     for (name, value) in pairs {
@@ -95,11 +95,11 @@ mod tests {
 
     #[test]
     fn submission_headers_survive_the_header_table() {
-        let headers = SubmissionHeadersV1 {
+        let headers = SubmissionHeadersV2 {
             api_key: Some("k"),
             submission_id: "0190f1a2-3b4c-7d5e-8f60-000000000001".parse().ok(),
             project_id: "0190f1a2-3b4c-7d5e-8f60-000000000002".parse().ok(),
-            intake_seal: Some("seal"),
+            transit_key_id: Some("k1"),
             received_at: None,
             idempotency_key: Some("idem"),
             reply_mode: ReplyMode::Batch,

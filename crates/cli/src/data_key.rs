@@ -55,7 +55,7 @@ pub async fn run(settings: &Settings, command: DataKeyCommand) -> anyhow::Result
 /// The configured keyring: the current data key and the older ones.
 fn keyring(settings: &Settings) -> anyhow::Result<DataKey> {
     Ok(DataKey::keyring(
-        &settings.crypto.data_key_or_dev(),
+        &settings.data_key()?,
         &settings.crypto.older_data_keys()?,
     )?)
 }

@@ -47,8 +47,12 @@ pub async fn run(settings: Settings, args: DevArgs) -> anyhow::Result<()> {
 
     let addr = fixed_port(settings.http.addr)?;
     let stop = shutdown::on_signal();
-    let mut intake = spawn("kyc-intake", &[("KYC__HTTP__ADDR", addr.to_string())])?;
-    let mut worker = spawn("kyc-worker", &[])?;
+    let dev = dev_env(&settings);
+    let mut intake = spawn(
+        "kyc-intake",
+        &[&[("KYC__HTTP__ADDR", addr.to_string())], dev.as_slice()].concat(),
+    )?;
+    let mut worker = spawn("kyc-worker", &dev)?;
     wait_healthy(addr, &mut intake).await?;
 
     println!(
@@ -69,6 +73,23 @@ pub async fn run(settings: Settings, args: DevArgs) -> anyhow::Result<()> {
     anyhow::ensure!(intake_status?.success(), "kyc-intake did not stop cleanly");
     anyhow::ensure!(worker_status?.success(), "kyc-worker did not stop cleanly");
     Ok(())
+}
+
+/// `KYC__DEV=true` for the children unless both keys are configured: the
+/// services refuse to start without keys, and a laptop has none. They then run on
+/// the built-in development keys, and say so loudly.
+fn dev_env(settings: &Settings) -> Vec<(&'static str, String)> {
+    let keyed = settings.crypto.data_key.is_some() && settings.crypto.transit_key.is_some();
+    // Already a development machine by configuration: the children read the same.
+    if keyed || settings.dev {
+        Vec::new()
+    } else {
+        eprintln!(
+            "kycctl dev: KYC__CRYPTO__DATA_KEY and KYC__CRYPTO__TRANSIT_KEY are not both set; \
+             running with KYC__DEV=true (built-in development keys, never for real data)"
+        );
+        vec![("KYC__DEV", "true".to_owned())]
+    }
 }
 
 /// The configured address, with port 0 replaced by a free port, so the address

@@ -11,4 +11,4 @@ pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use settings::Settings;
+pub use settings::{Secrets, SecretsError, Settings};

@@ -3,6 +3,9 @@
 //!
 //! With no configuration at all every process talks to the broker and database of
 //! the local machine, which is what `kycctl dev`, the tests and a laptop want.
+//! Secrets are the exception: the intake and the worker refuse to start without a
+//! data key and a transit key ([`Settings::secrets`]) unless `KYC__DEV=true` asks
+//! for the built-in development keys.
 //! Every binary reads the whole structure and uses the sections it needs, so one
 //! environment can serve all of them.
 
@@ -16,13 +19,18 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct Settings {
+    /// `KYC__DEV=true`: a development machine. Missing keys are replaced by
+    /// built-in development keys (with a loud warning) instead of refusing to
+    /// start. Never in production.
+    pub dev: bool,
     /// `[http]`: the intake's server.
     pub http: Http,
     /// `[database]`: PostgreSQL.
     pub database: Database,
     /// `[amqp]`: RabbitMQ and publishing.
     pub amqp: Amqp,
-    /// `[crypto]`: the data key for personal numbers at rest.
+    /// `[crypto]`: the data key for personal numbers at rest and the transit keys
+    /// sealing intake messages.
     pub crypto: Crypto,
     /// `[worker]`: batching and draining.
     pub worker: Worker,
@@ -144,13 +152,12 @@ impl Amqp {
     }
 }
 
-/// Encryption at rest.
+/// Encryption at rest and in transit.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Crypto {
     /// `KYC__CRYPTO__DATA_KEY`: Base64 of 32 random bytes, encrypting identity and
-    /// document numbers at rest. Unset: a built-in development key, with a loud
-    /// warning at start.
+    /// document numbers at rest. Required unless [`Settings::dev`].
     pub data_key: Option<SecretString>,
     /// `KYC__CRYPTO__DATA_KEY_ID`: stored next to each sealed value.
     pub data_key_id: String,
@@ -158,6 +165,17 @@ pub struct Crypto {
     /// sealed, as `id:base64,id:base64` (until `kycctl data-key reseal` has moved
     /// their rows to the current key).
     pub older_data_keys: Option<SecretString>,
+    /// `KYC__CRYPTO__TRANSIT_KEY`: Base64 of 32 random bytes; the intake seals
+    /// every message it publishes with it, workers open with it. Required unless
+    /// [`Settings::dev`].
+    pub transit_key: Option<SecretString>,
+    /// `KYC__CRYPTO__TRANSIT_KEY_ID`: travels with every sealed message
+    /// (`x-transit-key-id`); 1–64 characters of `[A-Za-z0-9._-]`.
+    pub transit_key_id: String,
+    /// `KYC__CRYPTO__TRANSIT_KEYRING`: older transit keys workers still open
+    /// messages with, as `id:base64` entries separated by commas. Keep a retired
+    /// key here until no message sealed with it is queued (dead letters included).
+    pub transit_keyring: Option<SecretString>,
 }
 
 impl Default for Crypto {
@@ -166,13 +184,19 @@ impl Default for Crypto {
             data_key: None,
             data_key_id: "dev".to_owned(),
             older_data_keys: None,
+            transit_key: None,
+            transit_key_id: "t1".to_owned(),
+            transit_keyring: None,
         }
     }
 }
 
 /// The built-in development data key: 32 zero bytes, Base64. Anything sealed with
-/// it is as good as plain text; it exists so a laptop needs no setup.
+/// it is as good as plain text; used only with `KYC__DEV=true`.
 pub const DEVELOPMENT_DATA_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+/// The built-in development transit key (32 bytes of 0x01), id `dev`; used only
+/// with `KYC__DEV=true`.
+pub const DEVELOPMENT_TRANSIT_KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 
 impl Crypto {
     /// [`Crypto::older_data_keys`] as (id, key) pairs; the keys are not decoded
@@ -197,19 +221,87 @@ impl Crypto {
             })
             .collect()
     }
+}
 
-    /// The configured key, or the development key after a warning.
-    pub fn data_key_or_dev(&self) -> (String, SecretString) {
-        match &self.data_key {
-            Some(key) => (self.data_key_id.clone(), key.clone()),
-            None => {
+/// The secrets the intake and the worker need, checked.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    /// The data key's id and Base64 text.
+    pub data_key: (String, SecretString),
+    /// Retired data keys (id, Base64) that still open what they sealed.
+    pub older_data_keys: Vec<(String, SecretString)>,
+    /// The transit keys: the current one and any older ones.
+    pub transit: kyc_core::transit::TransitKeyring,
+}
+
+/// Why [`Settings::secrets`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// A required key is not configured and [`Settings::dev`] is off. Names the
+    /// environment variable.
+    #[error(
+        "{0} is not set: set it to Base64 of 32 random bytes (head -c 32 /dev/urandom | base64), \
+         or set KYC__DEV=true to run with the built-in development keys (never in production)"
+    )]
+    Missing(&'static str),
+    /// `KYC__CRYPTO__OLDER_DATA_KEYS` is not a list of `id:base64` pairs.
+    #[error("{0}")]
+    OlderDataKeys(#[from] SettingsError),
+    /// A transit key or keyring entry is malformed (never quotes the key).
+    #[error("KYC__CRYPTO__TRANSIT_KEY / KYC__CRYPTO__TRANSIT_KEYRING: {0}")]
+    Transit(#[from] kyc_core::transit::BadTransitKey),
+}
+
+impl Settings {
+    /// The data key and the transit keyring, or which variable is missing.
+    ///
+    /// A configured key is always used. A missing one is an error, unless
+    /// [`Settings::dev`] is set: then the built-in development key stands in, with
+    /// a loud warning. The intake and the worker call this before anything else,
+    /// so neither ever runs on a key nobody chose.
+    pub fn secrets(&self) -> Result<Secrets, SecretsError> {
+        use kyc_core::transit::{TransitKey, TransitKeyring};
+        use secrecy::ExposeSecret;
+        let c = &self.crypto;
+        let data_key = self.data_key()?;
+        let current = match &c.transit_key {
+            Some(key) => TransitKey::from_base64(c.transit_key_id.clone(), key.expose_secret())?,
+            None if self.dev => {
                 tracing::warn!(
-                    "KYC__CRYPTO__DATA_KEY is not set: identity and document numbers are sealed \
-                     with the BUILT-IN DEVELOPMENT KEY, which protects nothing. Set a key of your \
-                     own (base64 of 32 random bytes) before storing real data."
+                    "KYC__DEV=true and KYC__CRYPTO__TRANSIT_KEY is not set: messages on the broker \
+                     are sealed with the BUILT-IN DEVELOPMENT TRANSIT KEY, which protects nothing."
                 );
-                ("dev".to_owned(), SecretString::from(DEVELOPMENT_DATA_KEY))
+                TransitKey::from_base64("dev", DEVELOPMENT_TRANSIT_KEY)?
             }
+            None => return Err(SecretsError::Missing("KYC__CRYPTO__TRANSIT_KEY")),
+        };
+        let older = match &c.transit_keyring {
+            Some(ring) => TransitKeyring::parse_older(ring.expose_secret())?,
+            None => Vec::new(),
+        };
+        Ok(Secrets {
+            data_key,
+            older_data_keys: c.older_data_keys()?,
+            transit: TransitKeyring::new(current, older)?,
+        })
+    }
+
+    /// The current data key (id, Base64), or the development key under
+    /// [`Settings::dev`]; `kycctl data-key`, which needs no transit key, uses it
+    /// alone.
+    pub fn data_key(&self) -> Result<(String, SecretString), SecretsError> {
+        let c = &self.crypto;
+        match &c.data_key {
+            Some(key) => Ok((c.data_key_id.clone(), key.clone())),
+            None if self.dev => {
+                tracing::warn!(
+                    "KYC__DEV=true and KYC__CRYPTO__DATA_KEY is not set: identity and document \
+                     numbers are sealed with the BUILT-IN DEVELOPMENT KEY, which protects nothing. \
+                     Never store real data this way."
+                );
+                Ok(("dev".to_owned(), SecretString::from(DEVELOPMENT_DATA_KEY)))
+            }
+            None => Err(SecretsError::Missing("KYC__CRYPTO__DATA_KEY")),
         }
     }
 }
@@ -378,5 +470,67 @@ impl Settings {
             return invalid("http.body_limit_bytes must be at least 1");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU=";
+
+    fn keyed() -> Settings {
+        let mut s = Settings::default();
+        s.crypto.data_key = Some(SecretString::from(KEY));
+        s.crypto.transit_key = Some(SecretString::from(KEY));
+        s
+    }
+
+    #[test]
+    fn without_keys_and_without_dev_the_missing_variable_is_named() {
+        let err = Settings::default().secrets().unwrap_err().to_string();
+        assert!(err.starts_with("KYC__CRYPTO__DATA_KEY is not set"), "{err}");
+        let mut s = keyed();
+        s.crypto.transit_key = None;
+        let err = s.secrets().unwrap_err().to_string();
+        assert!(
+            err.starts_with("KYC__CRYPTO__TRANSIT_KEY is not set"),
+            "{err}"
+        );
+        let mut s = keyed();
+        s.crypto.data_key = None;
+        let err = s.secrets().unwrap_err().to_string();
+        assert!(err.starts_with("KYC__CRYPTO__DATA_KEY is not set"), "{err}");
+    }
+
+    #[test]
+    fn dev_fills_in_missing_keys_and_configured_keys_win() {
+        let mut s = Settings {
+            dev: true,
+            ..Settings::default()
+        };
+        let secrets = s.secrets().unwrap();
+        assert_eq!(secrets.data_key.0, "dev");
+        assert_eq!(secrets.transit.current().id(), "dev");
+        s.crypto.transit_key = Some(SecretString::from(KEY));
+        s.crypto.transit_key_id = "t7".to_owned();
+        assert_eq!(s.secrets().unwrap().transit.current().id(), "t7");
+    }
+
+    #[test]
+    fn bad_transit_keys_are_refused_without_quoting_them() {
+        let mut s = keyed();
+        s.crypto.transit_key = Some(SecretString::from("c2VjcmV0"));
+        let err = s.secrets().unwrap_err().to_string();
+        assert!(
+            err.contains("32 bytes") && !err.contains("c2VjcmV0"),
+            "{err}"
+        );
+        let mut s = keyed();
+        s.crypto.transit_keyring = Some(SecretString::from(format!("old:{KEY},t1:{KEY}")));
+        assert!(s.secrets().is_err(), "the current id listed again");
+        s.crypto.transit_keyring = Some(SecretString::from(format!("old:{KEY}")));
+        assert!(s.secrets().is_ok());
     }
 }

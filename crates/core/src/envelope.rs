@@ -171,6 +171,17 @@ pub struct Opened {
     pub raw: RawSubmission,
     /// The request was encrypted, so the success response must be too.
     pub was_encrypted: bool,
+    /// The decrypted JSON bytes when the request was encrypted (`raw` parsed from
+    /// them); `None` for a plain request, whose bytes the caller already has.
+    pub decrypted: Option<Vec<u8>>,
+}
+
+impl Opened {
+    /// The plain JSON bytes of the submission: the decrypted bytes, or `received`
+    /// (the request body) when it was not encrypted.
+    pub fn plain<'a>(&'a self, received: &'a [u8]) -> &'a [u8] {
+        self.decrypted.as_deref().unwrap_or(received)
+    }
 }
 
 /// Detects the `{"body": "<base64>"}` form, decrypts it with the key derived from
@@ -186,12 +197,14 @@ pub fn open(bytes: &[u8], api_key: &str, policy: EncryptionPolicy) -> Result<Ope
             Ok(Opened {
                 raw: RawSubmission::from_slice(&plain)?,
                 was_encrypted: true,
+                decrypted: Some(plain),
             })
         }
         _ if policy == EncryptionPolicy::Required => Err(Rejection::new(ErrorCode::InvalidPayload)),
         _ => Ok(Opened {
             raw,
             was_encrypted: false,
+            decrypted: None,
         }),
     }
 }

@@ -26,8 +26,8 @@ pub mod error;
 pub mod example;
 mod fields;
 pub mod id;
-pub mod seal;
 pub mod submission;
+pub mod transit;
 pub mod types;
 pub mod wire;
 

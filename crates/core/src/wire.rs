@@ -1,10 +1,10 @@
 //! Versioned wire schemas shared by intake, worker and `kycctl`: the headers of a
-//! submission message ([`SubmissionHeadersV1`]), routing keys and the result event
+//! submission message ([`SubmissionHeadersV2`]), routing keys and the result event
 //! (spec §6, §8). A `v1` in a name is a promise: a change that old workers could
 //! not read gets a new version, not an edit.
 //!
 //! The header names below are the only place they are spelled; everything else
-//! reads and writes headers through [`SubmissionHeadersV1`].
+//! reads and writes headers through [`SubmissionHeadersV2`].
 
 use crate::error::{ErrorCode, Rejection};
 use serde::{Deserialize, Serialize};
@@ -13,8 +13,13 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-/// The project API key travels in this AMQP header (as in HTTP).
+/// A direct publisher's project API key (as in HTTP). The intake never sends it.
 pub const HEADER_API_KEY: &str = "x-api-key";
+
+// The four headers below are set by the intake and bound by its transit seal
+// (`crate::transit`). A worker reads them only from a message that opens under a
+// transit key; on any other message they are ignored.
+
 /// Set by the intake: the id it already answered the client with, so the worker
 /// stores the submission under that id.
 pub const HEADER_SUBMISSION_ID: &str = "x-submission-id";
@@ -22,11 +27,15 @@ pub const HEADER_SUBMISSION_ID: &str = "x-submission-id";
 pub const HEADER_RECEIVED_AT: &str = "x-received-at";
 /// Set by the intake when the client sent an `Idempotency-Key`; echoed in events.
 pub const HEADER_IDEMPOTENCY_KEY: &str = "x-idempotency-key";
-
 /// Set by the intake: the project it authenticated the message for.
 pub const HEADER_PROJECT_ID: &str = "x-project-id";
-/// Set by the intake: [`crate::seal::SealKey::seal`] over submission and project id.
-pub const HEADER_INTAKE_SEAL: &str = "x-intake-seal";
+/// Set by the intake: the id of the transit key its body is sealed under
+/// ([`crate::transit::TransitKeyring`]).
+pub const HEADER_TRANSIT_KEY_ID: &str = "x-transit-key-id";
+
+/// The `content_type` of a transit-sealed message body
+/// (`nonce ‖ ciphertext ‖ tag`, `crate::transit`).
+pub const TRANSIT_CONTENT_TYPE: &str = "application/vnd.kyc.transit-v1";
 
 /// Routing key of submission messages on the submissions exchange.
 pub const SUBMISSION_ROUTING_KEY: &str = "submission.v1";
@@ -43,28 +52,32 @@ pub enum ReplyMode {
     Batch,
 }
 
-/// The headers of a submission message, version 1: what the intake (or
+/// The headers of a submission message, version 2: what the intake (or
 /// `kycctl push`, or any AMQP client) tells a worker besides the body.
 ///
-/// Every header is optional on the wire: a direct publisher may send only
+/// Version 2 (against 1): no `x-intake-seal`; `x-transit-key-id` names the
+/// transit key of an intake message, whose seal binds submission id, project id,
+/// receive time and idempotency key; the intake sends no `x-api-key`; and a
+/// worker ignores the id, project and time headers of any message that does not
+/// open under a transit key.
+///
+/// Every header is optional on the wire: a direct publisher sends only
 /// `x-api-key` (and `x-reply-mode`). A value that is present but does not parse
-/// (a submission id that is not a UUID, say) reads as absent, and the worker falls
-/// back as if it had not been sent.
+/// (a submission id that is not a UUID, say) reads as absent.
 ///
 /// Core knows no AMQP library: [`encode`](Self::encode) yields `(name, value)`
 /// pairs and [`decode`](Self::decode) takes a lookup by name; `kyc_bus::headers`
 /// converts to and from the broker's header table.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct SubmissionHeadersV1<'a> {
-    /// [`HEADER_API_KEY`]: the project's API key, as in HTTP.
+pub struct SubmissionHeadersV2<'a> {
+    /// [`HEADER_API_KEY`]: a direct publisher's project API key, as in HTTP.
     pub api_key: Option<&'a str>,
     /// [`HEADER_SUBMISSION_ID`]: the id the intake already answered with.
     pub submission_id: Option<Uuid>,
     /// [`HEADER_PROJECT_ID`]: the project the intake authenticated the message for.
     pub project_id: Option<Uuid>,
-    /// [`HEADER_INTAKE_SEAL`]: [`crate::seal::SealKey::seal`] over submission and
-    /// project id.
-    pub intake_seal: Option<&'a str>,
+    /// [`HEADER_TRANSIT_KEY_ID`]: the transit key the intake sealed the body with.
+    pub transit_key_id: Option<&'a str>,
     /// [`HEADER_RECEIVED_AT`]: when the intake received the request (RFC 3339).
     pub received_at: Option<OffsetDateTime>,
     /// [`HEADER_IDEMPOTENCY_KEY`]: the client's `Idempotency-Key`.
@@ -73,7 +86,7 @@ pub struct SubmissionHeadersV1<'a> {
     pub reply_mode: ReplyMode,
 }
 
-impl<'a> SubmissionHeadersV1<'a> {
+impl<'a> SubmissionHeadersV2<'a> {
     /// The headers as `(name, value)` pairs, absent ones left out.
     pub fn encode(&self) -> Vec<(&'static str, String)> {
         let mut pairs = Vec::with_capacity(7);
@@ -88,7 +101,10 @@ impl<'a> SubmissionHeadersV1<'a> {
             self.submission_id.map(|id| id.to_string()),
         );
         put(HEADER_PROJECT_ID, self.project_id.map(|id| id.to_string()));
-        put(HEADER_INTAKE_SEAL, self.intake_seal.map(str::to_owned));
+        put(
+            HEADER_TRANSIT_KEY_ID,
+            self.transit_key_id.map(str::to_owned),
+        );
         // RFC 3339 cannot write years past 9999 or before 0; such a time is not a
         // "now" and is left out rather than sent as a value no one could read.
         put(
@@ -107,13 +123,13 @@ impl<'a> SubmissionHeadersV1<'a> {
     }
 
     /// Reads the headers through `lookup` (a header's string value by name).
-    pub fn decode(lookup: impl Fn(&str) -> Option<&'a str>) -> SubmissionHeadersV1<'a> {
+    pub fn decode(lookup: impl Fn(&str) -> Option<&'a str>) -> SubmissionHeadersV2<'a> {
         let uuid = |name: &str| lookup(name).and_then(|s| Uuid::parse_str(s).ok());
-        SubmissionHeadersV1 {
+        SubmissionHeadersV2 {
             api_key: lookup(HEADER_API_KEY),
             submission_id: uuid(HEADER_SUBMISSION_ID),
             project_id: uuid(HEADER_PROJECT_ID),
-            intake_seal: lookup(HEADER_INTAKE_SEAL),
+            transit_key_id: lookup(HEADER_TRANSIT_KEY_ID),
             received_at: lookup(HEADER_RECEIVED_AT)
                 .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok()),
             idempotency_key: lookup(HEADER_IDEMPOTENCY_KEY),
@@ -125,15 +141,14 @@ impl<'a> SubmissionHeadersV1<'a> {
     }
 }
 
-impl fmt::Debug for SubmissionHeadersV1<'_> {
-    // The API key is a credential and the seal vouches for a message: `{:?}`
-    // says only whether they are there.
+impl fmt::Debug for SubmissionHeadersV2<'_> {
+    // The API key is a credential: `{:?}` says only whether it is there.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SubmissionHeadersV1")
+        f.debug_struct("SubmissionHeadersV2")
             .field("api_key", &self.api_key.map(|_| "<redacted>"))
             .field("submission_id", &self.submission_id)
             .field("project_id", &self.project_id)
-            .field("intake_seal", &self.intake_seal.map(|_| "<redacted>"))
+            .field("transit_key_id", &self.transit_key_id)
             .field("received_at", &self.received_at)
             .field("idempotency_key", &self.idempotency_key)
             .field("reply_mode", &self.reply_mode)

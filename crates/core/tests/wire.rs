@@ -237,14 +237,14 @@ fn an_encoded_batch_reads_back_as_the_same_results() {
 // ---------------------------------------------------------------------------
 
 use std::collections::BTreeMap;
-use wire::{ReplyMode, SubmissionHeadersV1};
+use wire::{ReplyMode, SubmissionHeadersV2};
 
-fn all_headers() -> SubmissionHeadersV1<'static> {
-    SubmissionHeadersV1 {
+fn all_headers() -> SubmissionHeadersV2<'static> {
+    SubmissionHeadersV2 {
         api_key: Some("kyc_live_abc"),
         submission_id: Some(SUBMISSION),
         project_id: Some(PROJECT),
-        intake_seal: Some("c2VhbA"),
+        transit_key_id: Some("t1"),
         received_at: Some(AT),
         idempotency_key: Some("order-17"),
         reply_mode: ReplyMode::Batch,
@@ -266,7 +266,7 @@ fn submission_headers_encode_to_the_documented_names_and_values() {
         ("x-api-key", "kyc_live_abc"),
         ("x-submission-id", "0190f1a2-3b4c-7d5e-8f60-000000000001"),
         ("x-project-id", "0190f1a2-3b4c-7d5e-8f60-000000000002"),
-        ("x-intake-seal", "c2VhbA"),
+        ("x-transit-key-id", "t1"),
         ("x-received-at", "2024-06-15T12:34:56.789Z"),
         ("x-idempotency-key", "order-17"),
         ("x-reply-mode", "batch"),
@@ -279,10 +279,10 @@ fn submission_headers_encode_to_the_documented_names_and_values() {
 
 #[test]
 fn absent_headers_are_not_sent() {
-    assert!(SubmissionHeadersV1::default().encode().is_empty());
-    let direct = SubmissionHeadersV1 {
+    assert!(SubmissionHeadersV2::default().encode().is_empty());
+    let direct = SubmissionHeadersV2 {
         api_key: Some("k"),
-        ..SubmissionHeadersV1::default()
+        ..SubmissionHeadersV2::default()
     };
     assert_eq!(direct.encode(), vec![("x-api-key", "k".to_owned())]);
 }
@@ -290,7 +290,7 @@ fn absent_headers_are_not_sent() {
 #[test]
 fn submission_headers_round_trip() {
     let encoded = as_map(all_headers().encode());
-    let decoded = SubmissionHeadersV1::decode(|name| encoded.get(name).map(String::as_str));
+    let decoded = SubmissionHeadersV2::decode(|name| encoded.get(name).map(String::as_str));
     assert_eq!(decoded, all_headers());
 }
 
@@ -304,21 +304,20 @@ fn unreadable_header_values_read_as_absent() {
         ("x-reply-mode", "BATCH"),
     ]
     .into();
-    let decoded = SubmissionHeadersV1::decode(|name| sent.get(name).copied());
+    let decoded = SubmissionHeadersV2::decode(|name| sent.get(name).copied());
     assert_eq!(
         decoded,
-        SubmissionHeadersV1 {
+        SubmissionHeadersV2 {
             api_key: Some("k"),
-            ..SubmissionHeadersV1::default()
+            ..SubmissionHeadersV2::default()
         }
     );
     assert_eq!(decoded.reply_mode, ReplyMode::PerMessage);
 }
 
 #[test]
-fn submission_headers_do_not_print_the_api_key_or_seal() {
+fn submission_headers_do_not_print_the_api_key() {
     let printed = format!("{:?}", all_headers());
     assert!(!printed.contains("kyc_live_abc"), "{printed}");
-    assert!(!printed.contains("c2VhbA"), "{printed}");
     assert!(printed.contains("order-17"), "{printed}");
 }

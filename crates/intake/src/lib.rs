@@ -3,8 +3,9 @@
 //! A request comes in on `POST /v3/submission/migration`; [`routes::submit`]
 //! authenticates it (`x-api-key`, via the cached [`Directory`]), bounds its size,
 //! opens its envelope and validates it with `kyc-core`, checks project and admin,
-//! then publishes the body as received to `P.submissions` and answers 200 only
-//! after the broker's confirm. The intake never writes to the database; workers do.
+//! then publishes the validated body, sealed under the transit key
+//! (`kyc_core::transit`), to `P.submissions` and answers 200 only after the
+//! broker's confirm. The intake never writes to the database; workers do.
 //!
 //! [`Intake::build`] binds the listener (port 0 works, for tests) and
 //! [`Intake::run`] serves until the shutdown token is cancelled, then drains.
@@ -21,8 +22,9 @@ use axum::Router;
 use axum::routing::{get, post};
 use edge::EdgeLimits;
 use kyc_bus::{Link, LinkOptions, Publisher, Topology};
-use kyc_config::Settings;
-use kyc_store::{DataKey, Directory, DirectoryLimits, Store};
+use kyc_config::{SecretsError, Settings};
+use kyc_core::transit::TransitKeyring;
+use kyc_store::{Directory, DirectoryLimits, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::{ExposeSecret, SecretString};
 use state::{AppState, Shared};
@@ -53,15 +55,19 @@ pub struct IntakeOptions {
     pub drain_timeout: Duration,
     pub edge: EdgeLimits,
     pub directory: DirectoryLimits,
-    /// The data key (id, Base64), from which the intake's seal key derives.
-    pub data_key: (String, SecretString),
+    /// The transit keys; the intake seals every message with the current one.
+    pub transit: TransitKeyring,
 }
 
 impl IntakeOptions {
-    /// The options a [`Settings`] describes.
-    pub fn from_settings(settings: &Settings) -> IntakeOptions {
+    /// The options a [`Settings`] describes; refuses settings without a data key
+    /// and a transit key unless `dev` is set ([`Settings::secrets`]).
+    pub fn from_settings(settings: &Settings) -> Result<IntakeOptions, SecretsError> {
+        // The intake stores nothing, but refuses to run where a worker would
+        // refuse: a deployment is either keyed or declared a development one.
+        let secrets = settings.secrets()?;
         let http = &settings.http;
-        IntakeOptions {
+        Ok(IntakeOptions {
             addr: http.addr,
             operator_addr: http.operator_addr,
             database_url: settings.database.url.clone(),
@@ -91,8 +97,8 @@ impl IntakeOptions {
                 max_entries: settings.directory.max_entries,
                 max_unknown_entries: settings.directory.max_unknown_entries,
             },
-            data_key: settings.crypto.data_key_or_dev(),
-        }
+            transit: secrets.transit,
+        })
     }
 }
 
@@ -114,7 +120,7 @@ impl Intake {
         settings: &Settings,
         metrics: PrometheusHandle,
     ) -> anyhow::Result<Intake> {
-        Intake::build(IntakeOptions::from_settings(settings), metrics).await
+        Intake::build(IntakeOptions::from_settings(settings)?, metrics).await
     }
 
     /// Binds the listeners, starts the broker link, builds the routes.
@@ -127,8 +133,6 @@ impl Intake {
             options.database_max_connections,
         )?;
         let directory = Directory::with_limits(store, options.directory);
-        let (key_id, key) = &options.data_key;
-        let data_key = DataKey::from_base64(key_id.clone(), key)?;
         let link_stop = CancellationToken::new();
         let link = Link::spawn(
             LinkOptions {
@@ -154,7 +158,7 @@ impl Intake {
             draining: CancellationToken::new(),
             waiters,
             rate_limit: rate_limit::ProjectRateLimit::new(options.rate_limit_per_second),
-            seal_key: data_key.seal_key().clone(),
+            transit: options.transit.clone(),
         }));
         let listener = TcpListener::bind(options.addr).await?;
         let operator = match options.operator_addr {

@@ -27,8 +27,9 @@ pub struct Shared {
     /// Requests waiting for their result (`?wait`).
     pub waiters: crate::wait::Waiters,
     pub rate_limit: crate::rate_limit::ProjectRateLimit,
-    /// Seals published messages so workers trust the project authenticated here.
-    pub seal_key: kyc_core::seal::SealKey,
+    /// Seals published messages so that only workers can read them and trust the
+    /// ids and project authenticated here.
+    pub transit: kyc_core::transit::TransitKeyring,
 }
 
 impl std::ops::Deref for AppState {

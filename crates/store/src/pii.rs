@@ -15,7 +15,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use kyc_core::envelope::EnvelopeKey;
-use kyc_core::seal::SealKey;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -30,7 +29,6 @@ pub const CURRENT_FORMAT: i16 = 1;
 pub struct DataKey {
     id: String,
     key: EnvelopeKey,
-    seal: SealKey,
     older: Vec<(String, EnvelopeKey)>,
 }
 
@@ -61,7 +59,6 @@ impl DataKey {
         Ok(DataKey {
             id: id.into(),
             key: EnvelopeKey::from_bytes(bytes),
-            seal: SealKey::derive(&bytes),
             older: Vec::new(),
         })
     }
@@ -87,11 +84,6 @@ impl DataKey {
             self.older.push((key.id, key.key));
         }
         Ok(self)
-    }
-
-    /// The key intake and workers seal and verify intake-authenticated messages with.
-    pub fn seal_key(&self) -> &SealKey {
-        &self.seal
     }
 
     /// The key's id, stored next to every value it sealed.

@@ -378,16 +378,23 @@ impl Store {
                 verdicts.entry(o.id).or_insert_with(|| Verdict::of(o));
             }
         }
-        let existing: Vec<Uuid> = outcomes
+        // Read back by id *and* project: a row of another project under the same
+        // id is never this outcome's verdict (the outcome then has none, and its
+        // message is not acknowledged).
+        let (existing, existing_projects): (Vec<Uuid>, Vec<Uuid>) = outcomes
             .iter()
-            .map(|o| o.id)
-            .filter(|id| !inserted.contains(id))
-            .collect();
+            .filter(|o| !inserted.contains(&o.id))
+            .map(|o| (o.id, o.project_id))
+            .unzip();
         if !existing.is_empty() {
             let rows: Vec<(Uuid, String, Option<String>, Option<String>)> = sqlx::query_as(
-                "SELECT id, status, error_code, message FROM submissions WHERE id = ANY($1)",
+                "SELECT s.id, s.status, s.error_code, s.message
+                 FROM submissions s
+                 JOIN UNNEST($1::uuid[], $2::uuid[]) AS t(id, project_id)
+                   ON s.id = t.id AND s.project_id = t.project_id",
             )
             .bind(&existing)
+            .bind(&existing_projects)
             .fetch_all(&mut *tx)
             .await?;
             for (id, status, code, message) in rows {

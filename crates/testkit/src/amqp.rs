@@ -7,7 +7,7 @@ use kyc_bus::lapin::options::{
 use kyc_bus::lapin::types::FieldTable;
 use kyc_bus::lapin::{BasicProperties, Channel, Connection, Consumer};
 use kyc_bus::{Topology, headers};
-use kyc_core::wire::{BatchedReplyV1, ResultEventV1, SUBMISSION_ROUTING_KEY, SubmissionHeadersV1};
+use kyc_core::wire::{BatchedReplyV1, ResultEventV1, SUBMISSION_ROUTING_KEY, SubmissionHeadersV2};
 use std::time::Duration;
 
 /// A connection and a confirm-mode channel with the topology declared.
@@ -55,9 +55,9 @@ pub async fn publish_submission(
 
 /// Message properties carrying an API key.
 pub fn with_api_key(api_key: &str) -> BasicProperties {
-    BasicProperties::default().with_headers(headers::encode(&SubmissionHeadersV1 {
+    BasicProperties::default().with_headers(headers::encode(&SubmissionHeadersV2 {
         api_key: Some(api_key),
-        ..SubmissionHeadersV1::default()
+        ..SubmissionHeadersV2::default()
     }))
 }
 

@@ -2,7 +2,10 @@
 
 use crate::run::{self, Running};
 use crate::scratch::{ScratchBroker, ScratchDb, random_tag};
-use crate::{ADMIN, TEST_DATA_KEY, amqp_url, eventually, pg_base_url, require_services};
+use crate::{
+    ADMIN, TEST_DATA_KEY, TEST_TRANSIT_KEY, TEST_TRANSIT_KEY_ID, amqp_url, eventually, pg_base_url,
+    require_services,
+};
 use kyc_bus::Topology;
 use kyc_config::Settings;
 use kyc_store::Store;
@@ -52,6 +55,10 @@ impl TestEnv {
         settings.amqp.publish_channels = 2;
         settings.crypto.data_key = Some(SecretString::from(TEST_DATA_KEY));
         settings.crypto.data_key_id = "test".to_owned();
+        // Explicit keys, never the development ones: the services refuse to start
+        // without keys, as in production.
+        settings.crypto.transit_key = Some(SecretString::from(TEST_TRANSIT_KEY));
+        settings.crypto.transit_key_id = TEST_TRANSIT_KEY_ID.to_owned();
         settings.worker.batch_size = 100;
         settings.worker.prefetch = 200;
         settings.worker.batch_linger_ms = 10;

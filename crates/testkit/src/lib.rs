@@ -44,6 +44,12 @@ pub const ADMIN: &str = kyc_core::example::ADMIN;
 /// Base64 of 32 bytes 0x01..=0x20: a fixed key so tests can open sealed columns.
 pub const TEST_DATA_KEY: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 
+/// Base64 of 32 bytes 0x21..=0x40: the test transit key, so tests can seal and
+/// open intake messages themselves.
+pub const TEST_TRANSIT_KEY: &str = "ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0A=";
+/// The id of [`TEST_TRANSIT_KEY`].
+pub const TEST_TRANSIT_KEY_ID: &str = "test-t1";
+
 /// Fails the test, naming the service and how to start it, if PostgreSQL or
 /// RabbitMQ does not answer.
 pub async fn require_services() {

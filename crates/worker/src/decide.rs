@@ -1,13 +1,26 @@
 //! What to do with one message: the same rules as the intake, applied again
 //! (a message may have come straight from `kycctl push` or any AMQP client).
+//!
+//! Two kinds of message, told apart by whether the body opens under a transit
+//! key (`kyc_core::transit`):
+//!
+//! - **intake messages** open under a key of the worker's keyring, with the ids of
+//!   their headers bound as associated data. Only then are submission id,
+//!   project, receive time and idempotency key taken from the headers: the intake
+//!   authenticated the client, and the seal proves the headers are the intake's.
+//! - **direct messages** (anything else, including a seal that does not open) are
+//!   authenticated by `x-api-key`; their id, project and time headers are ignored,
+//!   and the submission id derives from the authenticated project and
+//!   `message_id` (or the body's bytes).
 
 use kyc_bus::lapin::BasicProperties;
 use kyc_core::envelope::{self, EncryptionPolicy};
-use kyc_core::seal::SealKey;
-use kyc_core::wire::{ReplyMode, SubmissionHeadersV1};
-use kyc_core::{ErrorCode, Rejection, id};
+use kyc_core::submission::RawSubmission;
+use kyc_core::transit::{SealedIds, TransitKeyring};
+use kyc_core::wire::{ReplyMode, SubmissionHeadersV2};
+use kyc_core::{ErrorCode, Rejection, Submission, id};
 use kyc_store::submissions::Outcome;
-use kyc_store::{Directory, StoreError};
+use kyc_store::{Directory, Project, StoreError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -21,13 +34,28 @@ pub struct ReplyTo {
 }
 
 impl ReplyTo {
-    fn of(properties: &BasicProperties, headers: &SubmissionHeadersV1<'_>) -> ReplyTo {
+    /// The message's reply address; a `reply_to` outside [`reply_queue_allowed`]
+    /// is dropped (and counted in `kyc_worker_replies_refused_total`).
+    fn of(
+        properties: &BasicProperties,
+        headers: &SubmissionHeadersV2<'_>,
+        prefix: &str,
+    ) -> ReplyTo {
+        let queue = properties
+            .reply_to()
+            .as_ref()
+            .map(|q| q.as_str())
+            .filter(|q| !q.is_empty());
+        let queue = match queue {
+            Some(q) if reply_queue_allowed(q, prefix) => Some(q.to_owned()),
+            Some(_) => {
+                metrics::counter!("kyc_worker_replies_refused_total").increment(1);
+                None
+            }
+            None => None,
+        };
         ReplyTo {
-            queue: properties
-                .reply_to()
-                .as_ref()
-                .map(|q| q.as_str().to_owned())
-                .filter(|q| !q.is_empty()),
+            queue,
             correlation_id: properties
                 .correlation_id()
                 .as_ref()
@@ -35,6 +63,19 @@ impl ReplyTo {
             batch: headers.reply_mode == ReplyMode::Batch,
         }
     }
+}
+
+/// Whether a worker sends replies to `queue`: server-named queues (`amq.gen-…`),
+/// RabbitMQ's direct reply-to (`amq.rabbitmq.reply-to…`) and `<prefix>.reply.*`.
+/// Any other name could be another component's queue, reachable through the
+/// default exchange; it gets no reply.
+pub fn reply_queue_allowed(queue: &str, prefix: &str) -> bool {
+    queue.starts_with("amq.gen-")
+        || queue.starts_with("amq.rabbitmq.reply-to")
+        || queue
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix(".reply."))
+            .is_some_and(|name| !name.is_empty())
 }
 
 /// The decision for one message.
@@ -56,56 +97,91 @@ pub enum Decision {
 
 /// Decides about one message. `Err` only for transient trouble (the directory
 /// could not reach the database and had nothing cached): the batch is retried.
+/// `prefix` is the topology's prefix (for the allowed reply queues).
 pub async fn decide(
     properties: &BasicProperties,
     body: &[u8],
     directory: &Directory,
-    seal_key: &SealKey,
+    transit: &TransitKeyring,
+    prefix: &str,
     today: time::Date,
 ) -> Result<Decision, StoreError> {
     // The one place a delivery's headers are read.
     let headers = kyc_bus::headers::decode(properties);
-    let reply = ReplyTo::of(properties, &headers);
+    let reply = ReplyTo::of(properties, &headers, prefix);
+
+    if let Some((ids, plain)) = open_sealed(&headers, body, transit) {
+        // An intake authenticated this message: trust its project even if the
+        // key has been rotated since (the client already holds a 200).
+        let idempotency_key = ids.idempotency_key.map(str::to_owned);
+        let Some(project) = directory.project_by_id(ids.project_id).await? else {
+            return Ok(Decision::Forbidden {
+                submission_id: ids.submission_id,
+                idempotency_key,
+                reply,
+            });
+        };
+        // The intake already opened the client's envelope and applied the
+        // project's encryption policy; the sealed body is plain JSON.
+        let parsed = RawSubmission::from_slice(&plain).and_then(|raw| raw.validate(today));
+        let result = check(parsed, &project, directory).await?;
+        return Ok(Decision::Store {
+            outcome: Box::new(Outcome {
+                id: ids.submission_id,
+                project_id: project.id,
+                received_at: ids.received_at,
+                idempotency_key,
+                result,
+            }),
+            reply,
+        });
+    }
+
+    // A direct message: only `message_id` names it; the id, project, time and
+    // idempotency headers are the intake's and are not believed here.
     let idempotency_key = properties
         .message_id()
         .as_ref()
         .map(|m| m.as_str().to_owned())
-        .filter(|m| !m.is_empty())
-        .or_else(|| headers.idempotency_key.map(str::to_owned));
-
-    // A message an intake sealed was authenticated there: trust its project even if
-    // the key has been rotated since (the client already holds a 200). Anything
-    // else is authenticated by its key.
-    let project = match sealed_project(&headers, seal_key) {
-        Some(project_id) => directory.project_by_id(project_id).await?,
-        None => match headers.api_key {
-            Some(key) => directory.project_for_key(key).await?,
-            None => None,
-        },
+        .filter(|m| !m.is_empty());
+    let project = match headers.api_key {
+        Some(key) => directory.project_for_key(key).await?,
+        None => None,
     };
-    let forbidden = |idempotency_key: Option<String>, reply: ReplyTo| Decision::Forbidden {
-        submission_id: submission_id(&headers, Uuid::nil(), idempotency_key.as_deref(), body),
-        idempotency_key,
-        reply,
+    let (Some(project), Some(api_key)) = (project, headers.api_key) else {
+        return Ok(Decision::Forbidden {
+            submission_id: submission_id(Uuid::nil(), idempotency_key.as_deref(), body),
+            idempotency_key,
+            reply,
+        });
     };
-    let Some(project) = project else {
-        return Ok(forbidden(idempotency_key, reply));
-    };
-    // The envelope key derives from the API key the client encrypted with. A
-    // sealed message without one cannot be opened by its sender's key, so it is
-    // refused like any message without a key.
-    let Some(api_key) = headers.api_key else {
-        return Ok(forbidden(idempotency_key, reply));
-    };
-
     let policy = if project.encryption_required {
         EncryptionPolicy::Required
     } else {
         EncryptionPolicy::Optional
     };
-    // Spec §3 order: payload and field checks first, then project, then admin.
-    let mut result =
+    let parsed =
         envelope::open(body, api_key, policy).and_then(|opened| opened.raw.validate(today));
+    let result = check(parsed, &project, directory).await?;
+    Ok(Decision::Store {
+        outcome: Box::new(Outcome {
+            id: submission_id(project.id, idempotency_key.as_deref(), body),
+            project_id: project.id,
+            received_at: received_at(properties),
+            idempotency_key,
+            result,
+        }),
+        reply,
+    })
+}
+
+/// Spec §3 order after the payload and field checks: project, then admin.
+async fn check(
+    parsed: Result<Submission, Rejection>,
+    project: &Project,
+    directory: &Directory,
+) -> Result<Result<Submission, Rejection>, StoreError> {
+    let mut result = parsed;
     if result.is_ok() && project.disabled {
         result = Err(Rejection::new(ErrorCode::InvalidProject));
     }
@@ -116,54 +192,70 @@ pub async fn decide(
     {
         result = Err(Rejection::new(ErrorCode::InvalidAdmin));
     }
-
-    Ok(Decision::Store {
-        outcome: Box::new(Outcome {
-            id: submission_id(&headers, project.id, idempotency_key.as_deref(), body),
-            project_id: project.id,
-            received_at: received_at(properties, &headers),
-            idempotency_key,
-            result,
-        }),
-        reply,
-    })
+    Ok(result)
 }
 
-/// The project id of a message whose intake seal verifies.
-fn sealed_project(headers: &SubmissionHeadersV1<'_>, seal_key: &SealKey) -> Option<Uuid> {
-    let project_id = headers.project_id?;
-    seal_key
-        .verify(headers.submission_id?, project_id, headers.intake_seal?)
-        .then_some(project_id)
-}
-
-/// The id the intake already promised (header), else one derived from the
-/// idempotency key (`message_id`), else from the message's bytes — never a fresh
-/// random one, which would store a redelivered message twice.
-fn submission_id(
-    headers: &SubmissionHeadersV1<'_>,
-    project_id: Uuid,
-    idempotency_key: Option<&str>,
+/// The authenticated ids and the plain body of an intake message: `None` unless
+/// the body opens under the transit key its header names, with exactly the ids
+/// of its headers.
+fn open_sealed<'h>(
+    headers: &SubmissionHeadersV2<'h>,
     body: &[u8],
-) -> Uuid {
-    if let Some(id) = headers.submission_id {
-        return id;
-    }
+    transit: &TransitKeyring,
+) -> Option<(SealedIds<'h>, Vec<u8>)> {
+    let key_id = headers.transit_key_id?;
+    let ids = SealedIds {
+        submission_id: headers.submission_id?,
+        project_id: headers.project_id?,
+        received_at: headers.received_at?,
+        idempotency_key: headers.idempotency_key,
+    };
+    let plain = transit.open(key_id, &ids, body)?;
+    Some((ids, plain))
+}
+
+/// A direct message's id: derived from its project and idempotency key
+/// (`message_id`), else from its bytes — never a fresh random one, which would
+/// store a redelivered message twice.
+fn submission_id(project_id: Uuid, idempotency_key: Option<&str>, body: &[u8]) -> Uuid {
     match idempotency_key {
         Some(key) => id::submission_id(project_id, Some(key)),
         None => id::submission_id(project_id, Some(&id::content_key(body))),
     }
 }
 
-/// When the submission was received: the intake's header, else the AMQP
-/// timestamp (seconds), else now.
-fn received_at(properties: &BasicProperties, headers: &SubmissionHeadersV1<'_>) -> OffsetDateTime {
-    headers
-        .received_at
-        .or_else(|| {
-            properties
-                .timestamp()
-                .and_then(|t| OffsetDateTime::from_unix_timestamp(i64::try_from(t).ok()?).ok())
-        })
+/// When a direct message was received: its AMQP timestamp (seconds), else now.
+fn received_at(properties: &BasicProperties) -> OffsetDateTime {
+    properties
+        .timestamp()
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(i64::try_from(t).ok()?).ok())
         .unwrap_or_else(OffsetDateTime::now_utc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reply_queue_allowed;
+
+    #[test]
+    fn only_private_and_prefixed_reply_queues_are_allowed() {
+        for q in [
+            "amq.gen-JzTY20BRgKO-HjmUJj0wLg",
+            "amq.rabbitmq.reply-to",
+            "amq.rabbitmq.reply-to.g1h2AA==",
+            "kyc.reply.push-1",
+        ] {
+            assert!(reply_queue_allowed(q, "kyc"), "{q}");
+        }
+        for q in [
+            "kyc.submissions",
+            "kyc.submissions.dead",
+            "kyc.reply.",
+            "kycx.reply.a",
+            "other.reply.a",
+            "amq.direct",
+            "billing",
+        ] {
+            assert!(!reply_queue_allowed(q, "kyc"), "{q}");
+        }
+    }
 }

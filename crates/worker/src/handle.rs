@@ -80,7 +80,8 @@ impl Worker {
                 &delivery.properties,
                 &delivery.data,
                 &self.directory,
-                self.data_key.seal_key(),
+                &self.transit,
+                self.options.topology.prefix(),
                 today,
             )
             .await?

@@ -1,6 +1,7 @@
 //! The worker itself: its options and what it writes through.
 
 use kyc_bus::Topology;
+use kyc_core::transit::TransitKeyring;
 use kyc_store::{DataKey, Directory, Store};
 use std::time::Duration;
 
@@ -24,28 +25,35 @@ pub struct Worker {
     pub(crate) store: Store,
     pub(crate) directory: Directory,
     pub(crate) data_key: DataKey,
+    /// Opens intake messages (`kyc_core::transit`).
+    pub(crate) transit: TransitKeyring,
 }
 
 impl Worker {
-    /// A worker writing through `store` and `directory`, sealing with `data_key`.
+    /// A worker writing through `store` and `directory`, sealing with `data_key`
+    /// and opening intake messages with `transit`.
     pub fn new(
         options: WorkerOptions,
         store: Store,
         directory: Directory,
         data_key: DataKey,
+        transit: TransitKeyring,
     ) -> Worker {
         Worker {
             options,
             store,
             directory,
             data_key,
+            transit,
         }
     }
 
     /// Builds a worker from the process settings (the `kyc-worker` binary and
-    /// `kycctl dev` use this).
+    /// `kycctl dev` use this). Refuses settings without a data key and a transit
+    /// key unless `dev` is set ([`kyc_config::Settings::secrets`]).
     pub fn from_settings(settings: &kyc_config::Settings) -> anyhow::Result<Worker> {
         use secrecy::ExposeSecret;
+        let secrets = settings.secrets()?;
         let store = Store::connect_lazy(
             settings.database.url.expose_secret(),
             settings.database.max_connections,
@@ -54,10 +62,7 @@ impl Worker {
             store.clone(),
             Duration::from_millis(settings.directory.ttl_ms),
         );
-        let data_key = DataKey::keyring(
-            &settings.crypto.data_key_or_dev(),
-            &settings.crypto.older_data_keys()?,
-        )?;
+        let data_key = DataKey::keyring(&secrets.data_key, &secrets.older_data_keys)?;
         let options = WorkerOptions {
             amqp_url: settings.amqp.url.expose_secret().to_owned(),
             topology: Topology::new(settings.amqp.prefix.clone()).with_dead_letter_bounds(
@@ -72,6 +77,12 @@ impl Worker {
             confirm_timeout: settings.amqp.confirm_timeout(),
             name: "kyc-worker".to_owned(),
         };
-        Ok(Worker::new(options, store, directory, data_key))
+        Ok(Worker::new(
+            options,
+            store,
+            directory,
+            data_key,
+            secrets.transit,
+        ))
     }
 }

@@ -55,6 +55,14 @@ impl Workers {
                 kyc_testkit::TEST_DATA_KEY.to_owned(),
             ),
             ("KYC__CRYPTO__DATA_KEY_ID".to_owned(), "test".to_owned()),
+            (
+                "KYC__CRYPTO__TRANSIT_KEY".to_owned(),
+                kyc_testkit::TEST_TRANSIT_KEY.to_owned(),
+            ),
+            (
+                "KYC__CRYPTO__TRANSIT_KEY_ID".to_owned(),
+                kyc_testkit::TEST_TRANSIT_KEY_ID.to_owned(),
+            ),
             ("KYC__WORKER__BATCH_SIZE".to_owned(), batch_size.to_string()),
             ("KYC__WORKER__PREFETCH".to_owned(), prefetch.to_string()),
             ("RUST_LOG".to_owned(), "warn".to_owned()),

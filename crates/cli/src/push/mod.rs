@@ -22,7 +22,7 @@ use kyc_bus::lapin::Consumer;
 use kyc_bus::lapin::types::FieldTable;
 use kyc_bus::{ConfirmChannel, Outgoing, PublishError, Topology, headers, persistent};
 use kyc_config::Settings;
-use kyc_core::wire::{ReplyMode, SUBMISSION_ROUTING_KEY, SubmissionHeadersV1};
+use kyc_core::wire::{ReplyMode, SUBMISSION_ROUTING_KEY, SubmissionHeadersV2};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -152,10 +152,10 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     let publishing = Publishing {
         channels,
         exchange: topology.submissions_exchange().into(),
-        headers: headers::encode(&SubmissionHeadersV1 {
+        headers: headers::encode(&SubmissionHeadersV2 {
             api_key: Some(api_key.as_str()),
             reply_mode: ReplyMode::Batch,
-            ..SubmissionHeadersV1::default()
+            ..SubmissionHeadersV2::default()
         }),
         api_key,
         encrypt: args.encrypt,

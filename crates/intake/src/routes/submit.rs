@@ -3,8 +3,10 @@
 //! Checks run in the order of spec §3: authentication (then the project's rate
 //! limit) → size → decryption/parse →
 //! unknown parameters → missing fields → formats → project/admin. Only then is the
-//! request body published, byte for byte as received, and only a broker confirm
-//! turns into `200 success`.
+//! validated body published — plain JSON (decrypted if the client used the
+//! envelope), sealed under the transit key with the submission id, project,
+//! receive time and idempotency key bound to it, and no API key — and only a
+//! broker confirm turns into `200 success`.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -17,7 +19,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use kyc_bus::{Outgoing, headers, persistent};
 use kyc_core::envelope::{self, EncryptedResponse, EncryptionPolicy, EnvelopeKey};
-use kyc_core::wire::{EventKind, ReplyMode, SUBMISSION_ROUTING_KEY, SubmissionHeadersV1};
+use kyc_core::transit::SealedIds;
+use kyc_core::wire::{
+    EventKind, ReplyMode, SUBMISSION_ROUTING_KEY, SubmissionHeadersV2, TRANSIT_CONTENT_TYPE,
+};
 use kyc_core::{ErrorBody, ErrorCode, Rejection, id};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -102,8 +107,7 @@ pub async fn submit(
         let waiting = wait.map(|seconds| (seconds, app.waiters.register(submission_id)));
         let reply_to = waiting.as_ref().and_then(|_| app.waiters.reply_queue());
         let message = Message {
-            body: &bytes,
-            api_key,
+            body: opened.plain(&bytes),
             submission_id,
             project_id: project.id,
             idempotency_key,
@@ -207,26 +211,33 @@ async fn read_limited(body: Body, limit: usize, timeout: Duration) -> Result<Byt
 
 /// What the intake publishes for one accepted request.
 struct Message<'a> {
-    /// The request body as received.
+    /// The request's plain JSON (decrypted if it came in the envelope).
     body: &'a [u8],
-    api_key: &'a str,
     submission_id: Uuid,
     project_id: Uuid,
     idempotency_key: Option<&'a str>,
     reply_to: Option<String>,
 }
 
-/// Publishes the body as received, persistent and mandatory, and waits for the
-/// broker's confirm; anything but a plain ack is 503 `unavailable`.
+/// Publishes the body sealed under the current transit key, persistent and
+/// mandatory, and waits for the broker's confirm; anything but a plain ack is 503
+/// `unavailable`.
 async fn publish(app: &AppState, message: Message<'_>) -> Result<(), ApiError> {
-    let seal = app.seal_key.seal(message.submission_id, message.project_id);
-    let wire_headers = SubmissionHeadersV1 {
-        api_key: Some(message.api_key),
-        submission_id: Some(message.submission_id),
-        project_id: Some(message.project_id),
-        intake_seal: Some(&seal),
-        received_at: Some(OffsetDateTime::now_utc()),
+    let ids = SealedIds {
+        submission_id: message.submission_id,
+        project_id: message.project_id,
+        received_at: OffsetDateTime::now_utc(),
         idempotency_key: message.idempotency_key,
+    };
+    let sealed = app.transit.seal(&ids, message.body);
+    let wire_headers = SubmissionHeadersV2 {
+        // No API key: the message is authenticated by its seal.
+        api_key: None,
+        submission_id: Some(ids.submission_id),
+        project_id: Some(ids.project_id),
+        transit_key_id: Some(&sealed.key_id),
+        received_at: Some(ids.received_at),
+        idempotency_key: ids.idempotency_key,
         // Waiting requests share one reply queue: a worker's batch answers them
         // with one message.
         reply_mode: if message.reply_to.is_some() {
@@ -235,7 +246,9 @@ async fn publish(app: &AppState, message: Message<'_>) -> Result<(), ApiError> {
             ReplyMode::PerMessage
         },
     };
-    let mut properties = persistent().with_headers(headers::encode(&wire_headers));
+    let mut properties = persistent()
+        .with_content_type(TRANSIT_CONTENT_TYPE.into())
+        .with_headers(headers::encode(&wire_headers));
     if let Some(key) = message.idempotency_key {
         properties = properties.with_message_id(key.into());
     }
@@ -251,7 +264,7 @@ async fn publish(app: &AppState, message: Message<'_>) -> Result<(), ApiError> {
         .publish(Outgoing {
             exchange: &exchange,
             routing_key: SUBMISSION_ROUTING_KEY,
-            payload: message.body,
+            payload: &sealed.body,
             properties,
             mandatory: true,
         })

@@ -1,0 +1,428 @@
+//! Transit sealing: how an intake hands a message to the workers so that nothing
+//! secret rests on the broker and only intake-authenticated ids are trusted.
+//!
+//! The intake has authenticated the client, opened its envelope (spec §7) and
+//! validated the body. It then publishes the validated body as plain JSON sealed
+//! with AES-256-GCM under the current transit key, which only intakes and workers
+//! hold. The message carries no API key.
+//!
+//! - Message body: `nonce (12 bytes) ‖ ciphertext ‖ tag (16 bytes)`, raw bytes.
+//! - Header [`HEADER_TRANSIT_KEY_ID`](crate::wire::HEADER_TRANSIT_KEY_ID): the id
+//!   of the transit key that sealed it.
+//! - Associated data ([`SealedIds::associated_data`]): a canonical byte string of
+//!   the key id, submission id, project id, receive time and idempotency key. The
+//!   values themselves travel in their usual headers; a worker rebuilds the
+//!   associated data from those headers, so a changed header (another project's
+//!   id, say), a changed body or a forged tag all fail to open.
+//!
+//! A worker trusts the ids of a message only if it opens under a key of its
+//! [`TransitKeyring`] (the current key or an older one still listed).
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Key};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rand::Rng;
+use std::fmt;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+/// The first bytes of every associated data: names the scheme and its version.
+const DOMAIN: &[u8] = b"kyc-ingest/transit/v1\0";
+
+type Nonce = aes_gcm::aead::Nonce<Aes256Gcm>;
+
+/// The values a transit seal binds: what a worker may take from an intake
+/// message once it opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedIds<'a> {
+    pub submission_id: Uuid,
+    pub project_id: Uuid,
+    pub received_at: OffsetDateTime,
+    pub idempotency_key: Option<&'a str>,
+}
+
+impl SealedIds<'_> {
+    /// The canonical associated data for a seal under key `key_id`:
+    ///
+    /// ```text
+    /// "kyc-ingest/transit/v1\0"
+    /// u16 BE length ‖ key id (UTF-8)
+    /// submission id (16 bytes) ‖ project id (16 bytes)
+    /// receive time: Unix time in nanoseconds, i128 BE (16 bytes)
+    /// 0x00                                   (no idempotency key)
+    /// | 0x01 ‖ u16 BE length ‖ key (UTF-8)   (an idempotency key)
+    /// ```
+    ///
+    /// Every variable-length part is length-prefixed, so no two value sets share
+    /// a byte string.
+    pub fn associated_data(&self, key_id: &str) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(DOMAIN.len() + 64 + key_id.len());
+        aad.extend_from_slice(DOMAIN);
+        put_str(&mut aad, key_id);
+        aad.extend_from_slice(self.submission_id.as_bytes());
+        aad.extend_from_slice(self.project_id.as_bytes());
+        aad.extend_from_slice(&self.received_at.unix_timestamp_nanos().to_be_bytes());
+        match self.idempotency_key {
+            None => aad.push(0),
+            Some(key) => {
+                aad.push(1);
+                put_str(&mut aad, key);
+            }
+        }
+        aad
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Key ids and idempotency keys are short (≤ 200 characters); a longer one is
+    // cut at u16::MAX, which still cannot make two different values collide with
+    // the same length prefix unless their first 64 KiB agree.
+    let bytes = &s.as_bytes()[..s.len().min(usize::from(u16::MAX))];
+    let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// One transit key: an id and 32 secret bytes.
+#[derive(Clone)]
+pub struct TransitKey {
+    id: String,
+    cipher: Aes256Gcm,
+}
+
+impl fmt::Debug for TransitKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TransitKey({:?}, <secret>)", self.id)
+    }
+}
+
+/// Why a configured transit key is unusable. Never names a byte of the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadTransitKey {
+    #[error("transit key {0:?}: must be standard Base64 of 32 bytes")]
+    NotBase64(String),
+    #[error("transit key {0:?}: must be 32 bytes, not {1}")]
+    WrongLength(String, usize),
+    #[error("transit key id {0:?}: must be 1–64 characters of [A-Za-z0-9._-]")]
+    BadId(String),
+    #[error("transit keyring entry must be `id:base64`")]
+    BadEntry,
+    #[error("transit key id {0:?} is listed twice")]
+    Duplicate(String),
+}
+
+/// Whether a key id is acceptable: short, printable, no separator characters.
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl TransitKey {
+    /// A key from its id and raw bytes.
+    pub fn new(id: impl Into<String>, bytes: [u8; 32]) -> Result<TransitKey, BadTransitKey> {
+        let id = id.into();
+        if !valid_id(&id) {
+            return Err(BadTransitKey::BadId(id));
+        }
+        Ok(TransitKey {
+            id,
+            cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(bytes)),
+        })
+    }
+
+    /// A key from its id and standard Base64 of 32 bytes.
+    pub fn from_base64(id: impl Into<String>, base64: &str) -> Result<TransitKey, BadTransitKey> {
+        let id = id.into();
+        let Ok(bytes) = BASE64.decode(base64.trim()) else {
+            return Err(BadTransitKey::NotBase64(id));
+        };
+        let bytes: [u8; 32] = match bytes.try_into() {
+            Ok(bytes) => bytes,
+            Err(b) => return Err(BadTransitKey::WrongLength(id, b.len())),
+        };
+        TransitKey::new(id, bytes)
+    }
+
+    /// The key's id, carried with every message it seals.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn seal(&self, ids: &SealedIds<'_>, plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let nonce = Nonce::from(nonce);
+        let aad = ids.associated_data(&self.id);
+        // Encryption fails only for inputs over 64 GiB, far beyond any body limit.
+        let ciphertext = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .unwrap_or_else(|_| unreachable!("AES-GCM plaintext over 2^36 bytes"));
+        let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        out.extend_from_slice(nonce.as_slice());
+        out.extend_from_slice(&ciphertext);
+        out
+    }
+
+    fn open(&self, ids: &SealedIds<'_>, sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_from(nonce).ok()?;
+        let aad = ids.associated_data(&self.id);
+        self.cipher
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .ok()
+    }
+}
+
+/// The transit keys a process holds: the current one (intakes seal with it) and
+/// older ones still accepted (workers open with any of them), so a key can be
+/// rotated while messages sealed under the old one are still queued.
+#[derive(Debug, Clone)]
+pub struct TransitKeyring {
+    current: TransitKey,
+    older: Vec<TransitKey>,
+}
+
+/// A message sealed for the workers: the key id for its header, and its body.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub key_id: String,
+    pub body: Vec<u8>,
+}
+
+impl TransitKeyring {
+    /// A keyring of `current` and `older` keys; ids must be distinct.
+    pub fn new(
+        current: TransitKey,
+        older: Vec<TransitKey>,
+    ) -> Result<TransitKeyring, BadTransitKey> {
+        let mut seen = vec![current.id.as_str()];
+        for key in &older {
+            if seen.contains(&key.id.as_str()) {
+                return Err(BadTransitKey::Duplicate(key.id.clone()));
+            }
+            seen.push(&key.id);
+        }
+        Ok(TransitKeyring { current, older })
+    }
+
+    /// Parses the keyring setting: `id:base64` entries separated by commas (white
+    /// space around entries ignored, empty entries skipped).
+    pub fn parse_older(setting: &str) -> Result<Vec<TransitKey>, BadTransitKey> {
+        setting
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                let (id, key) = entry.split_once(':').ok_or(BadTransitKey::BadEntry)?;
+                TransitKey::from_base64(id.trim(), key)
+            })
+            .collect()
+    }
+
+    /// The key new messages are sealed with.
+    pub fn current(&self) -> &TransitKey {
+        &self.current
+    }
+
+    /// Seals `plaintext` under the current key, binding `ids`.
+    pub fn seal(&self, ids: &SealedIds<'_>, plaintext: &[u8]) -> Sealed {
+        Sealed {
+            key_id: self.current.id.clone(),
+            body: self.current.seal(ids, plaintext),
+        }
+    }
+
+    /// The plaintext of a message sealed under key `key_id` (current or older)
+    /// with exactly these `ids`; `None` for an unknown key id, altered bytes,
+    /// altered ids or a forged tag.
+    pub fn open(&self, key_id: &str, ids: &SealedIds<'_>, sealed: &[u8]) -> Option<Vec<u8>> {
+        std::iter::once(&self.current)
+            .chain(&self.older)
+            .find(|key| key.id == key_id)?
+            .open(ids, sealed)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ids(project_id: Uuid) -> SealedIds<'static> {
+        SealedIds {
+            submission_id: Uuid::from_u128(1),
+            project_id,
+            received_at: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789)
+                .unwrap(),
+            idempotency_key: Some("idem-1"),
+        }
+    }
+
+    fn ring(current: (&str, u8), older: &[(&str, u8)]) -> TransitKeyring {
+        TransitKeyring::new(
+            TransitKey::new(current.0, [current.1; 32]).unwrap(),
+            older
+                .iter()
+                .map(|(id, b)| TransitKey::new(*id, [*b; 32]).unwrap())
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_sealed_message_opens_only_with_its_ids_key_and_bytes() {
+        let ring = ring(("k2", 2), &[("k1", 1)]);
+        let project = Uuid::from_u128(7);
+        let sealed = ring.seal(&ids(project), b"{\"a\":1}");
+        assert_eq!(sealed.key_id, "k2");
+        assert_eq!(
+            ring.open("k2", &ids(project), &sealed.body).as_deref(),
+            Some(&b"{\"a\":1}"[..])
+        );
+        assert!(
+            ring.open("k2", &ids(Uuid::from_u128(8)), &sealed.body)
+                .is_none()
+        );
+        assert!(ring.open("k1", &ids(project), &sealed.body).is_none());
+        assert!(ring.open("k9", &ids(project), &sealed.body).is_none());
+        let mut other = ids(project);
+        other.idempotency_key = None;
+        assert!(ring.open("k2", &other, &sealed.body).is_none());
+        let mut other = ids(project);
+        other.received_at += time::Duration::nanoseconds(1);
+        assert!(ring.open("k2", &other, &sealed.body).is_none());
+        let mut flipped = sealed.body.clone();
+        flipped[NONCE_LEN] ^= 1;
+        assert!(ring.open("k2", &ids(project), &flipped).is_none());
+        assert!(ring.open("k2", &ids(project), &sealed.body[..20]).is_none());
+    }
+
+    #[test]
+    fn a_seal_opens_with_the_ids_read_back_from_its_headers() {
+        use crate::wire::SubmissionHeadersV2;
+        let ring = ring(("k1", 1), &[]);
+        let ids = SealedIds {
+            submission_id: Uuid::now_v7(),
+            project_id: Uuid::now_v7(),
+            // The current time, nanoseconds included, survives RFC 3339.
+            received_at: OffsetDateTime::now_utc(),
+            idempotency_key: Some("k"),
+        };
+        let sealed = ring.seal(&ids, b"{}");
+        let sent = SubmissionHeadersV2 {
+            submission_id: Some(ids.submission_id),
+            project_id: Some(ids.project_id),
+            received_at: Some(ids.received_at),
+            idempotency_key: ids.idempotency_key,
+            transit_key_id: Some(&sealed.key_id),
+            ..SubmissionHeadersV2::default()
+        }
+        .encode();
+        let got = SubmissionHeadersV2::decode(|name| {
+            sent.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        });
+        let read = SealedIds {
+            submission_id: got.submission_id.unwrap(),
+            project_id: got.project_id.unwrap(),
+            received_at: got.received_at.unwrap(),
+            idempotency_key: got.idempotency_key,
+        };
+        assert!(
+            ring.open(got.transit_key_id.unwrap(), &read, &sealed.body)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn older_keys_open_what_they_sealed() {
+        let old = ring(("k1", 1), &[]);
+        let sealed = old.seal(&ids(Uuid::from_u128(7)), b"x");
+        let rotated = ring(("k2", 2), &[("k1", 1)]);
+        assert!(
+            rotated
+                .open("k1", &ids(Uuid::from_u128(7)), &sealed.body)
+                .is_some()
+        );
+        // The same id with other bytes is another key.
+        let impostor = ring(("k1", 3), &[]);
+        assert!(
+            impostor
+                .open("k1", &ids(Uuid::from_u128(7)), &sealed.body)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_keyring_setting_parses_and_refuses_bad_entries() {
+        let b64 = BASE64.encode([5u8; 32]);
+        let keys = TransitKeyring::parse_older(&format!(" a:{b64} , b.2:{b64},")).unwrap();
+        assert_eq!(
+            keys.iter().map(TransitKey::id).collect::<Vec<_>>(),
+            ["a", "b.2"]
+        );
+        assert_eq!(
+            TransitKeyring::parse_older("nocolon").unwrap_err(),
+            BadTransitKey::BadEntry
+        );
+        assert!(matches!(
+            TransitKeyring::parse_older("a:!!!"),
+            Err(BadTransitKey::NotBase64(_))
+        ));
+        assert!(matches!(
+            TransitKeyring::parse_older("a:AAAA"),
+            Err(BadTransitKey::WrongLength(_, 3))
+        ));
+        assert!(matches!(
+            TransitKey::new("a b", [0; 32]),
+            Err(BadTransitKey::BadId(_))
+        ));
+        let k = || TransitKey::new("same", [0; 32]).unwrap();
+        assert!(matches!(
+            TransitKeyring::new(k(), vec![k()]),
+            Err(BadTransitKey::Duplicate(_))
+        ));
+    }
+
+    #[test]
+    fn associated_data_is_unambiguous() {
+        let a = ids(Uuid::from_u128(7));
+        let mut b = a.clone();
+        b.idempotency_key = Some("");
+        let mut c = a.clone();
+        c.idempotency_key = None;
+        let all = [
+            a.associated_data("k"),
+            b.associated_data("k"),
+            c.associated_data("k"),
+            a.associated_data("k2"),
+        ];
+        for (i, x) in all.iter().enumerate() {
+            for y in &all[i + 1..] {
+                assert_ne!(x, y);
+            }
+        }
+    }
+}
