@@ -82,11 +82,14 @@ fn json_line(output: &Output) -> Value {
 }
 
 async fn key_digest(env: &TestEnv, project: Uuid) -> Vec<u8> {
-    sqlx::query_scalar("SELECT api_key_sha256 FROM projects WHERE id = $1")
-        .bind(project)
-        .fetch_one(env.store.pool())
-        .await
-        .unwrap()
+    // The digest of the project's newest key (a rotation adds one).
+    sqlx::query_scalar(
+        "SELECT digest FROM project_keys WHERE project_id = $1 ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(project)
+    .fetch_one(env.store.pool())
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,11 +158,11 @@ async fn project_admin_and_key_commands_print_json_and_change_the_database() {
         "{}",
         stderr(&created)
     );
-    // Only the key's digest is stored.
-    assert_eq!(
-        key_digest(&env, project).await,
-        Sha256::digest(key.as_bytes()).to_vec()
-    );
+    // Only the key's lookup digest is stored, and it is not SHA-256(key), the
+    // key of the project's encryption envelope.
+    let stored = key_digest(&env, project).await;
+    assert_eq!(stored, kyc_store::projects::key_digest(&key).to_vec());
+    assert_ne!(stored, Sha256::digest(key.as_bytes()).to_vec());
     let (name, encrypted): (String, bool) =
         sqlx::query_as("SELECT name, encryption_required FROM projects WHERE id = $1")
             .bind(project)
@@ -249,7 +252,7 @@ async fn project_admin_and_key_commands_print_json_and_change_the_database() {
     assert_ne!(new_key, key, "a new key");
     assert_eq!(
         key_digest(&env, project).await,
-        Sha256::digest(new_key.as_bytes()).to_vec()
+        kyc_store::projects::key_digest(new_key).to_vec()
     );
 
     // Usage errors: non-zero, with clap's message.
