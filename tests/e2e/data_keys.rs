@@ -9,27 +9,11 @@ use kyc_core::envelope::EnvelopeKey;
 use kyc_store::DataKey;
 use kyc_testkit::{Api, TEST_DATA_KEY, TestEnv, full_record};
 use secrecy::SecretString;
-use std::path::PathBuf;
 use std::time::Duration;
 use uuid::Uuid;
 
 /// A second data key, for the rotation.
 const NEW_DATA_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
-
-fn kycctl() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps")
-        .join("kycctl");
-    assert!(
-        binary.is_file(),
-        "{} does not exist: run `cargo build --bins` first",
-        binary.display()
-    );
-    binary
-}
 
 fn identity_number_of(fields: &[(&kyc_core::submission::FieldSpec, Option<String>)]) -> String {
     fields
@@ -109,7 +93,7 @@ async fn rows_stay_readable_across_a_rotation_and_reseal_moves_them() {
 
     // Reseal, as an operator runs it.
     let run = |args: &[&str]| {
-        std::process::Command::new(kycctl())
+        std::process::Command::new(kyc_testkit::binary("kycctl"))
             .args(args)
             .env("KYC__DATABASE__URL", &env.db_url)
             .env("KYC__CRYPTO__DATA_KEY", NEW_DATA_KEY)

@@ -5,22 +5,9 @@ use secrecy::ExposeSecret;
 use std::path::PathBuf;
 use std::process::Output;
 
-/// `target/<profile>/kycctl`, beside the directory of this test binary
-/// (`target/<profile>/deps/`). `cargo test --workspace --all-targets` builds it;
-/// otherwise run `cargo build --bins` first.
+/// `target/<profile>/kycctl`.
 pub fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let path = dir.join(format!("kycctl{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} does not exist: build it first with `cargo build --bins`",
-        path.display()
-    );
-    path
+    kyc_testkit::binary("kycctl")
 }
 
 /// Runs `kycctl args…` with the env's database and broker, off the async

@@ -24,5 +24,6 @@ mod pii;
 mod push;
 mod rate_limit;
 mod restart;
+mod startup;
 mod transit;
 mod wait;

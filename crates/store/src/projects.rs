@@ -103,11 +103,7 @@ impl Store {
             .bind(encryption_required)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO project_keys (digest, project_id) VALUES ($1, $2)")
-            .bind(key.digest().as_slice())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        insert_key(&mut tx, &key, id).await?;
         tx.commit().await?;
         let project = Project {
             id,
@@ -251,11 +247,7 @@ impl Store {
         .bind(grace_ms)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO project_keys (digest, project_id) VALUES ($1, $2)")
-            .bind(key.digest().as_slice())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        insert_key(&mut tx, &key, id).await?;
         tx.commit().await?;
         Ok(key)
     }
@@ -300,4 +292,18 @@ fn found(rows: u64, what: &'static str) -> Result<(), StoreError> {
     } else {
         Ok(())
     }
+}
+
+/// Adds `key` (its lookup digest) to the project's keys, valid until rotated.
+async fn insert_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    key: &ApiKey,
+    project_id: Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO project_keys (digest, project_id) VALUES ($1, $2)")
+        .bind(key.digest().as_slice())
+        .bind(project_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

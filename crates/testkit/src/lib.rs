@@ -132,3 +132,21 @@ pub fn ordered_json(pairs: &[(&str, serde_json::Value)]) -> Vec<u8> {
         .collect();
     format!("{{{}}}", members.join(",")).into_bytes()
 }
+
+/// `target/<profile>/<name>`: a binary of the workspace, beside the directory of
+/// the running test binary (`target/<profile>/deps/`). `cargo test --workspace
+/// --all-targets` builds them; otherwise run `cargo build --bins` first.
+pub fn binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary lives in target/<profile>/deps");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} does not exist: build it first with `cargo build --bins`",
+        path.display()
+    );
+    path
+}

@@ -6,19 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 /// `target/<profile>/kyc-worker`, next to the directory holding this test binary.
 pub fn worker_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    // target/debug/deps/faults-… → target/debug/kyc-worker
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps");
-    let binary = dir.join("kyc-worker");
-    assert!(
-        binary.is_file(),
-        "{} does not exist: run `cargo build --bins` first",
-        binary.display()
-    );
-    binary
+    kyc_testkit::binary("kyc-worker")
 }
 
 /// Real `kyc-worker` processes for one test; every one still running is killed
