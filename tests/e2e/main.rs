@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod back_pressure;
+mod bounds;
 mod concurrency;
 mod dead_letters;
 mod direct;

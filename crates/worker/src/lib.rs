@@ -22,6 +22,7 @@
 
 pub mod announce;
 pub mod batch;
+mod bounds;
 pub mod decide;
 mod fallback;
 mod handle;
