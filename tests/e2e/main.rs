@@ -18,6 +18,7 @@ mod isolation;
 mod key_rotation;
 mod pii;
 mod push;
+mod push_key;
 mod rate_limit;
 mod restart;
 mod wait;
