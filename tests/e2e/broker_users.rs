@@ -260,6 +260,7 @@ async fn each_component_user_can_do_its_job_and_the_publisher_no_more() {
         push::PushArgs {
             file: file.clone(),
             api_key: Some(key.clone()),
+            api_key_file: None,
             results: None,
             resume: false,
             encrypt: false,

@@ -4,6 +4,7 @@
 
 mod api_keys;
 mod back_pressure;
+mod bounds;
 mod broker_users;
 mod concurrency;
 mod data_keys;
@@ -22,6 +23,7 @@ mod key_rotation;
 mod kycctl;
 mod pii;
 mod push;
+mod push_key;
 mod rate_limit;
 mod restart;
 mod startup;

@@ -77,6 +77,7 @@ fn args(file: &Path, key: &str) -> PushArgs {
     PushArgs {
         file: file.to_owned(),
         api_key: Some(key.to_owned()),
+        api_key_file: None,
         results: None,
         resume: false,
         encrypt: false,

@@ -38,6 +38,7 @@ async fn kill9_workers_during_bulk_push() {
         let args = PushArgs {
             file: file.clone(),
             api_key: Some(key.clone()),
+            api_key_file: None,
             results: None,
             resume: false,
             encrypt: false,

@@ -32,6 +32,19 @@ fn parse_and_validate(bencher: Bencher) {
     });
 }
 
+/// About 60 KB of distinct unknown keys (refused as `invalid_payload` past
+/// `MAX_KEYS`): the answer must cost about as much as any other body, not grow
+/// with the square of the number of keys.
+#[divan::bench]
+fn many_unknown_keys(bencher: Bencher) {
+    let bytes = common::many_unknown_keys(4_500);
+    bencher.counter(BytesCount::of_slice(&bytes)).bench(|| {
+        RawSubmission::from_slice(black_box(&bytes))
+            .and_then(|raw| raw.validate(common::TODAY))
+            .expect_err("too many keys")
+    });
+}
+
 /// `envelope::open` of the `{"body": …}` form: key derivation, Base64,
 /// AES-256-GCM and parsing the inner object.
 #[divan::bench]

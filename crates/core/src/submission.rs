@@ -18,6 +18,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -250,6 +251,16 @@ pub fn today_utc() -> time::Date {
     time::OffsetDateTime::now_utc().date()
 }
 
+/// At most this many keys in one object (spec §2, "Shape of the document"). The
+/// contract has 25 fields, so a longer object can never be valid; refusing it
+/// while parsing bounds the work and memory one body can cost.
+pub const MAX_KEYS: usize = 64;
+
+/// At most this many bytes in one key. No field name comes near it; the bound
+/// keeps an unknown key, which `invalid_parameter` names in its message (and so
+/// in stored results and events), from carrying a large part of the body along.
+pub const MAX_KEY_BYTES: usize = 256;
+
 /// A JSON object read with its keys in document order and duplicates refused.
 struct RawObject(Vec<(String, Value)>);
 
@@ -263,12 +274,20 @@ impl<'de> Deserialize<'de> for RawObject {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
                 let mut entries: Vec<(String, Value)> =
-                    Vec::with_capacity(map.size_hint().unwrap_or(FIELDS.len()));
-                // Known keys seen so far, one bit per field; only unknown keys are
-                // compared with the earlier ones.
+                    Vec::with_capacity(map.size_hint().unwrap_or(FIELDS.len()).min(MAX_KEYS));
+                // Known keys seen so far, one bit per field; unknown keys in a hash
+                // set, so the duplicate check costs the same for every key (linear
+                // in the body, whatever its keys).
                 const _: () = assert!(FIELDS.len() <= 64);
                 let mut known = 0u64;
-                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                let mut unknown: HashSet<String> = HashSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if entries.len() == MAX_KEYS {
+                        return Err(de::Error::custom("too many keys"));
+                    }
+                    if key.len() > MAX_KEY_BYTES {
+                        return Err(de::Error::custom("key too long"));
+                    }
                     let duplicate = match field_spec(&key) {
                         Some((i, _)) => {
                             let bit = 1u64 << i;
@@ -276,11 +295,12 @@ impl<'de> Deserialize<'de> for RawObject {
                             known |= bit;
                             seen
                         }
-                        None => entries.iter().any(|(k, _)| *k == key),
+                        None => !unknown.insert(key.clone()),
                     };
                     if duplicate {
                         return Err(de::Error::custom("duplicate key"));
                     }
+                    let value = map.next_value::<Value>()?;
                     entries.push((key, value));
                 }
                 Ok(RawObject(entries))

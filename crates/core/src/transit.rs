@@ -29,6 +29,10 @@ use uuid::Uuid;
 
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
+
+/// How many bytes sealing adds to a body (nonce and tag): a body at the HTTP
+/// limit is this much longer on the broker.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 /// The first bytes of every associated data: names the scheme and its version.
 const DOMAIN: &[u8] = b"kyc-ingest/transit/v1\0";
 

@@ -1,14 +1,29 @@
 //! `GET /openapi.json`: the contract as OpenAPI 3.1 (spec §9).
+//!
+//! Every route of the public listener (and of the operator listener, which is the
+//! same listener unless `KYC__HTTP__OPERATOR_ADDR` is set) with its headers,
+//! parameters, request body (plain or in the envelope of spec §7) and every
+//! answer it can give: each error status with the error body and the codes that
+//! status carries on that route. The paths are built here rather than with
+//! `#[utoipa::path]`, so that the error answers come from one table.
 
 use crate::routes::result::ResultBody;
 use crate::routes::submit::{AcceptedBody, SuccessBody};
+use kyc_core::ErrorCode;
 use kyc_core::submission::{FIELDS, FieldSpec, Rule};
 use kyc_core::wire::HEADER_API_KEY;
-use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{
-    AdditionalProperties, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder,
 };
-use utoipa::openapi::{RefOr, Required};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema,
+    SchemaFormat, Type,
+};
+use utoipa::openapi::{Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
 /// The request body, built from the field table of `kyc-core` (every value is a
@@ -67,7 +82,7 @@ fn field_schema(spec: &FieldSpec) -> Schema {
     Schema::Object(property.build())
 }
 
-/// `{"errorCode", "message", "parameters"?}`.
+/// `{"errorCode", "message", "parameters"?}`: every error answer (spec §3).
 #[allow(dead_code)]
 #[derive(utoipa::ToSchema)]
 #[schema(as = ErrorBody)]
@@ -76,75 +91,470 @@ struct ErrorBodyDoc {
     #[schema(rename = "errorCode")]
     error_code: String,
     message: String,
+    /// The fields the error concerns (`missing_data`, `invalid_parameter`,
+    /// `invalid_format`); absent otherwise.
     parameters: Option<Vec<String>>,
+}
+
+/// `{"body": "<base64>"}`: a record encrypted with the project's key (spec §7).
+struct EncryptedRequestDoc;
+
+impl utoipa::PartialSchema for EncryptedRequestDoc {
+    fn schema() -> RefOr<Schema> {
+        Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(
+                    "The record of SubmissionRequest encrypted with AES-256-GCM under the \
+                     SHA-256 of the API key: standard Base64 of nonce ‖ ciphertext ‖ tag.",
+                ))
+                .property(
+                    "body",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .content_encoding("base64"),
+                )
+                .required("body")
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+                .build(),
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for EncryptedRequestDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "EncryptedRequest".into()
+    }
+}
+
+/// `{"isEncrypted": true, "data": "<base64>"}`: a success body for an encrypted
+/// request (spec §7); `data` decrypts to the plain body.
+struct EncryptedResponseDoc;
+
+impl utoipa::PartialSchema for EncryptedResponseDoc {
+    fn schema() -> RefOr<Schema> {
+        Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(
+                    "The plain success body, encrypted as the request was: standard Base64 \
+                     of nonce ‖ ciphertext ‖ tag.",
+                ))
+                .property(
+                    "isEncrypted",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Boolean)
+                        .enum_values(Some([true])),
+                )
+                .property(
+                    "data",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .content_encoding("base64"),
+                )
+                .required("isEncrypted")
+                .required("data")
+                .build(),
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for EncryptedResponseDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "EncryptedResponse".into()
+    }
 }
 
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "kyc-ingest submission migration API", version = "3"),
-    paths(submit_doc, result_doc),
-    components(schemas(SubmissionRequest, SuccessBody, AcceptedBody, ResultBody, ErrorBodyDoc)),
-    modifiers(&ApiKeyHeader)
+    components(schemas(
+        SubmissionRequest,
+        EncryptedRequestDoc,
+        SuccessBody,
+        AcceptedBody,
+        EncryptedResponseDoc,
+        ResultBody,
+        ErrorBodyDoc
+    )),
+    modifiers(&Paths)
 )]
 pub struct ApiDoc;
 
-/// Adds the API key header, named by the wire schema, to every operation.
-struct ApiKeyHeader;
+const JSON: &str = "application/json";
+const TEXT: &str = "text/plain";
 
-impl Modify for ApiKeyHeader {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
-                let header = ParameterBuilder::new()
-                    .name(HEADER_API_KEY)
-                    .parameter_in(ParameterIn::Header)
-                    .required(Required::True)
-                    .description(Some("Project API key"))
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-                    .build();
-                operation
-                    .parameters
-                    .get_or_insert_with(Vec::new)
-                    .insert(0, header.into());
-            }
-        }
-    }
+fn schema_ref(name: &str) -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(name))
 }
 
-/// Submit one record.
-#[allow(dead_code)]
-#[utoipa::path(
-    post,
-    path = "/v3/submission/migration",
-    request_body = SubmissionRequest,
-    params(
-        ("Idempotency-Key" = Option<String>, Header, description = "≤ 200 characters; same key, same submission id"),
-        ("wait" = Option<u32>, Query, description = "1–30 seconds: wait until persisted"),
-    ),
-    responses(
-        (status = 200, description = "Durably queued (or persisted with ?wait)", body = SuccessBody),
-        (status = 202, description = "?wait ran out; still queued", body = AcceptedBody),
-        (status = 400, description = "invalid_payload, missing_data, invalid_parameter, invalid_format, invalid_project, invalid_admin", body = ErrorBodyDoc),
-        (status = 403, description = "forbidden", body = ErrorBodyDoc),
-        (status = 413, description = "payload_too_large", body = ErrorBodyDoc),
-        (status = 429, description = "rate_limited", body = ErrorBodyDoc),
-        (status = 503, description = "unavailable", body = ErrorBodyDoc),
-    )
-)]
-fn submit_doc() {}
+/// `oneOf` the named component schemas.
+fn one_of(names: &[&str]) -> RefOr<Schema> {
+    let mut one_of = OneOfBuilder::new();
+    for name in names {
+        one_of = one_of.item(schema_ref(name));
+    }
+    Schema::OneOf(one_of.build()).into()
+}
 
-/// A processed submission's result.
-#[allow(dead_code)]
-#[utoipa::path(
-    get,
-    path = "/v3/submission/migration/{submissionId}",
-    params(
-        ("submissionId" = String, Path, description = "The id returned on submission"),
-    ),
-    responses(
-        (status = 200, description = "Processed", body = ResultBody),
-        (status = 404, description = "not_found", body = ErrorBodyDoc),
-        (status = 403, description = "forbidden", body = ErrorBodyDoc),
-    )
-)]
-fn result_doc() {}
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+/// `Retry-After: 1` (spec §11), on 429 and 503.
+fn retry_after() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(string().pattern(Some("^[0-9]+$"))))
+        .description(Some("Seconds to wait before retrying (always 1)."))
+        .build()
+}
+
+/// An error answer: the error body with `errorCode` one of `codes`.
+fn error(codes: &[ErrorCode], description: &str) -> utoipa::openapi::response::Response {
+    let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+    let body = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("errorCode", string().enum_values(Some(names)))
+        .property("message", string())
+        .property(
+            "parameters",
+            ArrayBuilder::new().items(string()).min_items(Some(1)),
+        )
+        .required("errorCode")
+        .required("message")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    let status = codes.first().map_or(500, |c| c.http_status());
+    let mut response = ResponseBuilder::new()
+        .description(description)
+        .content(JSON, ContentBuilder::new().schema(Some(body)).build());
+    if status == 429 || status == 503 {
+        response = response.header("Retry-After", retry_after());
+    }
+    response.build()
+}
+
+/// The errors every route can answer, whatever it does.
+fn common_errors(responses: ResponsesBuilder) -> ResponsesBuilder {
+    responses
+        .response(
+            "429",
+            error(
+                &[ErrorCode::RateLimited],
+                "rate_limited: this client address (or, for submissions, the project) is over \
+                 its rate",
+            ),
+        )
+        .response(
+            "500",
+            error(
+                &[ErrorCode::ProcessingError],
+                "A handler failed; the body says `Internal error` and nothing more",
+            ),
+        )
+        .response(
+            "503",
+            error(
+                &[ErrorCode::Unavailable],
+                "unavailable: the broker or the database could not be reached in time, or the \
+                 request was not answered within the request timeout; retry (with the same \
+                 Idempotency-Key)",
+            ),
+        )
+}
+
+fn api_key_header() -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name(HEADER_API_KEY)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::True)
+        .description(Some("Project API key (spec §1)"))
+        .schema(Some(string()))
+        .build()
+}
+
+fn plain_text(description: &str, example: &str) -> utoipa::openapi::response::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            TEXT,
+            ContentBuilder::new()
+                .schema(Some(string()))
+                .example(Some(example.into()))
+                .build(),
+        )
+        .build()
+}
+
+/// What another method on any of these paths gets.
+const OTHER_METHODS: &str = "Any other method on this path is answered 405 `method_not_allowed` \
+     (error body) with an `Allow` header; an unknown path is 404 `not_found`.";
+
+/// `POST /v3/submission/migration`.
+fn submit() -> utoipa::openapi::path::Operation {
+    let request = RequestBodyBuilder::new()
+        .required(Some(Required::True))
+        .description(Some(
+            "One record (spec §2), or the same record in the encryption envelope (spec §7). \
+             At most `KYC__HTTP__BODY_LIMIT_BYTES` (default 65536) bytes, at most 64 keys.",
+        ))
+        .content(
+            JSON,
+            ContentBuilder::new()
+                .schema(Some(one_of(&["SubmissionRequest", "EncryptedRequest"])))
+                .build(),
+        )
+        .build();
+    let idempotency_key = ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "1–200 printable ASCII characters; the same key in the same project names the \
+             same submission (spec §5)",
+        ))
+        .schema(Some(
+            string()
+                .min_length(Some(1))
+                .max_length(Some(kyc_core::id::MAX_IDEMPOTENCY_KEY_CHARS))
+                .pattern(Some("^[\\x20-\\x7E]+$")),
+        ))
+        .build();
+    let wait = ParameterBuilder::new()
+        .name("wait")
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(
+            "1–30: wait up to this many seconds for the worker's verdict (spec §5)",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(30)),
+        ))
+        .build();
+    let responses = ResponsesBuilder::new()
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description(
+                    "Durably queued (with ?wait: stored and accepted); encrypted when the \
+                     request was",
+                )
+                .content(
+                    JSON,
+                    ContentBuilder::new()
+                        .schema(Some(one_of(&["SuccessBody", "EncryptedResponse"])))
+                        .build(),
+                ),
+        )
+        .response(
+            "202",
+            ResponseBuilder::new()
+                .description("?wait ran out: still queued; encrypted when the request was")
+                .content(
+                    JSON,
+                    ContentBuilder::new()
+                        .schema(Some(one_of(&["AcceptedBody", "EncryptedResponse"])))
+                        .build(),
+                ),
+        )
+        .response(
+            "400",
+            error(
+                &[
+                    ErrorCode::InvalidPayload,
+                    ErrorCode::MissingData,
+                    ErrorCode::InvalidParameter,
+                    ErrorCode::InvalidFormat,
+                    ErrorCode::InvalidProject,
+                    ErrorCode::InvalidAdmin,
+                    ErrorCode::ProcessingError,
+                ],
+                "The record, the envelope or an option was refused (spec §3 check order); \
+                 with ?wait also the worker's rejection",
+            ),
+        )
+        .response(
+            "403",
+            error(
+                &[ErrorCode::Forbidden],
+                "forbidden: x-api-key missing, empty or unknown",
+            ),
+        )
+        .response(
+            "408",
+            error(
+                &[ErrorCode::RequestTimeout],
+                "request_timeout: the body did not arrive within the body timeout",
+            ),
+        )
+        .response(
+            "413",
+            error(
+                &[ErrorCode::PayloadTooLarge],
+                "payload_too_large: the body is over the limit",
+            ),
+        );
+    OperationBuilder::new()
+        .operation_id(Some("submit"))
+        .summary(Some("Submit one record"))
+        .parameter(api_key_header())
+        .parameter(idempotency_key)
+        .parameter(wait)
+        .request_body(Some(request))
+        .responses(common_errors(responses))
+        .build()
+}
+
+/// `GET /v3/submission/migration/{submissionId}`.
+fn result() -> utoipa::openapi::path::Operation {
+    let id = ParameterBuilder::new()
+        .name("submissionId")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(
+            "The id returned on submission; anything that is not one of the project's \
+             processed submissions is 404",
+        ))
+        .schema(Some(string()))
+        .build();
+    let responses = ResponsesBuilder::new()
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("Processed: accepted, or rejected with its code")
+                .content(
+                    JSON,
+                    ContentBuilder::new()
+                        .schema(Some(schema_ref("ResultBody")))
+                        .build(),
+                ),
+        )
+        .response(
+            "400",
+            error(
+                &[ErrorCode::InvalidPayload],
+                "invalid_payload: the path is not valid percent-encoded UTF-8",
+            ),
+        )
+        .response(
+            "403",
+            error(
+                &[ErrorCode::Forbidden],
+                "forbidden: x-api-key missing, empty or unknown",
+            ),
+        )
+        .response(
+            "404",
+            error(
+                &[ErrorCode::NotFound],
+                "not_found: not processed (yet), another project's, or not a UUID",
+            ),
+        );
+    OperationBuilder::new()
+        .operation_id(Some("getResult"))
+        .summary(Some("A processed submission's result"))
+        .parameter(api_key_header())
+        .parameter(id)
+        .responses(common_errors(responses))
+        .build()
+}
+
+/// `GET` of an unauthenticated text or JSON endpoint.
+fn plain_get(
+    id: &str,
+    summary: &str,
+    ok: utoipa::openapi::response::Response,
+    unavailable: Option<&str>,
+) -> utoipa::openapi::path::Operation {
+    let mut responses = common_errors(ResponsesBuilder::new().response("200", ok));
+    if let Some(description) = unavailable {
+        responses = responses.response("503", error(&[ErrorCode::Unavailable], description));
+    }
+    OperationBuilder::new()
+        .operation_id(Some(id))
+        .summary(Some(summary))
+        .responses(responses)
+        .build()
+}
+
+fn item(method: HttpMethod, operation: utoipa::openapi::path::Operation) -> PathItem {
+    let mut item = PathItem::new(method, operation);
+    item.description = Some(OTHER_METHODS.to_owned());
+    item
+}
+
+/// Every route, built from the functions above.
+struct Paths;
+
+impl Modify for Paths {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let openapi_doc = ResponseBuilder::new()
+            .description("This document (OpenAPI 3.1)")
+            .content(
+                JSON,
+                ContentBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
+                    .build(),
+            )
+            .build();
+        openapi.paths = PathsBuilder::new()
+            .path("/v3/submission/migration", item(HttpMethod::Post, submit()))
+            .path(
+                "/v3/submission/migration/{submissionId}",
+                item(HttpMethod::Get, result()),
+            )
+            .path(
+                "/healthz",
+                item(
+                    HttpMethod::Get,
+                    plain_get(
+                        "healthz",
+                        "Liveness: the process serves HTTP",
+                        plain_text("Alive", "ok"),
+                        None,
+                    ),
+                ),
+            )
+            .path(
+                "/readyz",
+                item(
+                    HttpMethod::Get,
+                    plain_get(
+                        "readyz",
+                        "Readiness: broker link up, database answering, not draining \
+                         (on the operator listener when that is apart)",
+                        plain_text("Ready", "ready"),
+                        Some(
+                            "unavailable: draining, broker unavailable or database \
+                             unavailable (which one is logged)",
+                        ),
+                    ),
+                ),
+            )
+            .path(
+                "/metrics",
+                item(
+                    HttpMethod::Get,
+                    plain_get(
+                        "metrics",
+                        "Prometheus metrics, text format (on the operator listener when \
+                         that is apart)",
+                        plain_text("Metrics", "kyc_intake_requests_total 0"),
+                        None,
+                    ),
+                ),
+            )
+            .path(
+                "/openapi.json",
+                item(
+                    HttpMethod::Get,
+                    plain_get("openapi", "This document", openapi_doc, None),
+                ),
+            )
+            .build();
+    }
+}

@@ -36,7 +36,7 @@ pub struct ReplyTo {
 impl ReplyTo {
     /// The message's reply address; a `reply_to` outside [`reply_queue_allowed`]
     /// is dropped (and counted in `kyc_worker_replies_refused_total`).
-    fn of(
+    pub(crate) fn of(
         properties: &BasicProperties,
         headers: &SubmissionHeadersV2<'_>,
         prefix: &str,

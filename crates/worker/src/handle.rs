@@ -3,6 +3,7 @@
 
 use crate::Worker;
 use crate::announce::{Announcement, announce};
+use crate::bounds::{Screened, screen};
 use crate::dead_letter::{DeadReason, dead_letter};
 use crate::decide::{Decision, ReplyTo, decide};
 use kyc_bus::Publisher;
@@ -76,6 +77,18 @@ impl Worker {
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
         let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
         for delivery in batch {
+            if let Screened::Refused(announcement) = screen(
+                &delivery.properties,
+                &delivery.data,
+                self.options.body_limit,
+                &self.directory,
+                self.options.topology.prefix(),
+            )
+            .await?
+            {
+                slots.push(Slot::Refused(announcement));
+                continue;
+            }
             match decide(
                 &delivery.properties,
                 &delivery.data,
@@ -138,6 +151,11 @@ impl Worker {
                         event: event(outcome, verdict, now),
                         reply,
                     });
+                }
+                Slot::Refused(announcement) => {
+                    metrics::counter!("kyc_worker_submissions_total", "status" => "refused")
+                        .increment(1);
+                    announcements.extend(announcement.map(|a| *a));
                 }
                 Slot::Forbidden {
                     submission_id,
@@ -253,6 +271,8 @@ fn is_last_delivery(delivery: &Delivery) -> bool {
 
 /// Where a delivery's decision went.
 enum Slot {
+    /// Out of bounds (`bounds`): announced, not stored.
+    Refused(Option<Box<Announcement>>),
     /// Its outcome is `outcomes[k]`.
     Stored(usize, ReplyTo),
     Forbidden {

@@ -28,6 +28,7 @@
 
 pub mod announce;
 pub mod batch;
+mod bounds;
 pub mod dead_letter;
 pub mod decide;
 mod fallback;

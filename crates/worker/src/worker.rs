@@ -14,6 +14,9 @@ pub struct WorkerOptions {
     pub batch_linger: Duration,
     pub prefetch: u16,
     pub confirm_timeout: Duration,
+    /// The largest body decided about (`http.body_limit_bytes`, as at the
+    /// intake); a larger one is refused as `payload_too_large` (`bounds`).
+    pub body_limit: usize,
     /// Connection name in the broker UI, e.g. `kyc-worker`.
     pub name: String,
 }
@@ -75,6 +78,7 @@ impl Worker {
             batch_linger: settings.worker.batch_linger(),
             prefetch: settings.worker.prefetch,
             confirm_timeout: settings.amqp.confirm_timeout(),
+            body_limit: settings.http.body_limit_bytes,
             name: "kyc-worker".to_owned(),
         };
         Ok(Worker::new(

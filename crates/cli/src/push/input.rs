@@ -6,7 +6,7 @@
 //! contract's fields; each row becomes a JSON object of its non-empty cells.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 /// One record to publish: its line in the file and the message body.
@@ -37,10 +37,19 @@ impl Format {
 /// Reads `path` on the calling (blocking) thread and hands each record to `emit`;
 /// stops early if `emit` returns `false`.
 pub fn read(path: &Path, format: Format, emit: impl FnMut(Record) -> bool) -> std::io::Result<()> {
-    let file = File::open(path)?;
+    read_from(File::open(path)?, format, emit)
+}
+
+/// [`read`] over any byte source (a file, a pipe, bytes in memory).
+pub fn read_from(
+    source: impl Read,
+    format: Format,
+    emit: impl FnMut(Record) -> bool,
+) -> std::io::Result<()> {
+    let reader = BufReader::with_capacity(1 << 20, source);
     match format {
-        Format::Jsonl => read_jsonl(BufReader::with_capacity(1 << 20, file), emit),
-        Format::Csv => read_csv(file, emit),
+        Format::Jsonl => read_jsonl(reader, emit),
+        Format::Csv => read_csv(reader, emit),
     }
 }
 
@@ -70,11 +79,11 @@ fn read_jsonl(
     }
 }
 
-fn read_csv(file: File, mut emit: impl FnMut(Record) -> bool) -> std::io::Result<()> {
+fn read_csv(source: impl Read, mut emit: impl FnMut(Record) -> bool) -> std::io::Result<()> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
-        .from_reader(BufReader::with_capacity(1 << 20, file));
+        .from_reader(source);
     let headers = reader.headers().map_err(std::io::Error::other)?.clone();
     let mut record = csv::StringRecord::new();
     loop {

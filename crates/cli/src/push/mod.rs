@@ -10,7 +10,7 @@
 mod input;
 mod results;
 
-pub use input::Format;
+pub use input::{Format, Record, read_from};
 pub use results::ResultLine;
 
 use anyhow::Context;
@@ -36,9 +36,13 @@ pub struct PushArgs {
     /// A JSON Lines (one submission object per line) or CSV file (header row of
     /// field names).
     pub file: PathBuf,
-    /// The project's API key.
+    /// The project's API key. Prefer `KYC_API_KEY` or `--api-key-file`: a value
+    /// given here shows in the process list (`ps`, /proc) to every local user.
     #[arg(long, env = "KYC_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// A file holding the project's API key (surrounding white space ignored).
+    #[arg(long, conflicts_with = "api_key")]
+    pub api_key_file: Option<PathBuf>,
     /// Where to write one result per input line [default: FILE.results.jsonl].
     #[arg(long)]
     pub results: Option<PathBuf>,
@@ -59,6 +63,27 @@ pub struct PushArgs {
     pub idle_timeout: u64,
 }
 
+impl PushArgs {
+    /// The API key from `--api-key-file`, else `--api-key` / `KYC_API_KEY`.
+    pub fn api_key(&self) -> anyhow::Result<String> {
+        api_key(self)
+    }
+}
+
+fn api_key(args: &PushArgs) -> anyhow::Result<String> {
+    if let Some(path) = &args.api_key_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the API key from {}", path.display()))?;
+        let key = text.trim();
+        anyhow::ensure!(!key.is_empty(), "{} holds no API key", path.display());
+        return Ok(key.to_owned());
+    }
+    args.api_key
+        .clone()
+        .filter(|k| !k.is_empty())
+        .context("an API key is required: KYC_API_KEY, --api-key-file or --api-key")
+}
+
 /// What a push did.
 #[derive(Debug, Clone, Default)]
 pub struct PushReport {
@@ -75,10 +100,7 @@ pub struct PushReport {
 /// Runs a push; `Ok` only when every published record has its result.
 pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushReport> {
     let started = Instant::now();
-    let api_key = args
-        .api_key
-        .clone()
-        .context("--api-key (or KYC_API_KEY) is required")?;
+    let api_key = api_key(&args)?;
     anyhow::ensure!(args.window > 0, "--window must be at least 1");
     let format = args.format.unwrap_or_else(|| Format::of(&args.file));
     let results_path = args

@@ -74,3 +74,17 @@ pub fn to_json(entries: &[(String, Value)]) -> Vec<u8> {
 pub fn repeat(c: char, n: usize) -> String {
     std::iter::repeat_n(c, n).collect()
 }
+
+/// A body of about 60 KB made of `n` distinct unknown keys with short values
+/// (`{"key0000":"v","key0001":"v",…}`): the shape that made the duplicate check quadratic.
+pub fn many_unknown_keys(n: usize) -> Vec<u8> {
+    let mut out = String::from("{");
+    for i in 0..n {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!("\"key{i:04}\":\"v\""));
+    }
+    out.push('}');
+    out.into_bytes()
+}

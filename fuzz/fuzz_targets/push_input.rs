@@ -1,0 +1,48 @@
+//! `kycctl push`'s input reader over arbitrary bytes, as JSON Lines and as CSV.
+//! Must never panic or fail on content (only I/O fails, and memory has none);
+//! JSON Lines records are the non-blank lines, in order; every CSV record is a
+//! JSON object or the marker of a malformed row.
+#![no_main]
+
+// The reader itself, compiled here without the rest of kyc-cli (broker and
+// database clients), so the fuzz build stays small.
+#[path = "../../crates/cli/src/push/input.rs"]
+#[allow(dead_code)]
+mod input;
+
+use input::{Format, Record, read_from};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut records: Vec<Record> = Vec::new();
+    read_from(data, Format::Jsonl, |r| {
+        records.push(r);
+        true
+    })
+    .expect("reading memory does not fail");
+    let lines: Vec<&[u8]> = data
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(records.len(), lines.len());
+    for (record, line) in records.iter().zip(&lines) {
+        assert_eq!(record.body, *line);
+    }
+    assert!(records.windows(2).all(|w| w[0].line < w[1].line));
+
+    let mut rows = 0usize;
+    let result = read_from(data, Format::Csv, |r| {
+        rows += 1;
+        assert!(
+            r.body == b"not a CSV row"
+                || serde_json::from_slice::<serde_json::Value>(&r.body)
+                    .is_ok_and(|v| v.is_object()),
+            "a CSV record is an object"
+        );
+        let _ = kyc_core::RawSubmission::from_slice(&r.body);
+        true
+    });
+    // A CSV header that is not UTF-8 is the one content error the reader reports.
+    let _ = result;
+});
