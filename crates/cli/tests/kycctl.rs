@@ -383,7 +383,7 @@ async fn push_exits_zero_on_success_and_non_zero_with_a_message_otherwise() {
     let no_key = kycctl(&env, &["push", file_arg]).await;
     failed_with(
         &no_key,
-        "--api-key (or KYC_API_KEY) is required",
+        "an API key is required: KYC_API_KEY, --api-key-file or --api-key",
         "push without a key",
     );
 
