@@ -1,4 +1,4 @@
-//! The worker's bounds on direct messages (spec §8, "Bounds"): the HTTP body
+//! The worker's bounds on direct messages (`docs/api.md` §8, "Bounds"): the HTTP body
 //! limit applies to them too, and a `message_id` must be a valid idempotency key.
 //! A message out of bounds is answered, acknowledged and not stored.
 

@@ -1,4 +1,4 @@
-//! Direct publishing (spec §8): messages that never passed the intake get the
+//! Direct publishing (`docs/api.md` §8): messages that never passed the intake get the
 //! same validation, the same rows and the same result events.
 
 use kyc_bus::lapin::BasicProperties;
@@ -75,7 +75,7 @@ async fn direct_messages_are_validated_stored_and_announced() {
                 .fetch_one(env.store.pool())
                 .await
                 .unwrap_or_else(|e| panic!("{case}: a row under the derived id: {e}"));
-        // The result is readable over HTTP like any other (spec §6).
+        // The result is readable over HTTP like any other (`docs/api.md` §6).
         let result = api.result(&key, id).await;
         assert_eq!(result.status, 200, "{case}: GET {:?}", result.body);
         assert_eq!(result.body["status"], status.as_str(), "{case}: GET status");

@@ -1,4 +1,4 @@
-//! Client encryption (spec §7): `{"body": base64}` in, `{"isEncrypted": true,
+//! Client encryption (`docs/api.md` §7): `{"body": base64}` in, `{"isEncrypted": true,
 //! "data": base64}` out, plain error bodies, and projects that require it.
 
 use kyc_core::envelope::{EnvelopeKey, encrypt_request};

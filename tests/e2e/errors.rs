@@ -1,4 +1,4 @@
-//! Every error code of spec §3 over HTTP, with exact status and body; the order
+//! Every error code of `docs/api.md` §3 over HTTP, with exact status and body; the order
 //! of checks; and that nothing refused is queued or stored.
 
 use kyc_core::envelope::encrypt_request;

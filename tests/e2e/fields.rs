@@ -179,5 +179,5 @@ async fn openapi_request_schema_has_every_field_with_its_rule() {
         .collect();
     assert_eq!(required, expected, "required = the required fields");
     let expected: BTreeSet<&str> = ["admin", "email", "fullName", "birthDate", "kycStatus"].into();
-    assert_eq!(required, expected, "required fields of spec §2");
+    assert_eq!(required, expected, "required fields of `docs/api.md` §2");
 }

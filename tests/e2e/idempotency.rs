@@ -1,4 +1,4 @@
-//! `Idempotency-Key` over HTTP (spec §5): the same key in the same project names
+//! `Idempotency-Key` over HTTP (`docs/api.md` §5): the same key in the same project names
 //! the same submission, stored once; another project gets another id.
 
 use kyc_core::id::submission_id;

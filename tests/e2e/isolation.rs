@@ -1,4 +1,4 @@
-//! Tenants never see each other's submissions (spec §6).
+//! Tenants never see each other's submissions (`docs/api.md` §6).
 
 use kyc_testkit::{Api, TestEnv, record};
 use serde_json::json;

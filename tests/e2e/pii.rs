@@ -1,4 +1,4 @@
-//! Personal data at rest (spec §7): identity and document numbers are sealed
+//! Personal data at rest (`docs/api.md` §7): identity and document numbers are sealed
 //! under the service data key; rejected submissions keep no personal fields.
 
 use kyc_store::DataKey;

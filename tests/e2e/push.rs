@@ -1,4 +1,4 @@
-//! `kycctl push` (spec §8): every line of a bulk file gets exactly one result, a
+//! `kycctl push` (`docs/api.md` §8): every line of a bulk file gets exactly one result, a
 //! rerun changes nothing stored, `--resume` completes an interrupted run.
 
 use kyc_cli::push::{self, PushArgs, ResultLine};

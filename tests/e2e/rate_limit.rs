@@ -1,4 +1,4 @@
-//! Per-project rate limits (spec §3 `rate_limited`).
+//! Per-project rate limits (`docs/api.md` §3 `rate_limited`).
 
 use futures_util::future::join_all;
 use kyc_testkit::{Api, TestEnv, eventually, record};

@@ -1,4 +1,4 @@
-//! Transit sealing (spec §10): nothing secret rests on the broker, a worker trusts
+//! Transit sealing (`docs/api.md` §10): nothing secret rests on the broker, a worker trusts
 //! ids only from messages an intake sealed, direct publishers claim nothing they
 //! do not own, reply_to reaches only reply queues, and the services refuse to
 //! start without keys.

@@ -1,4 +1,4 @@
-//! `?wait=<seconds>` (spec §5): 200 once persisted, 400 with the worker's code,
+//! `?wait=<seconds>` (`docs/api.md` §5): 200 once persisted, 400 with the worker's code,
 //! 202 when the wait runs out.
 
 use kyc_testkit::{Api, TestEnv, eventually, record};

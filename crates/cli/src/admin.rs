@@ -14,7 +14,7 @@ pub enum ProjectCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// Require encrypted request bodies (spec §7).
+        /// Require encrypted request bodies (`docs/api.md` §7).
         #[arg(long, value_enum)]
         encryption: Option<Encryption>,
     },
@@ -33,7 +33,7 @@ pub enum ProjectCommand {
     SetEncryption {
         #[arg(value_parser = crate::project_id)]
         id: Uuid,
-        /// Refuse plain bodies with `invalid_payload` (spec §7).
+        /// Refuse plain bodies with `invalid_payload` (`docs/api.md` §7).
         #[arg(
             long,
             conflicts_with = "optional",

@@ -44,7 +44,7 @@ enum Command {
     /// process until Ctrl-C (needs a local RabbitMQ and PostgreSQL).
     Dev(dev::DevArgs),
     /// Publish a JSON Lines or CSV file straight to RabbitMQ and collect one result
-    /// per line (spec §8).
+    /// per line (`docs/api.md` §8).
     Push(push::PushArgs),
     /// The dead-letter queue: messages no worker could process.
     #[command(subcommand)]

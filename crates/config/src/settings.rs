@@ -46,9 +46,9 @@ pub struct Settings {
 pub struct Http {
     /// `KYC__HTTP__ADDR`; port 0 picks a free port (tests).
     pub addr: SocketAddr,
-    /// Largest accepted body (spec §3: default 64 KiB → 413 beyond).
+    /// Largest accepted body (`docs/api.md` §3: default 64 KiB → 413 beyond).
     pub body_limit_bytes: usize,
-    /// Per-project requests per second (spec §3 `rate_limited`); 0 disables.
+    /// Per-project requests per second (`docs/api.md` §3 `rate_limited`); 0 disables.
     pub rate_limit_per_second: u32,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub drain_timeout_ms: u64,

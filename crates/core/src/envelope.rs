@@ -1,4 +1,4 @@
-//! The encryption envelope of spec §7.
+//! The encryption envelope of `docs/api.md` §7.
 //!
 //! AES-256-GCM; key = SHA-256 of the project's API key; a fresh 12-byte random
 //! nonce per message; wire form = standard Base64 of `nonce ‖ ciphertext ‖ tag`.

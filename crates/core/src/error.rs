@@ -1,4 +1,4 @@
-//! Stable, machine-readable error codes (spec §3) and the error body every
+//! Stable, machine-readable error codes (`docs/api.md` §3) and the error body every
 //! component answers with. The HTTP status is data here (a `u16`) so that this
 //! crate needs no HTTP library; the intake maps it in exactly one place.
 
@@ -175,7 +175,7 @@ impl Rejection {
         }
     }
 
-    /// The exact message of spec §3: `invalid parameter: <name>`,
+    /// The exact message of `docs/api.md` §3: `invalid parameter: <name>`,
     /// `invalid format: <name>`, or the code's fixed message.
     pub fn message(&self) -> String {
         match (self.code, self.parameters.first()) {

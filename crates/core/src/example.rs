@@ -1,5 +1,5 @@
 //! The contract's example record: one valid submission using all 25 fields, in
-//! the field order of spec §2, in the spirit of the public ARGOS request example.
+//! the field order of `docs/api.md` §2, in the spirit of the public ARGOS request example.
 //!
 //! It is written here once and used everywhere an example is needed: the
 //! contract's own tests, the end-to-end tests and benches (through
@@ -13,10 +13,10 @@
 /// registered this address.
 pub const ADMIN: &str = "admin@example.com";
 
-/// The five required fields, in spec §2 order.
+/// The five required fields, in `docs/api.md` §2 order.
 pub const REQUIRED: [&str; 5] = ["admin", "email", "fullName", "birthDate", "kycStatus"];
 
-/// The example's fields and values, in spec §2 order.
+/// The example's fields and values, in `docs/api.md` §2 order.
 pub const FIELDS: [(&str, &str); 25] = [
     ("admin", ADMIN),
     ("email", "jane.doe@example.com"),
@@ -58,7 +58,7 @@ pub fn minimal_record() -> serde_json::Value {
     object(FIELDS.iter().filter(|(key, _)| REQUIRED.contains(key)))
 }
 
-/// The full example as JSON text, keys in spec §2 order.
+/// The full example as JSON text, keys in `docs/api.md` §2 order.
 pub fn full_json() -> String {
     let members: Vec<String> = FIELDS
         .iter()

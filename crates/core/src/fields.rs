@@ -63,7 +63,7 @@ impl Rule {
     }
 }
 
-/// One row of the spec §2 table.
+/// One row of the `docs/api.md` §2 table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldSpec {
     /// The JSON (wire) name, e.g. `fullName`.
@@ -72,7 +72,7 @@ pub struct FieldSpec {
     pub required: bool,
     /// The rule its value must satisfy.
     pub rule: Rule,
-    /// Personal data sealed at rest (spec §7): stored encrypted under the data key.
+    /// Personal data sealed at rest (`docs/api.md` §7): stored encrypted under the data key.
     pub sealed: bool,
     /// The column of `submissions` that holds it.
     pub column: &'static str,
@@ -256,7 +256,7 @@ macro_rules! submission_fields {
         $ident:ident: $json:literal, $presence:ident, $rule:ident $({ max: $max:literal })?,
             $storage:ident $column:literal;
     )*) => {
-        /// A submission that satisfies every rule of spec §2: one field per row of
+        /// A submission that satisfies every rule of `docs/api.md` §2: one field per row of
         /// [`FIELDS`].
         ///
         /// `Debug` prints only the status and document type: the values are
@@ -272,7 +272,7 @@ macro_rules! submission_fields {
             )*
         }
 
-        /// Every field of the contract, in the order of spec §2.
+        /// Every field of the contract, in the order of `docs/api.md` §2.
         pub const FIELDS: [$crate::fields::FieldSpec; [$(stringify!($ident)),*].len()] = [$(
             $crate::fields::FieldSpec {
                 name: $json,

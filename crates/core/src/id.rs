@@ -1,4 +1,4 @@
-//! Submission ids (spec §4, §5).
+//! Submission ids (`docs/api.md` §4, §5).
 //!
 //! - No idempotency key: a fresh UUIDv7, time-ordered so the primary-key index
 //!   stays append-mostly.
@@ -9,7 +9,7 @@
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-/// The longest idempotency key accepted (spec §5).
+/// The longest idempotency key accepted (`docs/api.md` §5).
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
 
 /// The id for a submission; stable when `idempotency_key` is given.

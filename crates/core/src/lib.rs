@@ -9,8 +9,8 @@
 //! 1. raw request bytes → [`envelope::open`] detects the encrypted `{"body": …}`
 //!    form and decrypts it (any failure is `invalid_payload`);
 //! 2. the JSON object → [`submission::RawSubmission`] (keys kept in document order);
-//! 3. [`submission::RawSubmission::validate`] applies every rule of spec §2 in the
-//!    check order of spec §3 and yields a typed [`Submission`] or a [`Rejection`]
+//! 3. [`submission::RawSubmission::validate`] applies every rule of `docs/api.md` §2 in the
+//!    check order of `docs/api.md` §3 and yields a typed [`Submission`] or a [`Rejection`]
 //!    carrying one of the stable [`ErrorCode`]s;
 //! 4. [`id`] derives the submission id (UUIDv7, or UUIDv5 over project and
 //!    idempotency key) and [`wire`] names the AMQP headers, routing keys and the

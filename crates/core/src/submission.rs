@@ -24,7 +24,7 @@ use std::net::IpAddr;
 
 pub use crate::fields::{FieldSpec, FieldValue, Rule};
 
-// The one table of the contract's fields (spec §2). Everything else — the typed
+// The one table of the contract's fields (`docs/api.md` §2). Everything else — the typed
 // `Submission`, `FIELDS`, parsing into the struct, serialisation, the store's
 // columns and the OpenAPI request schema — is derived from it, so adding a field
 // is adding a row here (and a migration for its column).
@@ -131,7 +131,7 @@ impl RawSubmission {
         &self.entries
     }
 
-    /// Applies spec §2 in the order of spec §3, judging "the future" by `today`.
+    /// Applies `docs/api.md` §2 in the order of `docs/api.md` §3, judging "the future" by `today`.
     pub fn validate(&self, today: time::Date) -> Result<Submission, Rejection> {
         // 1. Unknown keys, first in document order.
         let mut slots: [Option<&Value>; FIELDS.len()] = [None; FIELDS.len()];
@@ -251,7 +251,7 @@ pub fn today_utc() -> time::Date {
     time::OffsetDateTime::now_utc().date()
 }
 
-/// At most this many keys in one object (spec §2, "Shape of the document"). The
+/// At most this many keys in one object (`docs/api.md` §2, "Shape of the document"). The
 /// contract has 25 fields, so a longer object can never be valid; refusing it
 /// while parsing bounds the work and memory one body can cost.
 pub const MAX_KEYS: usize = 64;

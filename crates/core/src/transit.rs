@@ -1,7 +1,7 @@
 //! Transit sealing: how an intake hands a message to the workers so that nothing
 //! secret rests on the broker and only intake-authenticated ids are trusted.
 //!
-//! The intake has authenticated the client, opened its envelope (spec §7) and
+//! The intake has authenticated the client, opened its envelope (`docs/api.md` §7) and
 //! validated the body. It then publishes the validated body as plain JSON sealed
 //! with AES-256-GCM under the current transit key, which only intakes and workers
 //! hold. The message carries no API key.

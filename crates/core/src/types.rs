@@ -1,5 +1,5 @@
 //! Parsed field values ("parse, don't validate"): once a string has become one of
-//! these types, the rule of spec §2 holds and nobody checks it again.
+//! these types, the rule of `docs/api.md` §2 holds and nobody checks it again.
 //!
 //! Each parser takes an already trimmed, non-empty string and returns `None` when
 //! the value breaks its rule; the caller turns that into `invalid_format: <field>`.

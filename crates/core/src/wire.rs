@@ -1,6 +1,6 @@
 //! Versioned wire schemas shared by intake, worker and `kycctl`: the headers of a
 //! submission message ([`SubmissionHeadersV2`]), routing keys and the result event
-//! (spec §6, §8). A `v1` in a name is a promise: a change that old workers could
+//! (`docs/api.md` §6, §8). A `v1` in a name is a promise: a change that old workers could
 //! not read gets a new version, not an edit.
 //!
 //! The header names below are the only place they are spelled; everything else
@@ -44,7 +44,7 @@ pub const SUBMISSION_ROUTING_KEY: &str = "submission.v1";
 /// (header [`HEADER_REPLY_MODE`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ReplyMode {
-    /// One reply message per result: any AMQP client (spec §8). No header.
+    /// One reply message per result: any AMQP client (`docs/api.md` §8). No header.
     #[default]
     PerMessage,
     /// [`REPLY_MODE_BATCH`]: the results of one worker batch for the same reply
@@ -173,7 +173,7 @@ impl EventKind {
         }
     }
 
-    /// `accepted` / `rejected`, the status word of results (spec §6).
+    /// `accepted` / `rejected`, the status word of results (`docs/api.md` §6).
     pub const fn status(self) -> &'static str {
         match self {
             EventKind::Accepted => "accepted",
@@ -182,7 +182,7 @@ impl EventKind {
     }
 }
 
-/// The result event, one logical event per processed submission (spec §6).
+/// The result event, one logical event per processed submission (`docs/api.md` §6).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultEventV1 {
@@ -245,7 +245,7 @@ pub fn routing_key(kind: EventKind, project_id: Uuid) -> String {
 /// Set (to [`REPLY_MODE_BATCH`]) on a message with `reply_to` whose sender takes its
 /// result inside a [`ReplyBatchV1`]: a worker then sends the results of all such
 /// messages of one batch that name the same reply queue as one message, instead of
-/// one message each. Without it (any AMQP client, spec §8) each result event is
+/// one message each. Without it (any AMQP client, `docs/api.md` §8) each result event is
 /// its own reply. A bulk sender asks for it: one reply per record would double the
 /// broker's work per record.
 pub const HEADER_REPLY_MODE: &str = "x-reply-mode";

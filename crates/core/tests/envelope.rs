@@ -1,4 +1,4 @@
-//! The spec §7 envelope's request and response forms and the encryption
+//! The `docs/api.md` §7 envelope's request and response forms and the encryption
 //! policy, with fixed examples (the randomised checks are in properties.rs).
 
 #![allow(clippy::unwrap_used)]

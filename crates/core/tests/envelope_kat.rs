@@ -1,4 +1,4 @@
-//! Known-answer test for the spec §7 envelope against an independent
+//! Known-answer test for the `docs/api.md` §7 envelope against an independent
 //! implementation: fixtures/envelope_kat.json was produced by
 //! fixtures/make_kat.py with Python's `cryptography` (AESGCM).
 

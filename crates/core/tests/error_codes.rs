@@ -6,7 +6,7 @@
 use kyc_core::{ErrorBody, ErrorCode, Rejection};
 use serde_json::json;
 
-/// The spec §3 table (plus §6's `not_found`), copied by hand: the code under test
+/// The `docs/api.md` §3 table (plus §6's `not_found`), copied by hand: the code under test
 /// must agree with the document, not with itself.
 const TABLE: [(ErrorCode, &str, u16, &str); 14] = [
     (

@@ -1,4 +1,4 @@
-//! Submission ids (spec §4, §5): UUIDv5 for idempotency keys, UUIDv7 otherwise,
+//! Submission ids (`docs/api.md` §4, §5): UUIDv5 for idempotency keys, UUIDv7 otherwise,
 //! and the idempotency-key syntax.
 
 #![allow(clippy::unwrap_used)]

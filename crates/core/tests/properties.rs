@@ -97,7 +97,7 @@ fn mutated_record() -> impl Strategy<Value = (Entries, Vec<String>)> {
 }
 
 // ---------------------------------------------------------------------------
-// The model of spec §3 for an object whose keys are unique
+// The model of `docs/api.md` §3 for an object whose keys are unique
 // ---------------------------------------------------------------------------
 
 fn is_blank(value: &Value) -> bool {
@@ -109,7 +109,7 @@ fn always_bad(value: &Value) -> bool {
     value.as_str().is_none_or(|s| s.contains('\0'))
 }
 
-/// What the check order of spec §3 says must happen, as far as it can be told
+/// What the check order of `docs/api.md` §3 says must happen, as far as it can be told
 /// without re-implementing every field rule: `Some(rejection)` when the outcome
 /// is determined, `None` when it is "Ok or invalid_format".
 fn expected_before_formats(entries: &[(String, Value)]) -> Option<Rejection> {

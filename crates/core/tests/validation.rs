@@ -36,7 +36,7 @@ fn assert_ok(case: &str, entries: &[(String, Value)]) -> Submission {
     }
 }
 
-/// Asserts the code, the parameters, the exact spec §3 message and the wire body.
+/// Asserts the code, the parameters, the exact `docs/api.md` §3 message and the wire body.
 #[track_caller]
 fn assert_rejection(
     case: &str,
@@ -125,7 +125,7 @@ const OPTIONAL: [&str; 20] = [
     "userid",
 ];
 
-/// Free-text fields and their limits in characters, copied from the spec §2
+/// Free-text fields and their limits in characters, copied from the `docs/api.md` §2
 /// table (deliberately not from `kyc_core::submission::FIELDS`).
 const TEXT_LIMITS: [(&str, usize); 13] = [
     ("fullName", 200),
@@ -412,7 +412,7 @@ fn invalid_format_names_the_first_bad_value_in_document_order() {
 }
 
 // ---------------------------------------------------------------------------
-// Check order of spec §3
+// Check order of `docs/api.md` §3
 // ---------------------------------------------------------------------------
 
 #[test]

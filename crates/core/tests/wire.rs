@@ -1,4 +1,4 @@
-//! Wire schemas (spec §6, §8): the result event's exact field names and the
+//! Wire schemas (`docs/api.md` §6, §8): the result event's exact field names and the
 //! routing keys.
 
 #![allow(clippy::unwrap_used)]

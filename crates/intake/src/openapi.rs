@@ -1,8 +1,8 @@
-//! `GET /openapi.json`: the contract as OpenAPI 3.1 (spec §9).
+//! `GET /openapi.json`: the contract as OpenAPI 3.1 (`docs/api.md` §9).
 //!
 //! Every route of the public listener (and of the operator listener, which is the
 //! same listener unless `KYC__HTTP__OPERATOR_ADDR` is set) with its headers,
-//! parameters, request body (plain or in the envelope of spec §7) and every
+//! parameters, request body (plain or in the envelope of `docs/api.md` §7) and every
 //! answer it can give: each error status with the error body and the codes that
 //! status carries on that route. The paths are built here rather than with
 //! `#[utoipa::path]`, so that the error answers come from one table.
@@ -27,7 +27,7 @@ use utoipa::openapi::{Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
 /// The request body, built from the field table of `kyc-core` (every value is a
-/// string, spec §2): one property per field with its rule — `maxLength` for
+/// string, `docs/api.md` §2): one property per field with its rule — `maxLength` for
 /// text, `enum` for the closed sets, `format` for e-mail addresses, dates and IP
 /// addresses, a `pattern` for country codes — and the required fields. The rules
 /// themselves live in `kyc-core`, which parses the raw JSON; this is their
@@ -82,12 +82,12 @@ fn field_schema(spec: &FieldSpec) -> Schema {
     Schema::Object(property.build())
 }
 
-/// `{"errorCode", "message", "parameters"?}`: every error answer (spec §3).
+/// `{"errorCode", "message", "parameters"?}`: every error answer (`docs/api.md` §3).
 #[allow(dead_code)]
 #[derive(utoipa::ToSchema)]
 #[schema(as = ErrorBody)]
 struct ErrorBodyDoc {
-    /// One of the codes of spec §3.
+    /// One of the codes of `docs/api.md` §3.
     #[schema(rename = "errorCode")]
     error_code: String,
     message: String,
@@ -96,7 +96,7 @@ struct ErrorBodyDoc {
     parameters: Option<Vec<String>>,
 }
 
-/// `{"body": "<base64>"}`: a record encrypted with the project's key (spec §7).
+/// `{"body": "<base64>"}`: a record encrypted with the project's key (`docs/api.md` §7).
 struct EncryptedRequestDoc;
 
 impl utoipa::PartialSchema for EncryptedRequestDoc {
@@ -129,7 +129,7 @@ impl utoipa::ToSchema for EncryptedRequestDoc {
 }
 
 /// `{"isEncrypted": true, "data": "<base64>"}`: a success body for an encrypted
-/// request (spec §7); `data` decrypts to the plain body.
+/// request (`docs/api.md` §7); `data` decrypts to the plain body.
 struct EncryptedResponseDoc;
 
 impl utoipa::PartialSchema for EncryptedResponseDoc {
@@ -203,7 +203,7 @@ fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
 }
 
-/// `Retry-After: 1` (spec §11), on 429 and 503.
+/// `Retry-After: 1` (`docs/api.md` §11), on 429 and 503.
 fn retry_after() -> utoipa::openapi::header::Header {
     HeaderBuilder::new()
         .schema(Some(string().pattern(Some("^[0-9]+$"))))
@@ -269,7 +269,7 @@ fn api_key_header() -> utoipa::openapi::path::Parameter {
         .name(HEADER_API_KEY)
         .parameter_in(ParameterIn::Header)
         .required(Required::True)
-        .description(Some("Project API key (spec §1)"))
+        .description(Some("Project API key (`docs/api.md` §1)"))
         .schema(Some(string()))
         .build()
 }
@@ -296,7 +296,7 @@ fn submit() -> utoipa::openapi::path::Operation {
     let request = RequestBodyBuilder::new()
         .required(Some(Required::True))
         .description(Some(
-            "One record (spec §2), or the same record in the encryption envelope (spec §7). \
+            "One record (`docs/api.md` §2), or the same record in the encryption envelope (`docs/api.md` §7). \
              At most `KYC__HTTP__BODY_LIMIT_BYTES` (default 65536) bytes, at most 64 keys.",
         ))
         .content(
@@ -312,7 +312,7 @@ fn submit() -> utoipa::openapi::path::Operation {
         .required(Required::False)
         .description(Some(
             "1–200 printable ASCII characters; the same key in the same project names the \
-             same submission (spec §5)",
+             same submission (`docs/api.md` §5)",
         ))
         .schema(Some(
             string()
@@ -326,7 +326,7 @@ fn submit() -> utoipa::openapi::path::Operation {
         .parameter_in(ParameterIn::Query)
         .required(Required::False)
         .description(Some(
-            "1–30: wait up to this many seconds for the worker's verdict (spec §5)",
+            "1–30: wait up to this many seconds for the worker's verdict (`docs/api.md` §5)",
         ))
         .schema(Some(
             ObjectBuilder::new()
@@ -373,7 +373,7 @@ fn submit() -> utoipa::openapi::path::Operation {
                     ErrorCode::InvalidAdmin,
                     ErrorCode::ProcessingError,
                 ],
-                "The record, the envelope or an option was refused (spec §3 check order); \
+                "The record, the envelope or an option was refused (`docs/api.md` §3 check order); \
                  with ?wait also the worker's rejection",
             ),
         )

@@ -1,4 +1,4 @@
-//! Per-project rate limits (spec §3 `rate_limited`): a token bucket per project,
+//! Per-project rate limits (`docs/api.md` §3 `rate_limited`): a token bucket per project,
 //! refilled at `rate` per second with a burst of one second's worth. In memory,
 //! per intake process: with several intakes behind a balancer, each enforces its
 //! share.

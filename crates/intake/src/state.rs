@@ -40,7 +40,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// The caller's project, from `x-api-key` (spec §1). A missing or unknown key is
+    /// The caller's project, from `x-api-key` (`docs/api.md` §1). A missing or unknown key is
     /// `forbidden`; a lookup that cannot reach the database (and has nothing
     /// cached) is `unavailable`, never `forbidden`: a valid client must not be told
     /// its key is wrong because we are having trouble.

@@ -1,4 +1,4 @@
-//! `?wait=<seconds>` (spec §5) without a database poll per request.
+//! `?wait=<seconds>` (`docs/api.md` §5) without a database poll per request.
 //!
 //! Each intake process owns one private reply queue. A request that wants to
 //! wait registers its submission id here *before* publishing, publishes with

@@ -1,4 +1,4 @@
-//! Submissions: the batch insert the workers use, and result lookups (spec §6).
+//! Submissions: the batch insert the workers use, and result lookups (`docs/api.md` §6).
 
 use crate::{DataKey, Store, StoreError};
 use kyc_core::submission::{FIELDS, FieldSpec, FieldValue, Rule};
@@ -83,7 +83,7 @@ enum ColumnKind {
     Date,
     /// Bound as text, cast to `inet` in the insert.
     Inet,
-    /// Sealed under the data key (spec §7), whatever the rule.
+    /// Sealed under the data key (`docs/api.md` §7), whatever the rule.
     Sealed,
 }
 
@@ -292,7 +292,7 @@ static READ_FIELDS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The outcome's columns a later outcome may overwrite (the final state wins,
-/// spec §6); `id`, `project_id`, `idempotency_key` and `received_at` never change.
+/// `docs/api.md` §6); `id`, `project_id`, `idempotency_key` and `received_at` never change.
 const OVERWRITTEN: [&str; 4] = ["status", "error_code", "message", "pii_key_id"];
 
 /// The batch insert, built once from [`OUTCOME_COLUMNS`] and [`FIELDS`]: every

@@ -1,4 +1,4 @@
-//! What a message may be before it is decided about at all (spec §8, "Bounds").
+//! What a message may be before it is decided about at all (`docs/api.md` §8, "Bounds").
 //!
 //! The intake refuses a body over `http.body_limit_bytes` and an `Idempotency-Key`
 //! that is not 1–200 printable ASCII characters. A direct publisher passes neither
@@ -59,7 +59,7 @@ pub(crate) fn check(
 }
 
 /// Applies [`check`]; for a refused message, finds its project by `x-api-key`
-/// (authentication comes first, spec §3: an unknown key is `forbidden`) and
+/// (authentication comes first, `docs/api.md` §3: an unknown key is `forbidden`) and
 /// builds its rejection event. `Err` only when the directory cannot answer.
 pub(crate) async fn screen(
     properties: &BasicProperties,

@@ -24,7 +24,7 @@ use kyc_store::{Directory, Project, StoreError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Where a result should also be sent (spec §8 `reply_to` + `correlation_id`).
+/// Where a result should also be sent (`docs/api.md` §8 `reply_to` + `correlation_id`).
 #[derive(Debug, Clone, Default)]
 pub struct ReplyTo {
     pub queue: Option<String>,

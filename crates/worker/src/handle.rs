@@ -217,7 +217,7 @@ impl Worker {
 impl Worker {
     /// Records `processing_error` for outcomes that could not be stored on their
     /// last allowed delivery, so that a client told 200 still learns an outcome
-    /// (spec §6): a rejected row (it keeps no fields, so it is stored where the
+    /// (`docs/api.md` §6): a rejected row (it keeps no fields, so it is stored where the
     /// outcome itself was refused), and an announcement for each. A successful
     /// replay from the dead letters later replaces the row with `accepted`.
     async fn give_up(

@@ -1,6 +1,6 @@
 //! # kyc-worker — from the submissions queue to PostgreSQL and result events
 //!
-//! The loop (architecture.md, "Worker loop"):
+//! The loop (`docs/architecture.md`, "Worker loop"):
 //!
 //! 1. [`batch`]: collect up to `batch_size` deliveries, or what arrived within
 //!    `batch_linger` after the first;

@@ -116,7 +116,7 @@ fn row_to_json(headers: &csv::StringRecord, row: &csv::StringRecord) -> Vec<u8> 
     let mut out = Vec::with_capacity(row.as_slice().len() + 16 * row.len());
     out.push(b'{');
     for (name, value) in headers.iter().zip(row.iter()) {
-        // An empty cell is an absent field (spec §2: "" counts as absent).
+        // An empty cell is an absent field (`docs/api.md` §2: "" counts as absent).
         if value.is_empty() {
             continue;
         }

@@ -1,4 +1,4 @@
-//! `kycctl push FILE`: a bulk migration straight to RabbitMQ (spec §8).
+//! `kycctl push FILE`: a bulk migration straight to RabbitMQ (`docs/api.md` §8).
 //!
 //! The file streams through a reader thread; each record is published to
 //! `P.submissions` with confirms kept in flight in a window, a `message_id` stable
@@ -49,7 +49,7 @@ pub struct PushArgs {
     /// Skip lines that already have a result in the results file.
     #[arg(long)]
     pub resume: bool,
-    /// Send each record in the encrypted `{"body": …}` form (spec §7).
+    /// Send each record in the encrypted `{"body": …}` form (`docs/api.md` §7).
     #[arg(long)]
     pub encrypt: bool,
     /// Input format [default: by extension; .csv is CSV, anything else JSON Lines].

@@ -15,14 +15,14 @@ use time::macros::date;
 /// The reference date for "not in the future" in every test.
 pub const TODAY: time::Date = date!(2024 - 06 - 15);
 
-/// The five required fields, in spec §2 table order.
+/// The five required fields, in `docs/api.md` §2 table order.
 pub const REQUIRED: [&str; 5] = kyc_core::example::REQUIRED;
 
 /// A record as ordered JSON entries.
 pub type Entries = Vec<(String, Value)>;
 
 /// The contract's example ([`kyc_core::example`]): a complete, valid record with
-/// all 25 fields, in spec §2 table order.
+/// all 25 fields, in `docs/api.md` §2 table order.
 pub fn full_record() -> Entries {
     kyc_core::example::FIELDS
         .into_iter()

@@ -1,4 +1,4 @@
-//! `/healthz`, `/readyz`, `/metrics` (spec §9).
+//! `/healthz`, `/readyz`, `/metrics` (`docs/api.md` §9).
 
 use crate::state::AppState;
 use axum::extract::State;

@@ -1,4 +1,4 @@
-//! The HTTP routes (spec §1–§6, §9).
+//! The HTTP routes (`docs/api.md` §1–§6, §9).
 
 pub mod health;
 pub mod result;

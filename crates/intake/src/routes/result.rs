@@ -1,4 +1,4 @@
-//! `GET /v3/submission/migration/{submissionId}` (spec §6).
+//! `GET /v3/submission/migration/{submissionId}` (`docs/api.md` §6).
 
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -1,6 +1,6 @@
-//! `POST /v3/submission/migration` (spec §1–§5, §7).
+//! `POST /v3/submission/migration` (`docs/api.md` §1–§5, §7).
 //!
-//! Checks run in the order of spec §3: authentication (then the project's rate
+//! Checks run in the order of `docs/api.md` §3: authentication (then the project's rate
 //! limit) → size → decryption/parse →
 //! unknown parameters → missing fields → formats → project/admin. Only then is the
 //! validated body published — plain JSON (decrypted if the client used the
@@ -30,7 +30,7 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 use uuid::Uuid;
 
-/// The request header carrying a client's idempotency key (spec §5).
+/// The request header carrying a client's idempotency key (`docs/api.md` §5).
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// `200 {"message": "success", "submissionId": …}`.
@@ -51,7 +51,7 @@ pub struct AcceptedBody {
     pub submission_id: Uuid,
 }
 
-/// The longest `?wait` (spec §5).
+/// The longest `?wait` (`docs/api.md` §5).
 pub const MAX_WAIT_SECONDS: u64 = 30;
 
 pub async fn submit(
