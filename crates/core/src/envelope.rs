@@ -132,6 +132,7 @@ impl EnvelopeKey {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncryptedRequest {
+    /// The sealed submission JSON, standard Base64.
     pub body: String,
 }
 
@@ -139,7 +140,9 @@ pub struct EncryptedRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EncryptedResponse {
+    /// Always `true`: tells the client to decrypt `data`.
     pub is_encrypted: bool,
+    /// The sealed success body, standard Base64.
     pub data: String,
 }
 
@@ -168,6 +171,7 @@ pub enum EncryptionPolicy {
 /// A request body after the envelope, if any, was opened.
 #[derive(Debug, Clone)]
 pub struct Opened {
+    /// The submission's fields, as sent, in document order.
     pub raw: RawSubmission,
     /// The request was encrypted, so the success response must be too.
     pub was_encrypted: bool,

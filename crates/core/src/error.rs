@@ -138,7 +138,9 @@ impl std::fmt::Display for ErrorCode {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.message())]
 pub struct Rejection {
+    /// The stable error code the client sees.
     pub code: ErrorCode,
+    /// The wire names of the fields concerned (never their values).
     pub parameters: Vec<String>,
 }
 
@@ -206,8 +208,11 @@ impl From<ErrorCode> for Rejection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
+    /// The stable error code (`docs/api.md` §3).
     pub error_code: ErrorCode,
+    /// The human-readable message of `docs/api.md` §3.
     pub message: String,
+    /// The fields concerned; omitted when there are none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Vec<String>>,
 }

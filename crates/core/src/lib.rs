@@ -19,6 +19,7 @@
 //! Project and admin checks need the database and therefore live in the services,
 //! but their error codes are here. [`example`] is the contract's example record,
 //! the one every test, bench and demo sends.
+#![warn(missing_docs)]
 
 pub mod country;
 pub mod envelope;

@@ -35,12 +35,15 @@ submission_fields! {
     admin: "admin", required, Email, plain "admin";
     /// The subject's e-mail address.
     email: "email", required, Email, plain "email";
+    /// The subject's full name.
     full_name: "fullName", required, Text { max: 200 }, plain "full_name";
     /// `YYYY-MM-DD`, not in the future.
     birth_date: "birthDate", required, PastDate, plain "birth_date";
     /// The outcome of the identity check being migrated.
     kyc_status: "kycStatus", required, KycStatus, plain "kyc_status";
+    /// The subject's given name.
     first_name: "firstName", optional, Text { max: 100 }, plain "first_name";
+    /// The subject's family name.
     last_name: "lastName", optional, Text { max: 100 }, plain "last_name";
     /// The kind of identity document (`drvlic` is an alias of `drivers_license`).
     id_type: "idType", optional, IdType, plain "id_type";
@@ -48,6 +51,7 @@ submission_fields! {
     issuing_country: "issuingCountry", optional, Country, plain "issuing_country";
     /// ISO 3166-1 alpha-3, any case; stored upper-case.
     nationality: "nationality", optional, Country, plain "nationality";
+    /// `female` or `male`.
     gender: "gender", optional, Gender, plain "gender";
     /// `YYYY-MM-DD`.
     issue_date: "issueDate", optional, Date, plain "issue_date";
@@ -59,13 +63,21 @@ submission_fields! {
     identity_number: "identityNumber", optional, Text { max: 100 }, sealed "identity_number_enc";
     /// The identity document's number.
     document_number: "documentNumber", optional, Text { max: 100 }, sealed "document_number_enc";
+    /// Address: city.
     address_city: "address_city", optional, Text { max: 200 }, plain "address_city";
+    /// Address: country, free text.
     address_country: "address_country", optional, Text { max: 200 }, plain "address_country";
+    /// Address: state or region.
     address_state: "address_state", optional, Text { max: 200 }, plain "address_state";
+    /// Address: street and number.
     address_street: "address_street", optional, Text { max: 200 }, plain "address_street";
+    /// Address: the whole address on one line.
     address_full: "address_full", optional, Text { max: 500 }, plain "address_full";
+    /// Client-defined custom field 1, stored as sent.
     cf1: "cf1", optional, Text { max: 1000 }, plain "cf1";
+    /// Client-defined custom field 2, stored as sent.
     cf2: "cf2", optional, Text { max: 1000 }, plain "cf2";
+    /// Client-defined custom field 3, stored as sent.
     cf3: "cf3", optional, Text { max: 1000 }, plain "cf3";
     /// The client's own id for the subject; echoed in result events.
     userid: "userid", optional, Text { max: 200 }, plain "userid";
@@ -127,6 +139,7 @@ impl RawSubmission {
         RawSubmission { entries }
     }
 
+    /// The key/value pairs, in document order.
     pub fn entries(&self) -> &[(String, Value)] {
         &self.entries
     }

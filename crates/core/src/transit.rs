@@ -42,9 +42,13 @@ type Nonce = aes_gcm::aead::Nonce<Aes256Gcm>;
 /// message once it opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedIds<'a> {
+    /// The id the intake gave the submission.
     pub submission_id: Uuid,
+    /// The project the intake authenticated the request for.
     pub project_id: Uuid,
+    /// When the intake received the request.
     pub received_at: OffsetDateTime,
+    /// The client's `Idempotency-Key`, if it sent one.
     pub idempotency_key: Option<&'a str>,
 }
 
@@ -106,14 +110,19 @@ impl fmt::Debug for TransitKey {
 /// Why a configured transit key is unusable. Never names a byte of the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadTransitKey {
+    /// The key (named by its id) is not standard Base64.
     #[error("transit key {0:?}: must be standard Base64 of 32 bytes")]
     NotBase64(String),
+    /// The key (named by its id) decodes to the given length, not 32 bytes.
     #[error("transit key {0:?}: must be 32 bytes, not {1}")]
     WrongLength(String, usize),
+    /// The key id is empty, too long or has a character outside `[A-Za-z0-9._-]`.
     #[error("transit key id {0:?}: must be 1–64 characters of [A-Za-z0-9._-]")]
     BadId(String),
+    /// A keyring entry has no `:` between id and key.
     #[error("transit keyring entry must be `id:base64`")]
     BadEntry,
+    /// Two keys of one keyring share an id.
     #[error("transit key id {0:?} is listed twice")]
     Duplicate(String),
 }
@@ -210,7 +219,9 @@ pub struct TransitKeyring {
 /// A message sealed for the workers: the key id for its header, and its body.
 #[derive(Debug, Clone)]
 pub struct Sealed {
+    /// The id of the key that sealed it, for the message's key-id header.
     pub key_id: String,
+    /// Nonce, ciphertext and tag.
     pub body: Vec<u8>,
 }
 

@@ -50,6 +50,7 @@ impl Email {
         labels_ok.then(|| Email(s.to_owned()))
     }
 
+    /// The address as sent (case kept).
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -72,6 +73,7 @@ impl fmt::Debug for Email {
 pub struct IsoDate(pub time::Date);
 
 impl IsoDate {
+    /// Parses `YYYY-MM-DD`; `None` for any other form or a date that does not exist.
     pub fn parse(s: &str) -> Option<IsoDate> {
         let b = s.as_bytes();
         if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
@@ -130,6 +132,7 @@ impl CountryAlpha3 {
         crate::country::is_assigned(&code).then_some(CountryAlpha3(code))
     }
 
+    /// The upper-case three-letter code.
     pub fn as_str(&self) -> &str {
         // The bytes come from the ASCII table in `country`, so this cannot fail.
         std::str::from_utf8(&self.0).unwrap_or("???")
@@ -154,13 +157,14 @@ macro_rules! wire_enum {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $name {
-            $(#[serde(rename = $wire)] $variant),+
+            $(#[doc = concat!("`", $wire, "`.")] #[serde(rename = $wire)] $variant),+
         }
 
         impl $name {
             /// Every value, in the order of the spec.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
+            /// The wire string.
             pub const fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $wire),+
@@ -209,12 +213,14 @@ wire_enum!(
 );
 
 impl KycStatus {
+    /// Exact, case-sensitive codes.
     pub fn parse(s: &str) -> Option<KycStatus> {
         KycStatus::ALL.iter().copied().find(|t| t.as_str() == s)
     }
 }
 
 wire_enum!(
+    /// The subject's gender, as the contract spells it.
     Gender {
         Female = "female",
         Male = "male",
@@ -222,6 +228,7 @@ wire_enum!(
 );
 
 impl Gender {
+    /// Exact, case-sensitive codes.
     pub fn parse(s: &str) -> Option<Gender> {
         Gender::ALL.iter().copied().find(|t| t.as_str() == s)
     }

@@ -159,13 +159,16 @@ impl fmt::Debug for SubmissionHeadersV2<'_> {
 /// What happened to a submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventKind {
+    /// Stored as accepted: `submission.accepted`.
     #[serde(rename = "submission.accepted")]
     Accepted,
+    /// Refused with an error code: `submission.rejected`.
     #[serde(rename = "submission.rejected")]
     Rejected,
 }
 
 impl EventKind {
+    /// The event name on the wire (`submission.accepted` / `submission.rejected`).
     pub const fn as_str(self) -> &'static str {
         match self {
             EventKind::Accepted => "submission.accepted",
@@ -186,17 +189,25 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultEventV1 {
+    /// Accepted or rejected.
     pub event: EventKind,
+    /// The submission the event is about.
     pub submission_id: Uuid,
+    /// The project it was submitted for.
     pub project_id: Uuid,
+    /// The submission's `userid`, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userid: Option<String>,
+    /// The client's `Idempotency-Key`, if it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// Why it was rejected; `None` when accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<ErrorCode>,
+    /// The error message of `docs/api.md` §3; `None` when accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// When the worker decided, RFC 3339.
     #[serde(with = "time::serde::rfc3339")]
     pub at: time::OffsetDateTime,
 }
@@ -258,6 +269,7 @@ pub const REPLY_BATCH_TYPE: &str = "kyc.reply-batch.v1";
 /// message it answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplyBatchV1 {
+    /// The results, in no particular order.
     pub results: Vec<BatchedReplyV1>,
 }
 
@@ -265,8 +277,10 @@ pub struct ReplyBatchV1 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchedReplyV1 {
+    /// The `correlation_id` of the message this answers, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// The result.
     pub event: ResultEventV1,
 }
 

@@ -9,6 +9,7 @@
 //!
 //! [`Intake::build`] binds the listener (port 0 works, for tests) and
 //! [`Intake::run`] serves until the shutdown token is cancelled, then drains.
+#![warn(missing_docs)]
 
 pub mod edge;
 pub mod error;

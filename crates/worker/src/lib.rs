@@ -25,6 +25,7 @@
 //! back-off), `handle` (one batch, steps 2–5, and its retries), `fallback`
 //! (storing a batch, row by row when the batch insert is refused), `worker` (the
 //! [`Worker`] and its options).
+#![warn(missing_docs)]
 
 pub mod announce;
 pub mod batch;
