@@ -44,17 +44,32 @@ pub struct IntakeOptions {
     pub addr: SocketAddr,
     /// Where `/metrics` and `/readyz` are served apart; `None`: on `addr`.
     pub operator_addr: Option<SocketAddr>,
+    /// The database holding projects and admins (`KYC__DATABASE__URL`).
     pub database_url: SecretString,
+    /// Pool size (`KYC__DATABASE__MAX_CONNECTIONS`).
     pub database_max_connections: u32,
+    /// The broker (`KYC__AMQP__URL`).
     pub amqp_url: SecretString,
+    /// Exchange and queue names under `KYC__AMQP__PREFIX`, with dead-letter bounds.
     pub topology: Topology,
+    /// Broker channels used for publishing (`KYC__AMQP__PUBLISH_CHANNELS`).
     pub publish_channels: usize,
+    /// How long a publish waits for the broker's confirm before 503
+    /// (`KYC__AMQP__CONFIRM_TIMEOUT_MS`).
     pub confirm_timeout: Duration,
+    /// Publishes awaiting confirm at most (`KYC__AMQP__MAX_IN_FLIGHT`).
     pub max_in_flight: usize,
+    /// The largest request body; larger is 413 `payload_too_large`
+    /// (`KYC__HTTP__BODY_LIMIT_BYTES`).
     pub body_limit: usize,
+    /// Per-project requests per second, 0 for none (`KYC__HTTP__RATE_LIMIT_PER_SECOND`).
     pub rate_limit_per_second: u32,
+    /// How long in-flight requests may finish after shutdown
+    /// (`KYC__HTTP__DRAIN_TIMEOUT_MS`).
     pub drain_timeout: Duration,
+    /// Connection-level timeouts and limits (`KYC__HTTP__…`).
     pub edge: EdgeLimits,
+    /// Size and lifetime of the project/admin cache (`KYC__DIRECTORY__…`).
     pub directory: DirectoryLimits,
     /// The transit keys; the intake seals every message with the current one.
     pub transit: TransitKeyring,

@@ -181,6 +181,7 @@ impl utoipa::ToSchema for EncryptedResponseDoc {
     )),
     modifiers(&Paths)
 )]
+/// The OpenAPI document served at `/openapi.json`.
 pub struct ApiDoc;
 
 const JSON: &str = "application/json";

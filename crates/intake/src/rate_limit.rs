@@ -8,6 +8,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// The per-project token buckets; cheap to clone (shared).
 #[derive(Debug, Clone)]
 pub struct ProjectRateLimit {
     limiter: Option<Arc<DefaultKeyedRateLimiter<Uuid>>>,

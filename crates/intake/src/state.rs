@@ -10,22 +10,30 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+/// The handlers' state: a cheap handle on [`Shared`].
 #[derive(Debug, Clone)]
 pub struct AppState(pub Arc<Shared>);
 
+/// What every request of one intake uses.
 #[derive(Debug)]
 pub struct Shared {
+    /// Projects and admins, cached (authentication and the admin check).
     pub directory: Directory,
+    /// Publishes sealed submissions and waits for the broker's confirm.
     pub publisher: Publisher,
+    /// Exchange and queue names.
     pub topology: Topology,
+    /// The largest request body (413 `payload_too_large`).
     pub body_limit: usize,
     /// How long a request body may take to arrive (408 `request_timeout`).
     pub body_timeout: std::time::Duration,
+    /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Cancelled when the process starts draining (`/readyz` then says no).
     pub draining: CancellationToken,
     /// Requests waiting for their result (`?wait`).
     pub waiters: crate::wait::Waiters,
+    /// Per-project request budget (429 `rate_limited`).
     pub rate_limit: crate::rate_limit::ProjectRateLimit,
     /// Seals published messages so that only workers can read them and trust the
     /// ids and project authenticated here.

@@ -14,17 +14,22 @@ use uuid::Uuid;
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultBody {
+    /// The submission asked about.
     pub submission_id: Uuid,
     /// `accepted` or `rejected`.
     pub status: &'static str,
+    /// Why it was rejected; absent when accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub error_code: Option<ErrorCode>,
+    /// The error message of `docs/api.md` §3; absent when accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// When the intake received it.
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub received_at: OffsetDateTime,
+    /// When a worker stored the outcome.
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub processed_at: OffsetDateTime,

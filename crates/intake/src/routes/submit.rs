@@ -39,6 +39,7 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub struct SuccessBody {
     /// `success`.
     pub message: &'static str,
+    /// The id the submission is stored and announced under.
     pub submission_id: Uuid,
 }
 
@@ -48,12 +49,15 @@ pub struct SuccessBody {
 pub struct AcceptedBody {
     /// `accepted`.
     pub message: &'static str,
+    /// The id the submission is stored and announced under.
     pub submission_id: Uuid,
 }
 
 /// The longest `?wait` (`docs/api.md` §5).
 pub const MAX_WAIT_SECONDS: u64 = 30;
 
+/// `POST /v3/submission/migration`: authenticates, validates and publishes one
+/// submission, answering only after the broker confirmed it (`docs/api.md` §5).
 pub async fn submit(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
