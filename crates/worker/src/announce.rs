@@ -15,7 +15,9 @@ type Correlated<'a> = (Option<&'a str>, &'a [u8]);
 /// One event to announce, and where else it should go.
 #[derive(Debug)]
 pub struct Announcement {
+    /// The result event, published to the results exchange.
     pub event: ResultEventV1,
+    /// Where the sender asked for the result too, if anywhere.
     pub reply: ReplyTo,
 }
 

@@ -27,7 +27,9 @@ use uuid::Uuid;
 /// Where a result should also be sent (`docs/api.md` §8 `reply_to` + `correlation_id`).
 #[derive(Debug, Clone, Default)]
 pub struct ReplyTo {
+    /// The message's `reply_to` queue; `None`: no reply asked for.
     pub queue: Option<String>,
+    /// The message's `correlation_id`, echoed on the reply.
     pub correlation_id: Option<String>,
     /// The sender takes its result inside a batch reply (`x-reply-mode: batch`).
     pub batch: bool,
@@ -83,14 +85,20 @@ pub fn reply_queue_allowed(queue: &str, prefix: &str) -> bool {
 pub enum Decision {
     /// Store this outcome (accepted or rejected), then announce it.
     Store {
+        /// The row to store and the event it becomes.
         outcome: Box<Outcome>,
+        /// Where the result should also go.
         reply: ReplyTo,
     },
     /// No valid API key: nothing can be stored (a row belongs to a project), but
     /// a requester waiting on `reply_to` still learns `forbidden`.
     Forbidden {
+        /// Derived under the nil project from the idempotency key or the body, so a
+        /// redelivery gets the same id.
         submission_id: Uuid,
+        /// The message's `message_id`, echoed in the `forbidden` event.
         idempotency_key: Option<String>,
+        /// Where the `forbidden` result should go.
         reply: ReplyTo,
     },
 }

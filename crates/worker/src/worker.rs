@@ -8,11 +8,18 @@ use std::time::Duration;
 /// How a worker connects and batches.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
+    /// The broker (`KYC__AMQP__URL`).
     pub amqp_url: String,
+    /// Exchange and queue names under `KYC__AMQP__PREFIX`, with dead-letter bounds.
     pub topology: Topology,
+    /// Deliveries stored per transaction at most (`KYC__WORKER__BATCH_SIZE`).
     pub batch_size: usize,
+    /// How long a partial batch waits for more (`KYC__WORKER__BATCH_LINGER_MS`).
     pub batch_linger: Duration,
+    /// Unacknowledged deliveries the broker sends ahead (`KYC__WORKER__PREFETCH`).
     pub prefetch: u16,
+    /// How long a result or dead-letter publish waits for its confirm
+    /// (`KYC__AMQP__CONFIRM_TIMEOUT_MS`).
     pub confirm_timeout: Duration,
     /// The largest body decided about (`http.body_limit_bytes`, as at the
     /// intake); a larger one is refused as `payload_too_large` (`bounds`).
