@@ -28,4 +28,5 @@ mod rate_limit;
 mod restart;
 mod startup;
 mod transit;
+mod transit_claims;
 mod wait;
