@@ -1,0 +1,188 @@
+//! The plain sections of [`Settings`](super::Settings): the HTTP server, the
+//! database, the broker, the worker, the directory cache and logging.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The intake's HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Http {
+    /// `KYC__HTTP__ADDR`; port 0 picks a free port (tests).
+    pub addr: SocketAddr,
+    /// Largest accepted body (`docs/api.md` §3: default 64 KiB → 413 beyond).
+    pub body_limit_bytes: usize,
+    /// Per-project requests per second (`docs/api.md` §3 `rate_limited`); 0 disables.
+    pub rate_limit_per_second: u32,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub drain_timeout_ms: u64,
+    /// `KYC__HTTP__OPERATOR_ADDR`: where `/metrics` and `/readyz` are served
+    /// apart from the API. Unset, they share the public listener.
+    pub operator_addr: Option<SocketAddr>,
+    /// A request's headers must arrive within this time after its connection
+    /// opens or after the previous response on it: the slow-client and
+    /// keep-alive idle timeout.
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive within this time (408 `request_timeout`).
+    pub body_timeout_ms: u64,
+    /// A request must be answered within this time (503 `unavailable`); above
+    /// the longest `?wait` (30 s) plus the confirm timeout.
+    pub request_timeout_ms: u64,
+    /// Open connections at most per listener; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Requests per second from one client address, checked before
+    /// authentication; 0 (the default) turns it off, as behind a load balancer
+    /// every client shares the balancer's address.
+    pub per_address_rate_limit: u32,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 64 * 1024,
+            rate_limit_per_second: 5_000,
+            drain_timeout_ms: 10_000,
+            operator_addr: None,
+            header_read_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            request_timeout_ms: 45_000,
+            max_connections: 4_096,
+            per_address_rate_limit: 0,
+        }
+    }
+}
+
+/// PostgreSQL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Database {
+    /// `KYC__DATABASE__URL`.
+    pub url: SecretString,
+    /// Pool size per process.
+    pub max_connections: u32,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database {
+            url: SecretString::from("postgres://postgres@127.0.0.1:5432/kyc"),
+            max_connections: 10,
+        }
+    }
+}
+
+/// RabbitMQ, and how publishing to it is bounded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Amqp {
+    /// `KYC__AMQP__URL`.
+    pub url: SecretString,
+    /// `KYC__AMQP__PREFIX`: names every exchange and queue (`<prefix>.submissions`…).
+    pub prefix: String,
+    /// Confirm-mode channels the intake (and `kycctl push`) spread publishes over.
+    pub publish_channels: usize,
+    /// How long a publish may wait for its confirm before it counts as failed
+    /// (the intake's client gets 503, `kycctl push` stops).
+    pub confirm_timeout_ms: u64,
+    /// Publishes awaiting confirms per process; beyond it requests get 503 at once.
+    pub max_in_flight: usize,
+    /// `KYC__AMQP__DEAD_LETTER_MAX_LENGTH`: dead letters kept at most (the
+    /// dead queue's `x-max-length`); beyond it the oldest are dropped.
+    pub dead_letter_max_length: u32,
+    /// `KYC__AMQP__DEAD_LETTER_TTL_MS`: how long a dead letter is kept (the dead
+    /// queue's `x-message-ttl`).
+    pub dead_letter_ttl_ms: u64,
+}
+
+impl Default for Amqp {
+    fn default() -> Self {
+        Amqp {
+            url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            prefix: "kyc".to_owned(),
+            publish_channels: 4,
+            confirm_timeout_ms: 5_000,
+            max_in_flight: 8_192,
+            dead_letter_max_length: 100_000,
+            dead_letter_ttl_ms: 14 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+impl Amqp {
+    /// [`Amqp::confirm_timeout_ms`] as a duration.
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_millis(self.confirm_timeout_ms)
+    }
+}
+
+/// The worker's batching, prefetch and draining.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Worker {
+    /// `KYC__WORKER__BATCH_SIZE`: deliveries per transaction.
+    pub batch_size: usize,
+    /// `KYC__WORKER__BATCH_LINGER_MS`: how long a partial batch waits for more.
+    pub batch_linger_ms: u64,
+    /// Unacknowledged deliveries the broker may push ahead (≥ batch size, so the
+    /// next batch is already local while one is being stored).
+    pub prefetch: u16,
+    /// How long the worker may take to finish its batch after SIGTERM.
+    pub drain_timeout_ms: u64,
+    /// `KYC__WORKER__METRICS_ADDR`: where the worker serves `/metrics`
+    /// (Prometheus text); unset, it serves none.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Worker {
+            batch_size: 500,
+            batch_linger_ms: 20,
+            prefetch: 1_000,
+            drain_timeout_ms: 20_000,
+            metrics_addr: None,
+        }
+    }
+}
+
+impl Worker {
+    /// [`Worker::batch_linger_ms`] as a duration.
+    pub fn batch_linger(&self) -> Duration {
+        Duration::from_millis(self.batch_linger_ms)
+    }
+}
+
+/// The project/admin lookup cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Directory {
+    /// How long a lookup is trusted; a rotated key or removed admin stops working
+    /// within this time.
+    pub ttl_ms: u64,
+    /// Known keys (and projects, admin lists) kept, least recently used evicted.
+    pub max_entries: usize,
+    /// Unknown keys remembered as unknown, least recently used evicted: apart
+    /// from the known ones, so a flood of random keys cannot evict a real one.
+    pub max_unknown_entries: usize,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Directory {
+            ttl_ms: 5_000,
+            max_entries: 100_000,
+            max_unknown_entries: 10_000,
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Log {
+    /// `KYC__LOG__JSON=true` for JSON lines.
+    pub json: bool,
+}
