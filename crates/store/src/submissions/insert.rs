@@ -1,0 +1,286 @@
+//! The batch insert: outcomes gathered into one array per column and stored with
+//! one `INSERT … SELECT FROM UNNEST` per batch.
+
+use super::{ColumnKind, Outcome, Verdict};
+use crate::{DataKey, Store, StoreError};
+use kyc_core::ErrorCode;
+use kyc_core::submission::{FIELDS, FieldValue};
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// One field's values, one per row.
+enum FieldColumn<'a> {
+    Text(Vec<Option<&'a str>>),
+    Date(Vec<Option<time::Date>>),
+    Inet(Vec<Option<String>>),
+    Sealed(Vec<Option<Vec<u8>>>),
+}
+
+impl<'a> FieldColumn<'a> {
+    fn new(kind: ColumnKind, rows: usize) -> FieldColumn<'a> {
+        match kind {
+            ColumnKind::Text => FieldColumn::Text(Vec::with_capacity(rows)),
+            ColumnKind::Date => FieldColumn::Date(Vec::with_capacity(rows)),
+            ColumnKind::Inet => FieldColumn::Inet(Vec::with_capacity(rows)),
+            ColumnKind::Sealed => FieldColumn::Sealed(Vec::with_capacity(rows)),
+        }
+    }
+
+    /// Appends one row's value. The column's kind follows from the field's rule,
+    /// and so does the value's kind: a text column gets a text value.
+    fn push(&mut self, value: Option<FieldValue<'a>>, key: &DataKey, row: Uuid, column: &str) {
+        match self {
+            FieldColumn::Text(v) => v.push(value.and_then(|x| x.as_str())),
+            FieldColumn::Date(v) => v.push(value.and_then(|x| match x {
+                FieldValue::Date(d) => Some(d.0),
+                _ => None,
+            })),
+            FieldColumn::Inet(v) => v.push(value.map(|x| x.to_string())),
+            FieldColumn::Sealed(v) => v.push(value.map(|x| key.seal(row, column, &x.to_text()))),
+        }
+    }
+
+    fn has_value(&self, row: usize) -> bool {
+        match self {
+            FieldColumn::Text(v) => v[row].is_some(),
+            FieldColumn::Date(v) => v[row].is_some(),
+            FieldColumn::Inet(v) => v[row].is_some(),
+            FieldColumn::Sealed(v) => v[row].is_some(),
+        }
+    }
+
+    fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        match self {
+            FieldColumn::Text(v) => query.bind(v),
+            FieldColumn::Date(v) => query.bind(v),
+            FieldColumn::Inet(v) => query.bind(v),
+            FieldColumn::Sealed(v) => query.bind(v),
+        }
+    }
+}
+
+type Query<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, (Uuid,), sqlx::postgres::PgArguments>;
+
+/// One array per column, for a single set-based `INSERT … SELECT FROM UNNEST`:
+/// the outcome's own columns, then one per field of [`FIELDS`], in table order.
+struct Columns<'a> {
+    id: Vec<Uuid>,
+    project_id: Vec<Uuid>,
+    status: Vec<&'static str>,
+    error_code: Vec<Option<&'static str>>,
+    message: Vec<Option<String>>,
+    idempotency_key: Vec<Option<&'a str>>,
+    received_at: Vec<OffsetDateTime>,
+    /// The data key's id, on rows with a sealed value.
+    pii_key_id: Vec<Option<&'a str>>,
+    /// The sealed values' format (`crate::pii`): always the current one.
+    pii_format: Vec<i16>,
+    fields: Vec<FieldColumn<'a>>,
+}
+
+impl<'a> Columns<'a> {
+    fn with_capacity(rows: usize) -> Columns<'a> {
+        Columns {
+            id: Vec::with_capacity(rows),
+            project_id: Vec::with_capacity(rows),
+            status: Vec::with_capacity(rows),
+            error_code: Vec::with_capacity(rows),
+            message: Vec::with_capacity(rows),
+            idempotency_key: Vec::with_capacity(rows),
+            received_at: Vec::with_capacity(rows),
+            pii_key_id: Vec::with_capacity(rows),
+            pii_format: Vec::with_capacity(rows),
+            fields: FIELDS
+                .iter()
+                .map(|spec| FieldColumn::new(ColumnKind::of(spec), rows))
+                .collect(),
+        }
+    }
+
+    fn push(&mut self, o: &'a Outcome, key: &'a DataKey) {
+        let row = self.id.len();
+        self.id.push(o.id);
+        self.project_id.push(o.project_id);
+        self.idempotency_key.push(o.idempotency_key.as_deref());
+        self.received_at.push(o.received_at);
+        // A rejected submission keeps only its outcome: every field is NULL.
+        let values = match &o.result {
+            Ok(s) => {
+                self.status.push("accepted");
+                self.error_code.push(None);
+                self.message.push(None);
+                s.values()
+            }
+            Err(rejection) => {
+                self.status.push("rejected");
+                self.error_code.push(Some(rejection.code.as_str()));
+                self.message.push(Some(rejection.message()));
+                [None; FIELDS.len()]
+            }
+        };
+        for ((column, value), spec) in self.fields.iter_mut().zip(values).zip(&FIELDS) {
+            column.push(value, key, o.id, spec.column);
+        }
+        let sealed = FIELDS
+            .iter()
+            .zip(&self.fields)
+            .any(|(spec, column)| spec.sealed && column.has_value(row));
+        self.pii_key_id.push(sealed.then(|| key.id()));
+        self.pii_format.push(crate::pii::CURRENT_FORMAT);
+    }
+
+    fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        let query = query
+            .bind(&self.id)
+            .bind(&self.project_id)
+            .bind(&self.status)
+            .bind(&self.error_code)
+            .bind(&self.message)
+            .bind(&self.idempotency_key)
+            .bind(&self.received_at)
+            .bind(&self.pii_key_id)
+            .bind(&self.pii_format);
+        self.fields
+            .iter()
+            .fold(query, |query, column| column.bind(query))
+    }
+}
+
+/// The outcome's own columns and their array types, bound before the fields in
+/// this order by [`Columns::bind`].
+const OUTCOME_COLUMNS: [(&str, &str); 9] = [
+    ("id", "uuid[]"),
+    ("project_id", "uuid[]"),
+    ("status", "text[]"),
+    ("error_code", "text[]"),
+    ("message", "text[]"),
+    ("idempotency_key", "text[]"),
+    ("received_at", "timestamptz[]"),
+    ("pii_key_id", "text[]"),
+    ("pii_format", "smallint[]"),
+];
+
+/// The outcome's columns a later outcome may overwrite (the final state wins,
+/// `docs/api.md` §6); `id`, `project_id`, `idempotency_key` and `received_at` never change.
+const OVERWRITTEN: [&str; 4] = ["status", "error_code", "message", "pii_key_id"];
+
+/// The batch insert, built once from [`OUTCOME_COLUMNS`] and [`FIELDS`]: every
+/// column is one `UNNEST`ed array parameter.
+///
+/// A row already there is left alone, with one exception: a `processing_error`
+/// rejection (written when a message could not be stored within its delivery
+/// limit, before it was dead-lettered) is replaced by an accepted outcome, which
+/// is what a successful replay of that message brings. Every row the statement
+/// wrote, inserted or replaced, is returned.
+static INSERT: LazyLock<String> = LazyLock::new(|| {
+    let columns: Vec<(&str, &str, String)> = OUTCOME_COLUMNS
+        .iter()
+        .map(|&(name, array)| (name, array, name.to_owned()))
+        .chain(FIELDS.iter().map(|spec| {
+            let kind = ColumnKind::of(spec);
+            (spec.column, kind.array_type(), kind.select(spec.column))
+        }))
+        .collect();
+    let names: Vec<&str> = columns.iter().map(|c| c.0).collect();
+    let names = names.join(", ");
+    let selects: Vec<&str> = columns.iter().map(|c| c.2.as_str()).collect();
+    let params: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("${}::{}", i + 1, c.1))
+        .collect();
+    let updates: Vec<String> = OVERWRITTEN
+        .iter()
+        .copied()
+        .chain(FIELDS.iter().map(|spec| spec.column))
+        .map(|column| format!("{column} = EXCLUDED.{column}"))
+        .chain(["processed_at = now()".to_owned()])
+        .collect();
+    format!(
+        "INSERT INTO submissions ({names})\nSELECT {}\nFROM UNNEST({}) AS t({names})\n\
+         ON CONFLICT (id) DO UPDATE SET {}\n\
+         WHERE submissions.status = 'rejected' AND submissions.error_code = '{}'\n\
+         AND EXCLUDED.status = 'accepted' AND submissions.project_id = EXCLUDED.project_id\n\
+         RETURNING id",
+        selects.join(", "),
+        params.join(", "),
+        updates.join(", "),
+        ErrorCode::ProcessingError.as_str(),
+    )
+});
+
+impl Store {
+    /// Stores a batch in one transaction with one set-based insert, and returns
+    /// the stored verdict for each outcome, in order.
+    ///
+    /// `ON CONFLICT (id)` makes a redelivered message harmless: its row is already
+    /// there, and its verdict is read back from the row (not recomputed), so a
+    /// redelivery re-announces exactly what was stored. The one exception is a
+    /// stored `processing_error`, which an accepted outcome replaces (see [`INSERT`]).
+    pub async fn store_batch(
+        &self,
+        outcomes: &[Outcome],
+        key: &DataKey,
+    ) -> Result<Vec<Verdict>, StoreError> {
+        let mut c = Columns::with_capacity(outcomes.len());
+        // The first outcome of an id only: `ON CONFLICT DO UPDATE` refuses to touch
+        // a row twice in one statement, and the first one wins anyway.
+        let mut seen = std::collections::HashSet::with_capacity(outcomes.len());
+        for o in outcomes {
+            if seen.insert(o.id) {
+                c.push(o, key);
+            }
+        }
+        let mut tx = self.pool().begin().await?;
+        let inserted: Vec<(Uuid,)> = c
+            .bind(sqlx::query_as(INSERT.as_str()))
+            .fetch_all(&mut *tx)
+            .await?;
+
+        // The verdict of every id: ours for the rows just inserted (the first
+        // outcome of an id wins, as in the insert), the stored one for the rest.
+        let mut verdicts: HashMap<Uuid, Verdict> = HashMap::with_capacity(outcomes.len());
+        let inserted: std::collections::HashSet<Uuid> =
+            inserted.into_iter().map(|(id,)| id).collect();
+        for o in outcomes {
+            if inserted.contains(&o.id) {
+                verdicts.entry(o.id).or_insert_with(|| Verdict::of(o));
+            }
+        }
+        // Read back by id *and* project: a row of another project under the same
+        // id is never this outcome's verdict (the outcome then has none, and its
+        // message is not acknowledged).
+        let (existing, existing_projects): (Vec<Uuid>, Vec<Uuid>) = outcomes
+            .iter()
+            .filter(|o| !inserted.contains(&o.id))
+            .map(|o| (o.id, o.project_id))
+            .unzip();
+        if !existing.is_empty() {
+            let rows: Vec<(Uuid, String, Option<String>, Option<String>)> = sqlx::query_as(
+                "SELECT s.id, s.status, s.error_code, s.message
+                 FROM submissions s
+                 JOIN UNNEST($1::uuid[], $2::uuid[]) AS t(id, project_id)
+                   ON s.id = t.id AND s.project_id = t.project_id",
+            )
+            .bind(&existing)
+            .bind(&existing_projects)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (id, status, code, message) in rows {
+                verdicts.insert(id, Verdict::from_row(&status, code, message));
+            }
+        }
+        tx.commit().await?;
+
+        outcomes
+            .iter()
+            .map(|o| {
+                verdicts.get(&o.id).cloned().ok_or(StoreError::NotFound(
+                    "a submission of the batch after its insert",
+                ))
+            })
+            .collect()
+    }
+}
