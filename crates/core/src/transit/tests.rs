@@ -4,8 +4,7 @@ fn ids(project_id: Uuid) -> SealedIds<'static> {
     SealedIds {
         submission_id: Uuid::from_u128(1),
         project_id,
-        received_at: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789)
-            .unwrap(),
+        received_at: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap(),
         idempotency_key: Some("idem-1"),
     }
 }
