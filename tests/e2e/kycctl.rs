@@ -13,6 +13,18 @@ pub fn binary() -> PathBuf {
 /// Runs `kycctl args…` with the env's database and broker, off the async
 /// runtime; fails the test if it does not exit 0.
 pub async fn run(env: &TestEnv, args: &[&str]) -> Output {
+    let output = run_unchecked(env, args).await;
+    assert!(
+        output.status.success(),
+        "kycctl {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Runs `kycctl args…` as [`run`] does, whatever its exit status.
+pub async fn run_unchecked(env: &TestEnv, args: &[&str]) -> Output {
     let mut command = std::process::Command::new(binary());
     command
         .args(args)
@@ -20,17 +32,10 @@ pub async fn run(env: &TestEnv, args: &[&str]) -> Output {
         .env("KYC__AMQP__URL", env.settings.amqp.url.expose_secret())
         .env("KYC__AMQP__PREFIX", &env.settings.amqp.prefix)
         .env("RUST_LOG", "warn");
-    let shown = args.join(" ");
-    let output = tokio::task::spawn_blocking(move || command.output())
+    tokio::task::spawn_blocking(move || command.output())
         .await
         .expect("the blocking task")
-        .expect("running kycctl");
-    assert!(
-        output.status.success(),
-        "kycctl {shown} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+        .expect("running kycctl")
 }
 
 /// The stdout of a run, as text.

@@ -22,6 +22,7 @@ mod isolation;
 mod key_rotation;
 mod kycctl;
 mod pii;
+mod publish_outcomes;
 mod push;
 mod push_key;
 mod rate_limit;
