@@ -1,5 +1,5 @@
 //! A worker stopped and replaced in the middle of a stream loses nothing and
-//! stores nothing twice (design/quality.md, "Faults are tested").
+//! stores nothing twice.
 
 use futures_util::StreamExt;
 use kyc_testkit::amqp::Tap;

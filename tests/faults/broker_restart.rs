@@ -113,7 +113,7 @@ async fn broker_restart_under_http_load() {
     .await;
 
     let stop_begin = t0.elapsed();
-    let mut broker = BrokerStopped::stop();
+    let mut broker = BrokerStopped::stop().await;
     let stop_done = t0.elapsed();
     // The intake notices the loss (awaited with a bound, not after a fixed
     // second); the outage then lasts a while longer under load.
@@ -128,7 +128,7 @@ async fn broker_restart_under_http_load() {
     .await;
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     let start_begin = t0.elapsed();
-    let start_done = broker.start() - t0;
+    let start_done = broker.start().await - t0;
     let startup_done = t0.elapsed();
 
     // The intake reconnects by itself: 200s resume.

@@ -1,10 +1,12 @@
 //! SIGKILL workers again and again during a bulk push: at the end every record is
 //! stored exactly once and has exactly one result.
 
-use crate::support::{Workers, ensure_services_up, queue_counts, stored_ids};
-use kyc_cli::push::{self, PushArgs, ResultLine};
+use crate::support::{
+    Workers, assert_one_accepted_result_per_line, ensure_services_up, queue_counts, stored_ids,
+};
+use kyc_cli::push::{self, PushArgs};
 use kyc_testkit::{TestEnv, eventually, record};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 const RECORDS: usize = 50_000;
@@ -126,46 +128,10 @@ async fn kill9_workers_during_bulk_push() {
     let sent: BTreeSet<String> = (0..RECORDS).map(|i| format!("bulk-{i}")).collect();
     env.assert_userids_stored_once(&sent).await;
 
-    // The results file: exactly one line per input line.
-    let text = std::fs::read_to_string(push::default_results_path(&file)).unwrap();
-    let mut results: HashMap<u64, ResultLine> = HashMap::new();
-    for line in text.lines() {
-        let result: ResultLine = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("results file line {line:?}: {e}"));
-        let n = result.line;
-        assert!(
-            results.insert(n, result).is_none(),
-            "input line {n} has more than one result"
-        );
-    }
-    assert_eq!(results.len(), RECORDS, "one result line per input line");
-    assert!(
-        (1..=RECORDS as u64).all(|n| results.contains_key(&n)),
-        "every input line 1..={RECORDS} has its result"
-    );
-
-    // Every accepted result names a stored row, a different one for every line.
+    // The results file: exactly one accepted line per input line, each naming a
+    // row of its own, and those rows are all there is.
     let stored = stored_ids(&env).await;
-    let mut named = HashSet::new();
-    for result in results.values() {
-        assert!(result.accepted(), "line {}: {result:?}", result.line);
-        assert!(
-            stored.contains(&result.submission_id),
-            "line {}: accepted submission {} has no row",
-            result.line,
-            result.submission_id
-        );
-        assert!(
-            named.insert(result.submission_id),
-            "line {}: submission {} named by two lines",
-            result.line,
-            result.submission_id
-        );
-    }
-    assert_eq!(
-        named, stored,
-        "the rows are exactly the accepted submissions"
-    );
+    assert_one_accepted_result_per_line(&file, RECORDS, &stored);
     // Passed: the input, results and worker logs are not needed any more.
     let _ = std::fs::remove_dir_all(&dir);
 }

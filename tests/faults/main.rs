@@ -1,6 +1,7 @@
-//! Fault tests (design/quality.md, "Faults are tested, not hoped about"): workers
-//! killed with SIGKILL during a bulk push, the broker and the database restarted
-//! under load, SIGTERM in the middle of a batch.
+//! Fault tests: workers killed with SIGKILL during a bulk push, the intake
+//! killed mid-request, the broker restarted and put under a memory alarm, the
+//! database restarted and crashed (`-m immediate`) under load, SIGTERM in the
+//! middle of a batch.
 //!
 //! They stop and restart the shared PostgreSQL and RabbitMQ, so every test is
 //! `#[ignore]`d and `scripts/test` runs them one at a time, after everything else:
@@ -10,7 +11,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod broker_restart;
+mod database_crash;
 mod database_restart;
+mod intake_kill;
 mod kill9;
+mod memory_alarm;
 mod sigterm;
 mod support;

@@ -1,6 +1,6 @@
 //! # kyc-bench — our speed as a ratio to ceilings measured in the same run
 //!
-//! Owns the benchmarks (shared/design/quality.md). Every subcommand measures, in
+//! Owns the benchmarks. Every subcommand measures, in
 //! this process and on this machine, the ceiling of the pieces we build on (the
 //! *bare* pieces: minimal code doing only what a step cannot avoid) and then our
 //! own code under the same load, and prints both with the ratio ours/ceiling.

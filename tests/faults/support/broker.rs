@@ -50,22 +50,28 @@ pub struct BrokerStopped {
 }
 
 impl BrokerStopped {
-    pub fn stop() -> BrokerStopped {
+    /// `rabbitmqctl stop_app`, off the async runtime.
+    pub async fn stop() -> BrokerStopped {
         let guard = BrokerStopped { restored: false };
-        assert!(
-            run("rabbitmqctl", &["-q", "stop_app"]),
-            "rabbitmqctl stop_app"
-        );
+        let stopped = tokio::task::spawn_blocking(|| run("rabbitmqctl", &["-q", "stop_app"]))
+            .await
+            .expect("the blocking task");
+        assert!(stopped, "rabbitmqctl stop_app");
         guard
     }
 
-    /// `start_app`, then waits until the broker accepts AMQP; when `start_app`
-    /// returned.
-    pub fn start(&mut self) -> Instant {
-        let started = run("rabbitmqctl", &["-q", "start_app"]);
-        let returned = Instant::now();
+    /// `start_app`, then waits (off the async runtime) until the broker accepts
+    /// AMQP; when `start_app` returned.
+    pub async fn start(&mut self) -> Instant {
+        let (started, returned, up) = tokio::task::spawn_blocking(|| {
+            let started = run("rabbitmqctl", &["-q", "start_app"]);
+            let returned = Instant::now();
+            (started, returned, restore_broker())
+        })
+        .await
+        .expect("the blocking task");
         assert!(started, "rabbitmqctl start_app");
-        ensure_broker_up();
+        assert!(up, "RabbitMQ did not come back on {AMQP_ADDR}");
         // Disarmed only now that the broker is confirmed back.
         self.restored = true;
         returned

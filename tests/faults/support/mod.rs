@@ -1,14 +1,19 @@
 //! Support for the fault tests: stopping and restoring the shared PostgreSQL
 //! ([`postgres`]) and RabbitMQ ([`broker`]) with guards that restore them on
-//! drop, even when a test fails, and real `kyc-worker` processes that can be
-//! killed ([`workers`]).
+//! drop, even when a test fails; real `kyc-worker` ([`workers`]) and
+//! `kyc-intake` ([`intake`]) processes that can be killed; the push's results
+//! file checked against the rows ([`results`]).
 
 mod broker;
+mod intake;
 mod postgres;
+mod results;
 mod workers;
 
 pub use broker::*;
+pub use intake::*;
 pub use postgres::*;
+pub use results::*;
 pub use workers::*;
 
 use std::net::{SocketAddr, TcpStream};
@@ -25,7 +30,7 @@ pub fn port_open(addr: &str) -> bool {
 }
 
 /// Polls `check` every 100 ms, blocking, until it holds or `timeout` passes.
-pub(super) fn wait_blocking(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+pub fn wait_blocking(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if check() {
@@ -40,7 +45,7 @@ pub(super) fn wait_blocking(timeout: Duration, mut check: impl FnMut() -> bool) 
 
 /// Runs a command to completion; whether it exited with 0. Its output is shown
 /// only when it fails.
-pub(super) fn run(program: &str, args: &[&str]) -> bool {
+pub fn run(program: &str, args: &[&str]) -> bool {
     match Command::new(program).args(args).output() {
         Ok(out) if out.status.success() => true,
         Ok(out) => {

@@ -66,22 +66,43 @@ pub struct PgStopped {
     restored: bool,
 }
 
+/// How PostgreSQL is stopped (`pg_ctl -m`).
+#[derive(Debug, Clone, Copy)]
+pub enum PgStop {
+    /// Sessions are cut, transactions rolled back, a checkpoint is written.
+    Fast,
+    /// The postmaster and every backend are killed (SIGQUIT) with no shutdown
+    /// checkpoint: the next start recovers from the write-ahead log, as after a
+    /// crash or a power cut.
+    Immediate,
+}
+
 impl PgStopped {
-    /// Stops PostgreSQL (fast mode: sessions are cut, transactions rolled back).
-    pub fn stop() -> PgStopped {
+    /// Stops PostgreSQL in `mode` (off the async runtime: the test's intake and
+    /// workers keep running on it) and waits until it no longer answers.
+    pub async fn stop(mode: PgStop) -> PgStopped {
         let guard = PgStopped { restored: false };
-        assert!(pg_ctl("stop", &["-m", "fast"]), "stopping PostgreSQL");
-        assert!(
-            wait_blocking(Duration::from_secs(10), || !port_open(PG_ADDR)),
-            "PostgreSQL still answers after stop"
-        );
+        let mode = match mode {
+            PgStop::Fast => "fast",
+            PgStop::Immediate => "immediate",
+        };
+        let stopped = tokio::task::spawn_blocking(move || {
+            pg_ctl("stop", &["-m", mode])
+                && wait_blocking(Duration::from_secs(10), || !port_open(PG_ADDR))
+        })
+        .await
+        .expect("the blocking task");
+        assert!(stopped, "stopping PostgreSQL (-m {mode})");
         guard
     }
 
     /// Starts PostgreSQL and waits until it is ready; disarms the guard only
     /// once it is.
-    pub fn start(&mut self) {
-        ensure_pg_up();
+    pub async fn start(&mut self) {
+        let up = tokio::task::spawn_blocking(restore_pg)
+            .await
+            .expect("the blocking task");
+        assert!(up, "PostgreSQL did not come back on {PG_ADDR}");
         self.restored = true;
     }
 }

@@ -9,6 +9,33 @@ pub fn worker_binary() -> PathBuf {
     kyc_testkit::binary("kyc-worker")
 }
 
+/// The settings every service process of `env` needs (`KYC__…` variables):
+/// its database, broker prefix and keys; logs at `warn`.
+pub fn service_vars(env: &TestEnv) -> Vec<(String, String)> {
+    vec![
+        ("KYC__DATABASE__URL".to_owned(), env.db_url.clone()),
+        ("KYC__AMQP__URL".to_owned(), kyc_testkit::amqp_url()),
+        (
+            "KYC__AMQP__PREFIX".to_owned(),
+            env.topology.prefix().to_owned(),
+        ),
+        (
+            "KYC__CRYPTO__DATA_KEY".to_owned(),
+            kyc_testkit::TEST_DATA_KEY.to_owned(),
+        ),
+        ("KYC__CRYPTO__DATA_KEY_ID".to_owned(), "test".to_owned()),
+        (
+            "KYC__CRYPTO__TRANSIT_KEY".to_owned(),
+            kyc_testkit::TEST_TRANSIT_KEY.to_owned(),
+        ),
+        (
+            "KYC__CRYPTO__TRANSIT_KEY_ID".to_owned(),
+            kyc_testkit::TEST_TRANSIT_KEY_ID.to_owned(),
+        ),
+        ("RUST_LOG".to_owned(), "warn".to_owned()),
+    ]
+}
+
 /// Real `kyc-worker` processes for one test; every one still running is killed
 /// (SIGKILL) and reaped when this is dropped.
 #[derive(Debug)]
@@ -31,30 +58,11 @@ impl Workers {
     ) -> Workers {
         let logs = std::env::temp_dir().join(&env.db_name);
         std::fs::create_dir_all(&logs).expect("a directory for worker logs");
-        let mut vars = vec![
-            ("KYC__DATABASE__URL".to_owned(), env.db_url.clone()),
-            ("KYC__AMQP__URL".to_owned(), kyc_testkit::amqp_url()),
-            (
-                "KYC__AMQP__PREFIX".to_owned(),
-                env.topology.prefix().to_owned(),
-            ),
-            (
-                "KYC__CRYPTO__DATA_KEY".to_owned(),
-                kyc_testkit::TEST_DATA_KEY.to_owned(),
-            ),
-            ("KYC__CRYPTO__DATA_KEY_ID".to_owned(), "test".to_owned()),
-            (
-                "KYC__CRYPTO__TRANSIT_KEY".to_owned(),
-                kyc_testkit::TEST_TRANSIT_KEY.to_owned(),
-            ),
-            (
-                "KYC__CRYPTO__TRANSIT_KEY_ID".to_owned(),
-                kyc_testkit::TEST_TRANSIT_KEY_ID.to_owned(),
-            ),
+        let mut vars = service_vars(env);
+        vars.extend([
             ("KYC__WORKER__BATCH_SIZE".to_owned(), batch_size.to_string()),
             ("KYC__WORKER__PREFETCH".to_owned(), prefetch.to_string()),
-            ("RUST_LOG".to_owned(), "warn".to_owned()),
-        ];
+        ]);
         for (k, v) in extra {
             vars.push(((*k).to_owned(), (*v).to_owned()));
         }
