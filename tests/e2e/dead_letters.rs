@@ -189,3 +189,38 @@ async fn only_a_processing_error_is_replaced_by_a_later_outcome() {
         assert_eq!(env.status_of(id).await.as_deref(), Some(expected));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_client_learns_processing_error_when_its_submission_cannot_be_stored() {
+    let env = TestEnv::new().await;
+    let (project_id, key) = env.project(false).await;
+    refuse_poison_rows(&env).await;
+    let intake = env.start_intake().await;
+    let _worker = env.start_worker().await;
+    let api = Api::new(intake.addr.unwrap());
+
+    // The worker tries every delivery the queue allows, then records
+    // `processing_error`; the client holding `?wait` open gets it as a 400.
+    let reply = api
+        .post(
+            "/v3/submission/migration?wait=30",
+            Some(&key),
+            serde_json::to_vec(&record("poison")).unwrap(),
+            &[("idempotency-key", "poison-wait")],
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{:?}", reply.body);
+    assert_eq!(
+        reply.error_code(),
+        Some("processing_error"),
+        "{:?}",
+        reply.body
+    );
+    assert_eq!(reply.body["message"], "Failed to complete migration");
+    let id = submission_id(project_id, Some("poison-wait"));
+    assert_eq!(
+        env.status_of(id).await.as_deref(),
+        Some("rejected"),
+        "the outcome is stored too"
+    );
+}
