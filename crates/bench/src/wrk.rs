@@ -178,7 +178,7 @@ Transfer/sec:      3.00MB
 
     #[test]
     fn parses_wrk_latency_output() {
-        let phase = parse(OUTPUT, "intake", Role::Ours).unwrap();
+        let phase = parse(OUTPUT, "intake", Role::Ours).expect("the sample parses");
         assert_eq!(phase.count, 124_567 - 67);
         assert!((phase.seconds - 10.01).abs() < 1e-9);
         assert_eq!(phase.p50_ms, Some(4.98));
