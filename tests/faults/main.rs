@@ -10,6 +10,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod broker_restart;
+mod broker_sigkill;
+mod cluster_failover;
 mod database_restart;
 mod kill9;
 mod sigterm;

@@ -4,10 +4,14 @@
 //! killed ([`workers`]).
 
 mod broker;
+mod cluster;
+mod intakes;
 mod postgres;
 mod workers;
 
 pub use broker::*;
+pub use cluster::*;
+pub use intakes::*;
 pub use postgres::*;
 pub use workers::*;
 
