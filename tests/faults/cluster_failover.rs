@@ -42,6 +42,8 @@ pub(crate) enum Fault {
 /// One HTTP request as a client saw it; times since the test's start.
 #[derive(Debug, Clone)]
 struct Attempt {
+    /// Which intake answered (0: the one that began with the leader's node).
+    intake: usize,
     answered: Duration,
     status: u16,
     error_code: Option<String>,
@@ -206,11 +208,17 @@ pub(crate) async fn failover_under_load(fault: Fault) {
     workers_b.spawn();
     // Publishes stuck on a lost node fail fast (503, retried by the client).
     let mut intakes = Intakes::new(&env, &[("KYC__AMQP__CONFIRM_TIMEOUT_MS", "2000")]);
-    let apis = [
-        Api::new(intakes.spawn(&cluster.urls_from(leader))),
-        Api::new(intakes.spawn(&cluster.urls_from(other1))),
+    let addrs = [
+        intakes.spawn(&cluster.urls_from(leader)),
+        intakes.spawn(&cluster.urls_from(other1)),
     ];
-    for api in &apis {
+    let apis = addrs.map(Api::new);
+    for (addr, api) in addrs.iter().zip(&apis) {
+        // Listening first (the client fails the test on a refused connection).
+        eventually(Duration::from_secs(60), "an intake listening", || async {
+            tokio::net::TcpStream::connect(addr).await.ok().map(drop)
+        })
+        .await;
         eventually(Duration::from_secs(60), "an intake ready", || async {
             (api.get("/readyz", None).await.status.as_u16() == 200).then_some(())
         })
@@ -222,8 +230,9 @@ pub(crate) async fn failover_under_load(fault: Fault) {
     let stop_load = CancellationToken::new();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
+            let intake = c % apis.len();
             let (api, key, attempts, stop) = (
-                apis[c % apis.len()].clone(),
+                apis[intake].clone(),
                 key.clone(),
                 attempts.clone(),
                 stop_load.clone(),
@@ -238,6 +247,7 @@ pub(crate) async fn failover_under_load(fault: Fault) {
                         .await;
                     let status = reply.status.as_u16();
                     attempts.lock().unwrap().push(Attempt {
+                        intake,
                         answered: t0.elapsed(),
                         status,
                         error_code: reply.error_code().map(str::to_owned),
@@ -306,13 +316,19 @@ pub(crate) async fn failover_under_load(fault: Fault) {
         panic!("the push ended ({status}) before the fault");
     }
 
-    let fault_began = t0.elapsed();
+    // The fault begins when `rabbitmqctl stop` is called, or when SIGKILL is
+    // sent (after the node has told its pid).
+    let mut fault_began = t0.elapsed();
     let killed = match fault {
         Fault::Stop => {
             cluster.stop(leader).await;
             None
         }
-        Fault::Kill => Some(cluster.kill(leader).await),
+        Fault::Kill => {
+            let (pid, at) = cluster.kill(leader).await;
+            fault_began = at - t0;
+            Some(pid)
+        }
     };
     let fault_done = t0.elapsed();
     let moved = replicas_where(&cluster, &queue, "a new leader", |q| {
@@ -351,13 +367,19 @@ pub(crate) async fn failover_under_load(fault: Fault) {
     // How long ingestion paused: the longest time without an HTTP 200 from the
     // fault on, and the longest time without a new stored row between the fault
     // and the end of the push.
-    let mut ok_times: Vec<Duration> = attempts
-        .iter()
-        .filter(|a| a.status == 200)
-        .map(|a| a.answered)
-        .collect();
-    ok_times.sort();
-    let http_pause = longest_gap(ok_times.iter().copied(), fault_began);
+    let ok_times = |intake: Option<usize>| {
+        let mut times: Vec<Duration> = attempts
+            .iter()
+            .filter(|a| a.status == 200 && intake.is_none_or(|i| a.intake == i))
+            .map(|a| a.answered)
+            .collect();
+        times.sort();
+        times
+    };
+    let http_pause = longest_gap(ok_times(None).into_iter(), fault_began);
+    // The intake that began with the lost node, and the other one.
+    let moved_pause = longest_gap(ok_times(Some(0)).into_iter(), fault_began);
+    let stayed_pause = longest_gap(ok_times(Some(1)).into_iter(), fault_began);
     let mut growth = Vec::new();
     for pair in samples.windows(2) {
         if pair[1].1 > pair[0].1 {
@@ -368,7 +390,8 @@ pub(crate) async fn failover_under_load(fault: Fault) {
     let count = |f: &dyn Fn(&Attempt) -> bool| attempts.iter().filter(|a| f(a)).count();
     println!(
         "{label}: leader {} {}; new leader {} {:.2?} after the fault began ({:.2?} to stop/kill); \
-         ingestion paused {:.2?} over HTTP (longest time without a 200 from the fault on) and \
+         ingestion paused {:.2?} over HTTP (longest time without a 200 from the fault on; \
+         {:.2?} at the intake that was on the lost node, {:.2?} at the other) and \
          {:.2?} in storing (longest time without a new row until the push ended); \
          {} requests: {} × 200, {} × 503; push done {:.1?} after start{}",
         replicas.leader,
@@ -380,6 +403,8 @@ pub(crate) async fn failover_under_load(fault: Fault) {
         new_leader - fault_began,
         fault_done - fault_began,
         http_pause,
+        moved_pause,
+        stayed_pause,
         store_pause,
         attempts.len(),
         count(&|a| a.status == 200),

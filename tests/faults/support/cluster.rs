@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a node may take to boot (a cluster member that restarts waits for
 /// its peers too).
@@ -206,8 +206,8 @@ impl Cluster {
 
     /// SIGKILLs the Erlang VM of node `i` (its `beam.smp`, by the process id
     /// the node reports); returns once the process is gone. The pid of the
-    /// killed process.
-    pub async fn kill(&self, i: usize) -> u32 {
+    /// killed process and when the signal was sent.
+    pub async fn kill(&self, i: usize) -> (u32, Instant) {
         let spec = self.spec.clone();
         tokio::task::spawn_blocking(move || {
             let node = &spec.nodes[i];
@@ -216,6 +216,7 @@ impl Cluster {
                 .ok()
                 .and_then(|out| out.trim().trim_matches('"').parse::<u32>().ok())
                 .unwrap_or_else(|| panic!("the pid of node {}", node.name));
+            let killed = Instant::now();
             assert!(
                 super::run("kill", &["-KILL", &pid.to_string()]),
                 "kill -KILL {pid}"
@@ -226,7 +227,7 @@ impl Cluster {
                 "beam {pid} of {} still there after SIGKILL",
                 node.name
             );
-            pid
+            (pid, killed)
         })
         .await
         .expect("killing a node")
