@@ -7,6 +7,9 @@
 //! `cargo test -p kyc-tests --test faults -- --ignored --test-threads=1`.
 //! The worker-process tests need the binaries: `cargo build --bins` first.
 //! Every stopped service is restored by a guard, also when a test fails.
+//! The cluster tests (`cluster_failover`, `broker_sigkill`) leave the shared
+//! broker alone: they start a three-node RabbitMQ cluster of their own
+//! (`support::Cluster`), removed also when they fail.
 #![allow(clippy::unwrap_used)]
 
 mod broker_restart;
