@@ -478,18 +478,28 @@ pub(crate) async fn failover_under_load(fault: Fault) {
     .await;
     let stored = env.stored_userids_at_most_once(&sent).await;
     let rows = env.count_rows().await;
+    // What a row costs on disk (heap with TOAST, and indexes), for sizing.
+    let (table, indexes): (i64, i64) = sqlx::query_as(
+        "SELECT pg_table_size('submissions'), pg_indexes_size('submissions')",
+    )
+    .fetch_one(env.store.pool())
+    .await
+    .expect("the table's size");
     let dead = cluster
         .queue(&env.topology.dead_queue())
         .await
         .map(|q| q.messages);
     println!(
         "{label}: {rows} rows for {} userids ({} pushed, {} answered 200, {} sent over HTTP \
-         but never answered 200) {:.1?} after the load stopped; {dead:?} dead-lettered",
+         but never answered 200) {:.1?} after the load stopped; {dead:?} dead-lettered; \
+         on disk {} B per row in the table and {} B in its indexes",
         stored.len(),
         pushed_userids.len(),
         ok_userids.len(),
         stored.len() - must.len(),
-        caught_up.elapsed()
+        caught_up.elapsed(),
+        table / rows.max(1),
+        indexes / rows.max(1),
     );
     assert_eq!(rows as usize, stored.len(), "one row per stored userid");
     assert_eq!(dead, Some(0), "nothing dead-lettered");
