@@ -479,12 +479,11 @@ pub(crate) async fn failover_under_load(fault: Fault) {
     let stored = env.stored_userids_at_most_once(&sent).await;
     let rows = env.count_rows().await;
     // What a row costs on disk (heap with TOAST, and indexes), for sizing.
-    let (table, indexes): (i64, i64) = sqlx::query_as(
-        "SELECT pg_table_size('submissions'), pg_indexes_size('submissions')",
-    )
-    .fetch_one(env.store.pool())
-    .await
-    .expect("the table's size");
+    let (table, indexes): (i64, i64) =
+        sqlx::query_as("SELECT pg_table_size('submissions'), pg_indexes_size('submissions')")
+            .fetch_one(env.store.pool())
+            .await
+            .expect("the table's size");
     let dead = cluster
         .queue(&env.topology.dead_queue())
         .await

@@ -28,10 +28,16 @@ fn rabbitmq_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/lib/rabbitmq/bin"))
 }
 
-/// A port nothing listens on right now (the kernel's pick, released again).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
+/// `n` distinct ports nothing listens on right now (the kernel's picks, all
+/// held until every one is picked, then released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("its address").port())
+        .collect()
 }
 
 /// Single-quoted for `sh -c`.
@@ -103,11 +109,12 @@ impl Cluster {
         assert!(n >= 1, "a cluster has at least one node");
         let tag = format!("{:08x}", uuid::Uuid::now_v7().as_u128() as u32);
         let root = std::env::temp_dir().join(format!("kyc-cluster-{tag}"));
+        let ports = free_ports(2 * n);
         let nodes = (0..n)
             .map(|index| Node {
                 name: format!("kyct{tag}n{index}@localhost"),
-                amqp_port: free_port(),
-                dist_port: free_port(),
+                amqp_port: ports[2 * index],
+                dist_port: ports[2 * index + 1],
                 dir: root.join(format!("n{index}")),
             })
             .collect();
