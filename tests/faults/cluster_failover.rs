@@ -142,6 +142,70 @@ async fn cluster_stopped_node_restarts_and_rejoins() {
     cluster.cleanup();
 }
 
+/// Waits (bounded) until a persistent message published through node `node`
+/// to a quorum queue `P.probe` is confirmed within a second; the queue is
+/// deleted again.
+async fn probe(cluster: &Cluster, node: usize, topology: &Topology) {
+    use kyc_bus::lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+    use kyc_bus::lapin::types::{AMQPValue, FieldTable, LongString};
+    let queue = format!("{}.probe", topology.prefix());
+    let url = cluster.nodes()[node].url();
+    let started = Instant::now();
+    eventually(
+        Duration::from_secs(120),
+        &format!("node {node} confirms a publish to a quorum queue"),
+        || {
+            let (url, queue) = (url.clone(), queue.clone());
+            async move {
+                let connection = kyc_bus::connect(&url, "kyc-tests-probe").await.ok()?;
+                let mut arguments = FieldTable::default();
+                arguments.insert(
+                    "x-queue-type".into(),
+                    AMQPValue::LongString(LongString::from("quorum")),
+                );
+                let declared = async {
+                    let channel = connection.create_channel().await.ok()?;
+                    let durable = QueueDeclareOptions {
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    };
+                    channel
+                        .queue_declare(queue.as_str().into(), durable, arguments)
+                        .await
+                        .ok()?;
+                    let confirm = ConfirmChannel::open(&connection, Duration::from_secs(1))
+                        .await
+                        .ok()?;
+                    confirm
+                        .publish(Outgoing {
+                            exchange: "",
+                            routing_key: &queue,
+                            payload: b"probe",
+                            properties: persistent(),
+                            mandatory: true,
+                        })
+                        .await
+                        .ok()?;
+                    Some(channel)
+                }
+                .await;
+                if let Some(channel) = &declared {
+                    let _ = channel
+                        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
+                let _ = connection.close(200, "bye".into()).await;
+                declared.map(drop)
+            }
+        },
+    )
+    .await;
+    let took = started.elapsed();
+    if took > Duration::from_secs(2) {
+        println!("cluster: node {node} confirmed its first probe after {took:.1?}");
+    }
+}
+
 /// A snapshot of `queue` that satisfies `ok`, awaited with a bound.
 async fn replicas_where(
     cluster: &Cluster,
@@ -186,6 +250,11 @@ pub(crate) async fn failover_under_load(fault: Fault) {
         .index_of(&replicas.leader)
         .expect("the leader is ours");
     let (other1, other2) = ((leader + 1) % 3, (leader + 2) % 3);
+    // Every node confirms a publish to a three-member quorum queue before any
+    // load begins: the load starts on a cluster that replicates.
+    for node in 0..3 {
+        probe(&cluster, node, &env.topology).await;
+    }
 
     // One intake and one worker begin with the leader's node (they must move),
     // the others with the two other nodes; the push, on one connection that
@@ -197,13 +266,15 @@ pub(crate) async fn failover_under_load(fault: Fault) {
         200,
         400,
         &[("KYC__AMQP__URL", &cluster.urls_from(leader))],
-    );
+    )
+    .named("worker-a");
     let mut workers_b = Workers::new(
         &env,
         200,
         400,
         &[("KYC__AMQP__URL", &cluster.urls_from(other2))],
-    );
+    )
+    .named("worker-b");
     workers_a.spawn();
     workers_b.spawn();
     // Publishes stuck on a lost node fail fast (503, retried by the client).
@@ -449,6 +520,20 @@ pub(crate) async fn failover_under_load(fault: Fault) {
     assert!(
         intakes_alive,
         "an intake exited; logs in {}",
+        intakes.log_dir().display()
+    );
+    // The clients of the lost node moved to another one: the intake and the
+    // worker that began there lost their link, and that intake answers 200
+    // again after the fault.
+    let moved_oks = count(&|a| a.intake == 0 && a.status == 200 && a.answered > fault_done);
+    assert!(
+        moved_oks > 0,
+        "the intake of the lost node answered no 200 after the fault"
+    );
+    assert!(
+        intakes.log_lines_with(1, "amqp link down") > 0
+            && workers_a.log_lines_with("amqp link down") > 0,
+        "the intake and the worker of the lost node lost their link; logs in {}",
         intakes.log_dir().display()
     );
 

@@ -228,9 +228,16 @@ impl Cluster {
                 super::run("kill", &["-KILL", &pid.to_string()]),
                 "kill -KILL {pid}"
             );
-            let proc = PathBuf::from(format!("/proc/{pid}"));
+            // Gone, or a zombie nobody has reaped yet: dead either way.
+            let stat = PathBuf::from(format!("/proc/{pid}/stat"));
+            let dead = || {
+                std::fs::read_to_string(&stat).map_or(true, |s| {
+                    s.rsplit_once(')')
+                        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+                })
+            };
             assert!(
-                super::wait_blocking(Duration::from_secs(10), || !proc.exists()),
+                super::wait_blocking(Duration::from_secs(10), dead),
                 "beam {pid} of {} still there after SIGKILL",
                 node.name
             );
@@ -490,7 +497,17 @@ impl Spec {
             let _ = super::wait_blocking(Duration::from_secs(10), || self.our_pids().is_empty());
         }
         let left = self.our_pids();
-        if left.is_empty() {
+        if left.is_empty() && std::thread::panicking() {
+            // A failing test keeps the nodes' logs (and configs) for
+            // inspection; their data goes.
+            for node in &self.nodes {
+                let _ = std::fs::remove_dir_all(node.dir.join("mnesia"));
+            }
+            eprintln!(
+                "RabbitMQ test cluster: logs kept in {}",
+                self.root.display()
+            );
+        } else if left.is_empty() {
             let _ = std::fs::remove_dir_all(&self.root);
         } else {
             eprintln!(

@@ -86,6 +86,13 @@ impl Intakes {
         &self.logs
     }
 
+    /// Lines of intake `n`'s log (1 for the first started) containing `needle`.
+    pub fn log_lines_with(&self, n: usize, needle: &str) -> usize {
+        std::fs::read_to_string(self.logs.join(format!("intake-{n}.log")))
+            .map(|text| text.lines().filter(|l| l.contains(needle)).count())
+            .unwrap_or(0)
+    }
+
     /// Whether every intake is still running (none exited or crashed).
     pub fn all_running(&mut self) -> bool {
         self.running
