@@ -296,6 +296,21 @@ pub(crate) async fn failover_under_load(fault: Fault) {
         .await;
     }
 
+    let file = dir.join("bulk.jsonl");
+    let lines: Vec<String> = (0..RECORDS)
+        .map(|i| record(&format!("push-{i}")).to_string())
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    // The push first, then the HTTP load once the push is storing: the two
+    // do not begin in the same instant on a shared machine.
+    let mut push = PushProcess::spawn(&file, &cluster.urls_from(other1), &env, &key);
+    eventually(Duration::from_secs(120), "the push storing records", || {
+        let ended = push.exited().is_some();
+        let env = &env;
+        async move { (ended || env.count_rows().await >= 1_000).then_some(()) }
+    })
+    .await;
+
     let t0 = Instant::now();
     let attempts: Arc<Mutex<Vec<Attempt>>> = Arc::default();
     let stop_load = CancellationToken::new();
@@ -352,13 +367,6 @@ pub(crate) async fn failover_under_load(fault: Fault) {
             }
         }
     });
-
-    let file = dir.join("bulk.jsonl");
-    let lines: Vec<String> = (0..RECORDS)
-        .map(|i| record(&format!("push-{i}")).to_string())
-        .collect();
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let mut push = PushProcess::spawn(&file, &cluster.urls_from(other1), &env, &key);
 
     let oks = |attempts: &Arc<Mutex<Vec<Attempt>>>| {
         attempts
@@ -628,9 +636,13 @@ impl PushProcess {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KYC__AMQP__URL", urls)
             .env("KYC__AMQP__PREFIX", env.topology.prefix())
-            // A leader election holds confirms for a moment: more than the
-            // default 5 s is allowed before the push gives up.
-            .env("KYC__AMQP__CONFIRM_TIMEOUT_MS", "10000")
+            // A leader election holds confirms for a moment, and this shared
+            // machine can stall a node for seconds: 30 s rather than the
+            // default 5 s before the push gives up (the rule that the HTTP
+            // request timeout exceed 30 s + the confirm timeout applies to
+            // every process's settings, so that one moves too).
+            .env("KYC__AMQP__CONFIRM_TIMEOUT_MS", "30000")
+            .env("KYC__HTTP__REQUEST_TIMEOUT_MS", "61000")
             .env("KYC_API_KEY", key)
             .env("RUST_LOG", "warn")
             .stdin(std::process::Stdio::null())
