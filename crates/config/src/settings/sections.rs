@@ -126,13 +126,7 @@ impl Amqp {
     /// The broker addresses, in the order they are tried: [`Amqp::url`] split
     /// at commas, blanks and empty entries left out.
     pub fn addresses(&self) -> Vec<String> {
-        self.url
-            .expose_secret()
-            .split(',')
-            .map(str::trim)
-            .filter(|url| !url.is_empty())
-            .map(str::to_owned)
-            .collect()
+        addresses_of(self.url.expose_secret())
     }
 
     /// Folds [`Amqp::urls`] into [`Amqp::url`] (the one field every connection
@@ -182,6 +176,7 @@ impl Amqp {
     }
 }
 
+/// `urls` split at commas, blanks and empty entries left out.
 fn addresses_of(urls: &str) -> Vec<String> {
     urls.split(',')
         .map(str::trim)
