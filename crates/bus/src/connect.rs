@@ -129,3 +129,33 @@ pub async fn confirm_channels(connection: &Connection, n: usize) -> Result<Vec<C
     }
     Ok(channels)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{addresses, redacted};
+
+    #[test]
+    fn a_list_of_addresses_is_split_at_commas_in_order() {
+        assert_eq!(
+            addresses(" amqp://a:1@n1/%2f, ,amqp://n2:5672,amqps://u:p%2Cq@n3/v "),
+            [
+                "amqp://a:1@n1/%2f",
+                "amqp://n2:5672",
+                "amqps://u:p%2Cq@n3/v"
+            ]
+        );
+        assert_eq!(addresses("amqp://n1"), ["amqp://n1"]);
+        assert!(addresses(" , ").is_empty());
+    }
+
+    #[test]
+    fn a_redacted_address_keeps_no_credentials() {
+        assert_eq!(
+            redacted("amqp://user:s3cr@t@10.0.0.1:5672/%2f"),
+            "amqp://10.0.0.1:5672/%2f"
+        );
+        assert_eq!(redacted("amqp://n2:5672"), "amqp://n2:5672");
+        assert_eq!(redacted("amqps://u:p@n3"), "amqps://n3");
+        assert_eq!(redacted("not a url"), "<not a url>");
+    }
+}
