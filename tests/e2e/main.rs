@@ -5,6 +5,7 @@
 mod api_keys;
 mod back_pressure;
 mod bounds;
+mod broker_addresses;
 mod broker_users;
 mod concurrency;
 mod data_keys;

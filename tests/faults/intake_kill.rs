@@ -4,7 +4,7 @@
 //! client learns nothing either way and retries with its idempotency key); it is
 //! stored at most once.
 
-use crate::support::{IntakeProcess, ensure_services_up};
+use crate::support::{Intakes, ensure_services_up};
 use kyc_testkit::{TestEnv, eventually, record};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -32,8 +32,10 @@ async fn sigkill_of_the_intake_mid_publish_leaves_every_200_stored_once() {
     let env = TestEnv::new().await;
     let (_, key) = env.project(false).await;
     let _worker = env.start_worker().await;
-    let mut intake = IntakeProcess::start(&env, &[("KYC__HTTP__RATE_LIMIT_PER_SECOND", "0")]).await;
-    let url = format!("http://{}/v3/submission/migration", intake.addr);
+    let mut intakes = Intakes::new(&env, &[]);
+    let addr = intakes.spawn(&kyc_testkit::amqp_url());
+    Intakes::wait_ready(addr).await;
+    let url = format!("http://{addr}/v3/submission/migration");
 
     let ok = Arc::new(AtomicUsize::new(0));
     let killed = Arc::new(AtomicBool::new(false));
@@ -99,7 +101,7 @@ async fn sigkill_of_the_intake_mid_publish_leaves_every_200_stored_once() {
     })
     .await;
     killed.store(true, Ordering::SeqCst);
-    intake.kill().await;
+    intakes.kill(0).await;
     let killed_at = Instant::now();
 
     let mut outcomes: BTreeMap<Outcome, usize> = BTreeMap::new();
@@ -138,9 +140,9 @@ async fn sigkill_of_the_intake_mid_publish_leaves_every_200_stored_once() {
          {unanswered_but_stored} requests left without an answer reached the broker and were \
          stored; clients saw the \
          kill within {clients_done:.1?}; every 200 stored {stored_after:.1?} later \
-         (intake log: {})",
+         (intake log in {})",
         sent.len(),
-        intake.log.display()
+        intakes.log_dir().display()
     );
 
     for outcome in outcomes.keys() {

@@ -8,9 +8,14 @@
 //! `cargo test -p kyc-tests --test faults -- --ignored --test-threads=1`.
 //! The worker-process tests need the binaries: `cargo build --bins` first.
 //! Every stopped service is restored by a guard, also when a test fails.
+//! The cluster tests (`cluster_failover`, `broker_sigkill`) leave the shared
+//! broker alone: they start a three-node RabbitMQ cluster of their own
+//! (`support::Cluster`), removed also when they fail.
 #![allow(clippy::unwrap_used)]
 
 mod broker_restart;
+mod broker_sigkill;
+mod cluster_failover;
 mod database_crash;
 mod database_restart;
 mod intake_kill;

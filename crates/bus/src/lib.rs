@@ -24,13 +24,15 @@ mod publisher;
 mod topology;
 
 pub use backoff::backoff;
-pub use connect::{BusError, confirm_channels, connect, open_consumer_channel};
+pub use connect::{
+    BusError, addresses, confirm_channels, connect, open_consumer_channel, redacted,
+};
 pub use lapin;
 pub use link::{Link, LinkOptions};
 pub use private_queue::private_queue;
 pub use publisher::{ConfirmChannel, Outgoing, PublishError, Publisher, persistent};
 pub use topology::{
     BindingDeclaration, DEAD_LETTER_MAX_LENGTH, DEAD_LETTER_TTL_MS, DELIVERY_LIMIT,
-    DeadLetterBounds, Declarations, Ensured, ExchangeDeclaration, QueueDeclaration, Topology,
-    is_access_refused,
+    DeadLetterBounds, Declarations, Ensured, ExchangeDeclaration, QUORUM_INITIAL_GROUP_SIZE,
+    QueueDeclaration, Topology, is_access_refused,
 };

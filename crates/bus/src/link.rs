@@ -8,7 +8,8 @@
 //! must be answered 503. A fresh connection with fresh channels is simpler to
 //! reason about, and every publish already tolerates failure.
 
-use crate::{BusError, Topology, connect};
+use crate::connect::connect_from;
+use crate::{BusError, Topology};
 use futures_util::StreamExt;
 use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection, Event};
@@ -23,7 +24,9 @@ type EventStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Event> + Se
 /// What a [`Link`] connects to and how many channels it opens.
 #[derive(Debug, Clone)]
 pub struct LinkOptions {
-    /// The broker's AMQP URL (with credentials).
+    /// The broker's AMQP URL (with credentials), or the URLs of a cluster's
+    /// nodes separated by commas: tried in turn on every (re)connection, see
+    /// [`crate::addresses`].
     pub url: String,
     /// Shown in the broker's management UI, e.g. `kyc-intake`.
     pub name: String,
@@ -157,13 +160,17 @@ async fn supervise(
     shutdown: CancellationToken,
 ) {
     let mut generation = 0u64;
+    // The address to try first: the first one, then after each loss the one
+    // after the address that was lost (a dead node is tried last).
+    let mut first = 0usize;
     loop {
         generation += 1;
         let established = tokio::select! {
             () = shutdown.cancelled() => return,
-            live = establish_with_backoff(&options, generation) => live,
+            live = establish_with_backoff(&options, generation, first) => live,
         };
-        let (live, mut events) = established;
+        let (live, mut events, address) = established;
+        first = address + 1;
         let live = Arc::new(live);
         tracing::info!(name = %options.name, generation, "amqp link up");
         state.send_replace(State::Up(live.clone()));
@@ -214,10 +221,16 @@ async fn supervise(
 }
 
 /// Retries [`establish`] with [`crate::backoff`], forever: the caller cancels.
-async fn establish_with_backoff(options: &LinkOptions, generation: u64) -> (Live, EventStream) {
+/// Each attempt tries every address once, beginning with the one at `first`;
+/// the back-off is between rounds. Also returns the index of the address.
+async fn establish_with_backoff(
+    options: &LinkOptions,
+    generation: u64,
+    first: usize,
+) -> (Live, EventStream, usize) {
     let mut delays = crate::backoff();
     loop {
-        match establish(options, generation).await {
+        match establish(options, generation, first).await {
             Ok(live) => return live,
             Err(e) => {
                 let delay = delays.next().expect("the back-off schedule never ends");
@@ -231,8 +244,9 @@ async fn establish_with_backoff(options: &LinkOptions, generation: u64) -> (Live
 async fn establish(
     options: &LinkOptions,
     generation: u64,
-) -> Result<(Live, EventStream), BusError> {
-    let connection = connect(&options.url, &options.name).await?;
+    first: usize,
+) -> Result<(Live, EventStream, usize), BusError> {
+    let (connection, address) = connect_from(&options.url, first, &options.name).await?;
     // On a channel of its own: a user that may not declare the topology (the
     // intake's) checks that it exists instead. Before subscribing to the
     // connection's events, which would report the refused declaration (a
@@ -259,5 +273,6 @@ async fn establish(
             blocked: AtomicBool::new(false),
         },
         events,
+        address,
     ))
 }

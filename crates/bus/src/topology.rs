@@ -16,6 +16,18 @@ use lapin::{Channel, Connection, ExchangeKind};
 /// single-row insert), so 20 of them are cheap.
 pub const DELIVERY_LIMIT: i64 = 20;
 
+/// Members of each quorum queue when it is created (`x-quorum-initial-group-size`):
+/// three, so that losing any one node of a cluster of three or more keeps a
+/// majority (two of three) and the queue available. RabbitMQ places a queue on
+/// all nodes when the cluster has fewer (3.10 and later; checked on one node,
+/// where the queue gets its single member), so a single broker works unchanged.
+/// A constant, not the cluster's size at declaration time: the argument is part
+/// of the queue's equivalence check, so every process must declare the same
+/// value whatever it sees, or RabbitMQ refuses it with `PRECONDITION_FAILED`. For
+/// the same reason a queue created by a version that did not declare it must be
+/// drained and deleted before upgrading (docs/scaling.md).
+pub const QUORUM_INITIAL_GROUP_SIZE: i64 = 3;
+
 /// Default bound on the number of dead letters kept (`x-max-length`).
 pub const DEAD_LETTER_MAX_LENGTH: u32 = 100_000;
 /// Default bound on a dead letter's age (`x-message-ttl`): 14 days.
@@ -353,12 +365,17 @@ pub struct BindingDeclaration {
 }
 
 /// Quorum queues: replicated, durable, with poison-message handling; classic
-/// queues offer neither delivery limits nor safe dead-lettering.
+/// queues offer neither delivery limits nor safe dead-lettering. Created with
+/// [`QUORUM_INITIAL_GROUP_SIZE`] members.
 fn quorum_arguments() -> FieldTable {
     let mut args = FieldTable::default();
     args.insert(
         "x-queue-type".into(),
         AMQPValue::LongString(LongString::from("quorum")),
+    );
+    args.insert(
+        "x-quorum-initial-group-size".into(),
+        AMQPValue::LongLongInt(QUORUM_INITIAL_GROUP_SIZE),
     );
     args
 }

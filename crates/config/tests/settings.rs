@@ -244,3 +244,56 @@ fn an_empty_prefix_from_the_file_is_refused() {
         "configuration: amqp.prefix must be a non-empty name without spaces"
     );
 }
+
+const NODE_1: &str = "amqp://u:p@10.0.0.1:5672/%2f";
+const NODE_2: &str = "amqp://u:p@10.0.0.2:5672/%2f";
+const NODE_3: &str = "amqps://u:p%2Cq@10.0.0.3:5671/%2f";
+
+#[test]
+fn several_broker_addresses_from_a_comma_separated_url() {
+    let list = format!("{NODE_1}, {NODE_2},{NODE_3}");
+    let settings = load(&[("KYC__AMQP__URL", &list)]).unwrap();
+    assert_eq!(settings.amqp.addresses(), [NODE_1, NODE_2, NODE_3]);
+    // One address stays one address.
+    let settings = load(&[("KYC__AMQP__URL", NODE_2)]).unwrap();
+    assert_eq!(settings.amqp.addresses(), [NODE_2]);
+    assert_eq!(settings.amqp.url.expose_secret(), NODE_2);
+}
+
+#[test]
+fn several_broker_addresses_from_urls_in_the_environment_and_the_file() {
+    let list = format!("{NODE_1},{NODE_2},{NODE_3}");
+    let settings = load(&[("KYC__AMQP__URLS", &list)]).unwrap();
+    assert_eq!(settings.amqp.addresses(), [NODE_1, NODE_2, NODE_3]);
+    // Every connection reads `url`: it holds the whole list.
+    assert_eq!(settings.amqp.url.expose_secret(), list);
+
+    let file = ConfigFile::new(&format!("[amqp]\nurls = [\"{NODE_3}\", \"{NODE_1}\"]\n"));
+    let settings = load(&[("KYC_CONFIG", &file.path())]).unwrap();
+    assert_eq!(settings.amqp.addresses(), [NODE_3, NODE_1]);
+    // The environment's list wins over the file's.
+    let settings = load(&[("KYC_CONFIG", &file.path()), ("KYC__AMQP__URLS", NODE_2)]).unwrap();
+    assert_eq!(settings.amqp.addresses(), [NODE_2]);
+    // The same list given both ways is no conflict.
+    let settings = load(&[("KYC__AMQP__URLS", &list), ("KYC__AMQP__URL", &list)]).unwrap();
+    assert_eq!(settings.amqp.addresses(), [NODE_1, NODE_2, NODE_3]);
+}
+
+#[test]
+fn broker_address_lists_that_make_no_sense_are_refused() {
+    let both = error(&[("KYC__AMQP__URL", NODE_1), ("KYC__AMQP__URLS", NODE_2)]);
+    assert!(both.contains("amqp.url and amqp.urls"), "{both}");
+    let empty = error(&[("KYC__AMQP__URL", " , ")]);
+    assert!(empty.contains("at least one broker"), "{empty}");
+    let http = error(&[("KYC__AMQP__URLS", &format!("{NODE_1},http://10.0.0.2/"))]);
+    assert!(http.contains("amqp:// or amqps://"), "{http}");
+    let twice = error(&[("KYC__AMQP__URL", &format!("{NODE_1},{NODE_2},{NODE_1}"))]);
+    assert!(twice.contains("listed twice"), "{twice}");
+    let file = ConfigFile::new(&format!("[amqp]\nurls = [\"{NODE_1},{NODE_2}\"]\n"));
+    let comma = error(&[("KYC_CONFIG", &file.path())]);
+    assert!(comma.contains("one URL per entry"), "{comma}");
+    // No message quotes an address (they carry passwords).
+    for message in [both, empty, http, twice, comma] {
+        assert!(!message.contains("u:p@"), "{message}");
+    }
+}

@@ -1,17 +1,20 @@
 //! Support for the fault tests: stopping and restoring the shared PostgreSQL
 //! ([`postgres`]) and RabbitMQ ([`broker`]) with guards that restore them on
 //! drop, even when a test fails; real `kyc-worker` ([`workers`]) and
-//! `kyc-intake` ([`intake`]) processes that can be killed; the push's results
+//! `kyc-intake` ([`intakes`]) processes that can be killed; a RabbitMQ
+//! cluster of a test's own ([`cluster`]); the push's results
 //! file checked against the rows ([`results`]).
 
 mod broker;
-mod intake;
+mod cluster;
+mod intakes;
 mod postgres;
 mod results;
 mod workers;
 
 pub use broker::*;
-pub use intake::*;
+pub use cluster::*;
+pub use intakes::*;
 pub use postgres::*;
 pub use results::*;
 pub use workers::*;

@@ -43,6 +43,8 @@ pub struct Workers {
     binary: PathBuf,
     env: Vec<(String, String)>,
     logs: PathBuf,
+    /// Log files are `<name>-<n>.log`: `worker` unless [`Workers::named`].
+    name: String,
     started: usize,
     pub children: Vec<Child>,
 }
@@ -70,15 +72,25 @@ impl Workers {
             binary: worker_binary(),
             env: vars,
             logs,
+            name: "worker".to_owned(),
             started: 0,
             children: Vec::new(),
         }
     }
 
+    /// The same, with log files named `<name>-<n>.log`, so that two sets of
+    /// workers of one test keep their logs apart.
+    pub fn named(mut self, name: &str) -> Workers {
+        self.name = name.to_owned();
+        self
+    }
+
     /// Starts one more worker process; its stderr goes to a log file.
     pub fn spawn(&mut self) -> u32 {
         self.started += 1;
-        let log_path = self.logs.join(format!("worker-{}.log", self.started));
+        let log_path = self
+            .logs
+            .join(format!("{}-{}.log", self.name, self.started));
         let log = std::fs::File::create(&log_path).expect("worker log file");
         let child = Command::new(&self.binary)
             .env_clear()
@@ -116,7 +128,9 @@ impl Workers {
     /// Lines of all worker logs containing `needle`.
     pub fn log_lines_with(&self, needle: &str) -> usize {
         (1..=self.started)
-            .filter_map(|i| std::fs::read_to_string(self.logs.join(format!("worker-{i}.log"))).ok())
+            .filter_map(|i| {
+                std::fs::read_to_string(self.logs.join(format!("{}-{i}.log", self.name))).ok()
+            })
             .map(|text| text.lines().filter(|l| l.contains(needle)).count())
             .sum()
     }

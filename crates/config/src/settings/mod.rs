@@ -82,16 +82,23 @@ impl Settings {
         if let Some(path) = env.get("KYC_CONFIG") {
             builder = builder.add_source(config::File::with_name(path).required(true));
         }
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .add_source(
                 config::Environment::with_prefix("KYC")
                     .prefix_separator("__")
                     .separator("__")
                     .try_parsing(true)
+                    // `KYC__AMQP__URLS=amqp://…,amqp://…`: a list.
+                    .list_separator(",")
+                    .with_list_parse_key("amqp.urls")
                     .source(Some(env)),
             )
             .build()?
             .try_deserialize()?;
+        settings
+            .amqp
+            .resolve_addresses()
+            .map_err(SettingsError::Invalid)?;
         settings.validate()?;
         Ok(settings)
     }

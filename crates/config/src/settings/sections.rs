@@ -1,7 +1,7 @@
 //! The plain sections of [`Settings`](super::Settings): the HTTP server, the
 //! database, the broker, the worker, the directory cache and logging.
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -78,8 +78,15 @@ impl Default for Database {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Amqp {
-    /// `KYC__AMQP__URL`.
+    /// `KYC__AMQP__URL`: the broker's AMQP URL, or the URLs of a cluster's nodes
+    /// separated by commas, tried in turn on every connection and reconnection
+    /// (a comma inside a password must be written `%2C`). After loading, this
+    /// holds the whole list also when it was given as [`Amqp::urls`].
     pub url: SecretString,
+    /// `KYC__AMQP__URLS` (comma-separated) or `urls = [...]` in the file: the
+    /// nodes' URLs as a list, the same as a comma-separated `url`. When set it
+    /// takes the place of `url` (setting both to different lists is an error).
+    pub urls: Vec<SecretString>,
     /// `KYC__AMQP__PREFIX`: names every exchange and queue (`<prefix>.submissions`…).
     pub prefix: String,
     /// Confirm-mode channels the intake (and `kycctl push`) spread publishes over.
@@ -100,7 +107,8 @@ pub struct Amqp {
 impl Default for Amqp {
     fn default() -> Self {
         Amqp {
-            url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            url: SecretString::from(DEFAULT_AMQP_URL),
+            urls: Vec::new(),
             prefix: "kyc".to_owned(),
             publish_channels: 4,
             confirm_timeout_ms: 5_000,
@@ -111,11 +119,70 @@ impl Default for Amqp {
     }
 }
 
+/// The local machine's broker, the default of [`Amqp::url`].
+const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
 impl Amqp {
+    /// The broker addresses, in the order they are tried: [`Amqp::url`] split
+    /// at commas, blanks and empty entries left out.
+    pub fn addresses(&self) -> Vec<String> {
+        addresses_of(self.url.expose_secret())
+    }
+
+    /// Folds [`Amqp::urls`] into [`Amqp::url`] (the one field every connection
+    /// reads) and checks the list: at least one address, each an `amqp://` or
+    /// `amqps://` URL, none twice.
+    pub(super) fn resolve_addresses(&mut self) -> Result<(), &'static str> {
+        if self
+            .urls
+            .iter()
+            .any(|url| url.expose_secret().contains(','))
+        {
+            return Err("amqp.urls: one URL per entry (a comma in a password is written %2C)");
+        }
+        if !self.urls.is_empty() {
+            let joined = self
+                .urls
+                .iter()
+                .map(|url| url.expose_secret().trim())
+                .collect::<Vec<_>>()
+                .join(",");
+            let url = self.url.expose_secret();
+            if url != DEFAULT_AMQP_URL && self.addresses() != addresses_of(&joined) {
+                return Err("amqp.url and amqp.urls are both set, to different brokers: set one");
+            }
+            self.url = SecretString::from(joined);
+        }
+        let addresses = self.addresses();
+        if addresses.is_empty() {
+            return Err("amqp.url must name at least one broker");
+        }
+        if !addresses
+            .iter()
+            .all(|a| a.starts_with("amqp://") || a.starts_with("amqps://"))
+        {
+            return Err("amqp.url: every broker address must be an amqp:// or amqps:// URL");
+        }
+        let distinct: std::collections::BTreeSet<&String> = addresses.iter().collect();
+        if distinct.len() != addresses.len() {
+            return Err("amqp.url: a broker address is listed twice");
+        }
+        Ok(())
+    }
+
     /// [`Amqp::confirm_timeout_ms`] as a duration.
     pub fn confirm_timeout(&self) -> Duration {
         Duration::from_millis(self.confirm_timeout_ms)
     }
+}
+
+/// `urls` split at commas, blanks and empty entries left out.
+fn addresses_of(urls: &str) -> Vec<String> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The worker's batching, prefetch and draining.
