@@ -130,6 +130,8 @@ pub fn layers(router: Router, limits: &EdgeLimits) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(per_address, limit_address))
+        // Counted and timed per route template, with the final status and code.
+        .layer(middleware::from_fn(crate::metrics::red))
         // Spans carry method and path only: headers hold the API key.
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

@@ -13,6 +13,7 @@
 
 pub mod edge;
 pub mod error;
+pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
@@ -144,6 +145,7 @@ impl Intake {
         options: IntakeOptions,
         metrics: PrometheusHandle,
     ) -> anyhow::Result<Intake> {
+        metrics::describe();
         let store = Store::connect_lazy(
             options.database_url.expose_secret(),
             options.database_max_connections,

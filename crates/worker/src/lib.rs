@@ -34,6 +34,7 @@ pub mod dead_letter;
 pub mod decide;
 mod fallback;
 mod handle;
+pub mod metrics;
 mod session;
 mod worker;
 

@@ -1,0 +1,33 @@
+//! Stamps the commit the binaries are built from into `KYC_BUILD_COMMIT`
+//! (`kyc_build_info{commit}`): the variable itself when the build sets it (a
+//! container build without `.git`), else `git rev-parse`, else `unknown`. Never
+//! the network.
+
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let output = Command::new("git").args(args).output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(output.stdout).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=KYC_BUILD_COMMIT");
+    let commit = std::env::var("KYC_BUILD_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| {
+            // Rebuild when HEAD moves (a commit, a checkout).
+            if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+                println!("cargo:rerun-if-changed={dir}/HEAD");
+                println!("cargo:rerun-if-changed={dir}/logs/HEAD");
+            }
+            git(&["rev-parse", "--short=12", "HEAD"])
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=KYC_BUILD_COMMIT={commit}");
+}
