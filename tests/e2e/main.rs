@@ -21,6 +21,7 @@ mod idempotency;
 mod isolation;
 mod key_rotation;
 mod kycctl;
+mod metrics_names;
 mod pii;
 mod push;
 mod push_key;

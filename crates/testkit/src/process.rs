@@ -98,7 +98,11 @@ impl Process {
         let mut vars = vars(env);
         vars.push(("KYC__HTTP__ADDR".to_owned(), addr.to_string()));
         vars.push(("KYC__HTTP__OPERATOR_ADDR".to_owned(), operator.to_string()));
-        vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        vars.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let (child, log) = spawn(env, "kyc-intake", vars);
         let process = Process {
             child,
@@ -116,7 +120,11 @@ impl Process {
         let metrics = free_addr();
         let mut vars = vars(env);
         vars.push(("KYC__WORKER__METRICS_ADDR".to_owned(), metrics.to_string()));
-        vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        vars.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let (child, log) = spawn(env, "kyc-worker", vars);
         let process = Process {
             child,
