@@ -28,6 +28,7 @@ mod push_key;
 mod rate_limit;
 mod restart;
 mod startup;
+mod trace;
 mod transit;
 mod transit_claims;
 mod wait;

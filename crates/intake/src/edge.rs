@@ -132,6 +132,8 @@ pub fn layers(router: Router, limits: &EdgeLimits) -> Router {
         .layer(middleware::from_fn_with_state(per_address, limit_address))
         // Counted and timed per route template, with the final status and code.
         .layer(middleware::from_fn(crate::metrics::red))
+        // W3C traceparent continued or started; the trace id in every log line.
+        .layer(middleware::from_fn(crate::trace::continue_or_start))
         // Spans carry method and path only: headers hold the API key.
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod state;
+pub mod trace;
 pub mod wait;
 
 use axum::Router;

@@ -141,7 +141,9 @@ impl Worker {
                         }
                         continue;
                     };
-                    let span = tracing::info_span!("submission", submission_id = %outcome.id, project_id = %outcome.project_id);
+                    let trace = crate::trace::continued(&batch[i].properties);
+                    let span =
+                        crate::trace::submission_span(&trace, outcome.id, outcome.project_id);
                     span.in_scope(|| tracing::debug!(accepted = verdict.accepted, code = ?verdict.error_code, "stored"));
                     let status = if verdict.accepted {
                         "accepted"

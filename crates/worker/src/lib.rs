@@ -36,6 +36,7 @@ mod fallback;
 mod handle;
 pub mod metrics;
 mod session;
+pub mod trace;
 mod worker;
 
 pub use worker::{Worker, WorkerOptions};
