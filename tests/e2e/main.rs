@@ -25,6 +25,7 @@ mod metrics_names;
 mod pii;
 mod push;
 mod push_key;
+mod push_progress;
 mod rate_limit;
 mod restart;
 mod startup;
