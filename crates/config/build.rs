@@ -17,12 +17,18 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn main() {
     println!("cargo:rerun-if-env-changed=KYC_BUILD_COMMIT");
+    println!("cargo:rerun-if-changed=build.rs");
     let commit = std::env::var("KYC_BUILD_COMMIT")
         .ok()
         .filter(|c| !c.is_empty())
         .or_else(|| {
-            // Rebuild when HEAD moves (a commit, a checkout).
-            if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+            // A release build follows HEAD (a commit, a checkout): what runs in
+            // production names exactly what it was built from. A debug build
+            // does not: every commit would recompile every crate that uses this
+            // one, so its commit is the one of its first build.
+            if std::env::var("PROFILE").as_deref() == Ok("release")
+                && let Some(dir) = git(&["rev-parse", "--absolute-git-dir"])
+            {
                 println!("cargo:rerun-if-changed={dir}/HEAD");
                 println!("cargo:rerun-if-changed={dir}/logs/HEAD");
             }
