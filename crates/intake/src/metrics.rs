@@ -80,10 +80,9 @@ pub async fn red(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = method_label(request.method());
-    let in_flight = metrics::gauge!(IN_FLIGHT);
-    in_flight.increment(1.0);
+    let in_flight = InFlight::enter();
     let response = next.run(request).await;
-    in_flight.decrement(1.0);
+    drop(in_flight);
     let code = response
         .extensions()
         .get::<ErrorCode>()
@@ -99,4 +98,22 @@ pub async fn red(request: Request, next: Next) -> Response {
     metrics::histogram!(DURATION, "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// One request in `kyc_intake_requests_in_flight`, for as long as it lives: a
+/// request whose client went away is dropped mid-way, and must leave the gauge too.
+struct InFlight(metrics::Gauge);
+
+impl InFlight {
+    fn enter() -> InFlight {
+        let gauge = metrics::gauge!(IN_FLIGHT);
+        gauge.increment(1.0);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
