@@ -124,3 +124,23 @@ async fn status_exits_zero_when_healthy_and_non_zero_with_a_dead_letter() {
     assert_eq!(screen.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&screen.stdout).contains("problem: 1 dead letter(s)"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_exits_non_zero_when_no_worker_consumes() {
+    let env = TestEnv::new().await;
+    // The topology exists (as after a deployment), but no worker runs.
+    let (connection, _channel) = kyc_testkit::amqp::channel(&env.topology).await;
+    let _ = connection.close(200, "bye".into()).await;
+
+    let output = status(&env, &["--json"]).await;
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let body = json(&output);
+    assert_eq!(queue(&body, "submissions")["consumers"], 0);
+    assert_eq!(
+        body["problems"],
+        serde_json::json!([format!(
+            "no worker consumes {}.submissions",
+            env.topology.prefix()
+        )])
+    );
+}
