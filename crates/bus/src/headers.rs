@@ -103,6 +103,9 @@ mod tests {
             received_at: None,
             idempotency_key: Some("idem"),
             reply_mode: ReplyMode::Batch,
+            traceparent: kyc_core::trace::TraceParent::parse(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
         };
         assert!(headers.submission_id.is_some() && headers.project_id.is_some());
         let properties = BasicProperties::default().with_headers(encode(&headers));

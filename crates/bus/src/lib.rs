@@ -19,6 +19,7 @@ mod backoff;
 mod connect;
 pub mod headers;
 mod link;
+pub mod metrics;
 mod private_queue;
 mod publisher;
 mod topology;

@@ -112,6 +112,23 @@ impl Publisher {
 
     /// Publishes one message; `Ok` only for a plain, timely broker ack.
     pub async fn publish(&self, message: Outgoing<'_>) -> Result<(), PublishError> {
+        let started = std::time::Instant::now();
+        let (sent, outcome) = self.publish_one(message).await;
+        crate::metrics::record(started, sent, [&outcome]);
+        outcome
+    }
+
+    /// [`publish`](Self::publish) without the metrics; whether it was sent.
+    async fn publish_one(&self, message: Outgoing<'_>) -> (bool, Result<(), PublishError>) {
+        let outcome = self.refuse_or_send(message).await;
+        let sent = !matches!(
+            outcome,
+            Err(PublishError::Busy | PublishError::NotConnected | PublishError::Blocked)
+        );
+        (sent, outcome)
+    }
+
+    async fn refuse_or_send(&self, message: Outgoing<'_>) -> Result<(), PublishError> {
         let _permit = self
             .in_flight
             .try_acquire()
@@ -132,6 +149,22 @@ impl Publisher {
     /// [`publish`](Self::publish) for a batch (one permit request, one channel
     /// lease, one timer).
     pub async fn publish_all(&self, messages: Vec<Outgoing<'_>>) -> Vec<Result<(), PublishError>> {
+        let started = std::time::Instant::now();
+        let outcomes = self.publish_all_unrecorded(messages).await;
+        let sent = !outcomes.iter().all(|o| {
+            matches!(
+                o,
+                Err(PublishError::Busy | PublishError::NotConnected | PublishError::Blocked)
+            )
+        });
+        crate::metrics::record(started, sent, &outcomes);
+        outcomes
+    }
+
+    async fn publish_all_unrecorded(
+        &self,
+        messages: Vec<Outgoing<'_>>,
+    ) -> Vec<Result<(), PublishError>> {
         let n = messages.len();
         let all = |error: fn() -> PublishError| (0..n).map(|_| Err(error())).collect();
         let Ok(_permits) = u32::try_from(n)
@@ -230,7 +263,10 @@ impl ConfirmChannel {
     /// mandatory messages of one channel to one destination: a return cannot be
     /// told apart from a neighbour's under a multiple ack (see `settle`).
     pub async fn publish(&self, message: Outgoing<'_>) -> Result<(), PublishError> {
-        confirmed(&self.channel, message, self.confirm_timeout).await
+        let started = std::time::Instant::now();
+        let outcome = confirmed(&self.channel, message, self.confirm_timeout).await;
+        crate::metrics::record(started, true, [&outcome]);
+        outcome
     }
 }
 

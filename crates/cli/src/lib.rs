@@ -9,3 +9,4 @@
 
 pub mod dlq;
 pub mod push;
+pub mod status;

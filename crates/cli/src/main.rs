@@ -4,7 +4,7 @@ mod admin;
 mod data_key;
 mod dev;
 
-use kyc_cli::{dlq, push};
+use kyc_cli::{dlq, push, status};
 
 use clap::{Parser, Subcommand};
 
@@ -52,6 +52,17 @@ enum Command {
     /// The data keyring that seals identity and document numbers at rest.
     #[command(subcommand)]
     DataKey(data_key::DataKeyCommand),
+    /// Queues, recent submissions per project, table size; exits 2 when dead
+    /// letters exist or no worker consumes (a deployment gate).
+    Status {
+        /// One JSON object instead of the screen.
+        #[arg(long)]
+        json: bool,
+        /// RabbitMQ's management API (`http://user:password@host:15672`), for
+        /// publish and deliver rates; without it they are unknown.
+        #[arg(long, env = "KYC_MANAGEMENT_URL", hide_env_values = true)]
+        management_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +133,21 @@ async fn main() -> anyhow::Result<()> {
             };
             let replayed = dlq::replay(&settings, &selection).await?;
             println!("replayed {replayed} message(s)");
+            Ok(())
+        }
+        Command::Status {
+            json,
+            management_url,
+        } => {
+            let status = status::read(&settings, management_url.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string(&status)?);
+            } else {
+                print!("{}", status.render());
+            }
+            if !status.problems.is_empty() {
+                std::process::exit(2);
+            }
             Ok(())
         }
         Command::Push(args) => {

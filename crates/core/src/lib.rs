@@ -28,6 +28,7 @@ pub mod example;
 mod fields;
 pub mod id;
 pub mod submission;
+pub mod trace;
 pub mod transit;
 pub mod types;
 pub mod wire;

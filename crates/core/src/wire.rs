@@ -84,12 +84,15 @@ pub struct SubmissionHeadersV2<'a> {
     pub idempotency_key: Option<&'a str>,
     /// [`HEADER_REPLY_MODE`].
     pub reply_mode: ReplyMode,
+    /// [`HEADER_TRACEPARENT`]: the publisher's position in the submission's
+    /// trace (W3C Trace Context), which the worker continues.
+    pub traceparent: Option<crate::trace::TraceParent>,
 }
 
 impl<'a> SubmissionHeadersV2<'a> {
     /// The headers as `(name, value)` pairs, absent ones left out.
     pub fn encode(&self) -> Vec<(&'static str, String)> {
-        let mut pairs = Vec::with_capacity(7);
+        let mut pairs = Vec::with_capacity(8);
         let mut put = |name: &'static str, value: Option<String>| {
             if let Some(value) = value {
                 pairs.push((name, value));
@@ -119,6 +122,7 @@ impl<'a> SubmissionHeadersV2<'a> {
             HEADER_REPLY_MODE,
             (self.reply_mode == ReplyMode::Batch).then(|| REPLY_MODE_BATCH.to_owned()),
         );
+        put(HEADER_TRACEPARENT, self.traceparent.map(|t| t.to_string()));
         pairs
     }
 
@@ -137,6 +141,7 @@ impl<'a> SubmissionHeadersV2<'a> {
                 Some(REPLY_MODE_BATCH) => ReplyMode::Batch,
                 _ => ReplyMode::PerMessage,
             },
+            traceparent: lookup(HEADER_TRACEPARENT).and_then(crate::trace::TraceParent::parse),
         }
     }
 }
@@ -152,6 +157,7 @@ impl fmt::Debug for SubmissionHeadersV2<'_> {
             .field("received_at", &self.received_at)
             .field("idempotency_key", &self.idempotency_key)
             .field("reply_mode", &self.reply_mode)
+            .field("traceparent", &self.traceparent)
             .finish()
     }
 }
@@ -260,6 +266,9 @@ pub fn routing_key(kind: EventKind, project_id: Uuid) -> String {
 /// its own reply. A bulk sender asks for it: one reply per record would double the
 /// broker's work per record.
 pub const HEADER_REPLY_MODE: &str = "x-reply-mode";
+/// The W3C Trace Context header, under its HTTP name (as the W3C's AMQP
+/// binding draft has it): `00-<trace id>-<parent span id>-<flags>`.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
 /// The value of [`HEADER_REPLY_MODE`] asking for batched replies.
 pub const REPLY_MODE_BATCH: &str = "batch";
 /// The AMQP `type` property of a [`ReplyBatchV1`] message.

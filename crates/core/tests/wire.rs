@@ -248,6 +248,9 @@ fn all_headers() -> SubmissionHeadersV2<'static> {
         received_at: Some(AT),
         idempotency_key: Some("order-17"),
         reply_mode: ReplyMode::Batch,
+        traceparent: kyc_core::trace::TraceParent::parse(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
     }
 }
 
@@ -270,6 +273,10 @@ fn submission_headers_encode_to_the_documented_names_and_values() {
         ("x-received-at", "2024-06-15T12:34:56.789Z"),
         ("x-idempotency-key", "order-17"),
         ("x-reply-mode", "batch"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k, v.to_owned()))

@@ -130,6 +130,10 @@ pub fn layers(router: Router, limits: &EdgeLimits) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(per_address, limit_address))
+        // Counted and timed per route template, with the final status and code.
+        .layer(middleware::from_fn(crate::metrics::red))
+        // W3C traceparent continued or started; the trace id in every log line.
+        .layer(middleware::from_fn(crate::trace::continue_or_start))
         // Spans carry method and path only: headers hold the API key.
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

@@ -13,10 +13,12 @@
 
 pub mod edge;
 pub mod error;
+pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod state;
+pub mod trace;
 pub mod wait;
 
 use axum::Router;
@@ -144,6 +146,7 @@ impl Intake {
         options: IntakeOptions,
         metrics: PrometheusHandle,
     ) -> anyhow::Result<Intake> {
+        metrics::describe();
         let store = Store::connect_lazy(
             options.database_url.expose_secret(),
             options.database_max_connections,

@@ -6,6 +6,7 @@
 //! - [`scratch`]: a database and broker prefixes created for one run, and removed
 //!   only by the run that created them;
 //! - [`run`]: our intake and worker started in-process ([`Running`]);
+//! - [`process`]: the same as real processes, with their own `/metrics` and logs;
 //! - [`TestEnv`]: one test's isolated world on top of both, so tests run in
 //!   parallel on one broker and one server and never see each other's messages;
 //! - [`http`] and [`amqp`]: the intake's API and the broker as a client sees them;
@@ -18,6 +19,7 @@
 pub mod amqp;
 mod env;
 pub mod http;
+pub mod process;
 pub mod run;
 pub mod scratch;
 

@@ -87,7 +87,8 @@ pub async fn announce(
         .zip(is_reply)
     {
         match outcome {
-            Ok(()) => {}
+            Ok(()) if is_reply => metrics::counter!(crate::metrics::REPLIES).increment(1),
+            Ok(()) => metrics::counter!(crate::metrics::EVENTS).increment(1),
             // A reply is mandatory, so a vanished requester shows up as a return,
             // which is fine to ignore: nobody is waiting any more.
             Err(PublishError::Returned(_)) if is_reply => {}

@@ -45,7 +45,7 @@ impl Worker {
         loop {
             match self.try_batch(&batch, publisher).await {
                 Ok(()) => {
-                    metrics::histogram!("kyc_worker_batch_seconds")
+                    metrics::histogram!(crate::metrics::BATCH_SECONDS)
                         .record(started.elapsed().as_secs_f64());
                     metrics::counter!("kyc_worker_batches_total").increment(1);
                     return Ok(());
@@ -114,7 +114,10 @@ impl Worker {
                 }),
             }
         }
+        let store_started = Instant::now();
         let verdicts = self.store(&outcomes).await?;
+        metrics::histogram!(crate::metrics::STORE_SECONDS)
+            .record(store_started.elapsed().as_secs_f64());
 
         let now = OffsetDateTime::now_utc();
         let mut announcements = Vec::with_capacity(slots.len());
@@ -138,7 +141,9 @@ impl Worker {
                         }
                         continue;
                     };
-                    let span = tracing::info_span!("submission", submission_id = %outcome.id, project_id = %outcome.project_id);
+                    let trace = crate::trace::continued(&batch[i].properties);
+                    let span =
+                        crate::trace::submission_span(&trace, outcome.id, outcome.project_id);
                     span.in_scope(|| tracing::debug!(accepted = verdict.accepted, code = ?verdict.error_code, "stored"));
                     let status = if verdict.accepted {
                         "accepted"
@@ -147,6 +152,7 @@ impl Worker {
                     };
                     metrics::counter!("kyc_worker_submissions_total", "status" => status)
                         .increment(1);
+                    crate::metrics::stored(outcome.received_at, verdict.error_code, now);
                     announcements.push(Announcement {
                         event: event(outcome, verdict, now),
                         reply,
@@ -193,6 +199,10 @@ impl Worker {
         // requeue, which dead-letters them.
         for &(i, requeue) in &reject {
             metrics::counter!("kyc_worker_poison_total").increment(1);
+            if !requeue {
+                metrics::counter!(crate::metrics::DEAD_LETTERED, "reason" => "delivery_limit")
+                    .increment(1);
+            }
             batch[i]
                 .acker
                 .reject(BasicRejectOptions { requeue })
@@ -209,6 +219,7 @@ impl Worker {
             .find(|(i, _)| !reject.iter().any(|(r, _)| r == i))
         {
             last.1.acker.ack(BasicAckOptions { multiple: true }).await?;
+            metrics::counter!(crate::metrics::ACKED).increment((batch.len() - reject.len()) as u64);
         }
         Ok(())
     }

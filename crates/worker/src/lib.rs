@@ -34,7 +34,9 @@ pub mod dead_letter;
 pub mod decide;
 mod fallback;
 mod handle;
+pub mod metrics;
 mod session;
+pub mod trace;
 mod worker;
 
 pub use worker::{Worker, WorkerOptions};

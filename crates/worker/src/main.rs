@@ -37,7 +37,9 @@ async fn main() -> anyhow::Result<()> {
 fn serve_metrics(
     addr: std::net::SocketAddr,
 ) -> Result<(), metrics_exporter_prometheus::BuildError> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
+    telemetry::prometheus_builder()
         .with_http_listener(addr)
-        .install()
+        .install()?;
+    telemetry::build_info();
+    Ok(())
 }

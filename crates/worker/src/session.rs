@@ -88,7 +88,13 @@ impl Worker {
             loop {
                 let batch = collect(&mut consumer, o.batch_size, o.batch_linger, shutdown).await?;
                 if !batch.is_empty() {
-                    self.finish_batch(batch, publisher, shutdown).await?;
+                    let n = batch.len();
+                    crate::metrics::taken(&batch);
+                    let finished = self.finish_batch(batch, publisher, shutdown).await;
+                    // Settled (acked or rejected) or, on an error, returned to
+                    // the queue with the channel: no longer held either way.
+                    metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(n as f64);
+                    finished?;
                 }
                 if shutdown.is_cancelled() {
                     return Ok::<(), anyhow::Error>(());

@@ -64,6 +64,7 @@ impl Worker {
     pub fn from_settings(settings: &kyc_config::Settings) -> anyhow::Result<Worker> {
         use secrecy::ExposeSecret;
         let secrets = settings.secrets()?;
+        crate::metrics::describe();
         let store = Store::connect_lazy(
             settings.database.url.expose_secret(),
             settings.database.max_connections,

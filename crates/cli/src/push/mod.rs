@@ -8,6 +8,7 @@
 //! results file. `--resume` skips lines that already have a result.
 
 mod input;
+mod progress;
 mod publishing;
 mod results;
 
@@ -19,11 +20,11 @@ use publishing::{CHUNK, Publishing, settle};
 use anyhow::Context;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use indicatif::{ProgressBar, ProgressStyle};
 use kyc_bus::lapin::Consumer;
 use kyc_bus::{ConfirmChannel, Topology, headers};
 use kyc_config::Settings;
 use kyc_core::wire::{ReplyMode, SubmissionHeadersV2};
+use progress::Progress;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -141,7 +142,7 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     let (_reply_channel, reply_queue, consumer) = kyc_bus::private_queue(&connection).await?;
     let writer = results::Writer::open(&results_path, !args.resume)?;
 
-    let progress = progress_bar(total, done.len() as u64);
+    let progress = Progress::new(total, done.len() as u64);
     let (expected_tx, expected_rx) = watch::channel(None);
     let collector = tokio::spawn(collect(
         consumer,
@@ -196,6 +197,7 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
             }
             in_flight.push(publishing.publish(record, 0));
             published += 1;
+            progress.published();
         }
     }
     while !in_flight.is_empty() {
@@ -207,8 +209,14 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
         .with_context(|| format!("reading {}", args.file.display()))?;
     expected_tx.send_replace(Some(published));
 
-    let counts = collector.await??;
-    progress.finish_and_clear();
+    let counts = match collector.await? {
+        Ok(counts) => counts,
+        Err(e) => {
+            progress.abandon();
+            return Err(e);
+        }
+    };
+    progress.finish();
     let _ = connection.close(200, "done".into()).await;
     Ok(PushReport {
         records: published,
@@ -241,13 +249,6 @@ pub fn message_id(line: u64, body: &[u8]) -> String {
     id
 }
 
-fn progress_bar(total: u64, done: u64) -> ProgressBar {
-    ProgressBar::new(total).with_position(done).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} results  {per_sec}  ETA {eta}  {msg}")
-            .expect("the progress template is valid"),
-    )
-}
-
 #[derive(Debug, Default)]
 struct Counts {
     accepted: u64,
@@ -260,7 +261,7 @@ struct Counts {
 async fn collect(
     mut consumer: Consumer,
     mut writer: results::Writer,
-    progress: ProgressBar,
+    progress: Progress,
     mut expected: watch::Receiver<Option<u64>>,
     idle: Duration,
 ) -> anyhow::Result<Counts> {
@@ -312,11 +313,7 @@ async fn collect(
                             counts.rejected += 1;
                         }
                         writer.write(&result)?;
-                        progress.inc(1);
-                        // The message is text to format: not for every one of a million results.
-                        if seen.len().is_multiple_of(1024) {
-                            progress.set_message(format!("{} accepted, {} rejected", counts.accepted, counts.rejected));
-                        }
+                        progress.result(result.accepted());
                     }
                 }
             }

@@ -249,6 +249,8 @@ async fn publish(app: &AppState, message: Message<'_>) -> Result<(), ApiError> {
         } else {
             ReplyMode::PerMessage
         },
+        // The worker continues the request's trace from here (`crate::trace`).
+        traceparent: crate::trace::current(),
     };
     let mut properties = persistent()
         .with_content_type(TRANSIT_CONTENT_TYPE.into())
