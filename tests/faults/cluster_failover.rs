@@ -12,11 +12,11 @@
 //! A second test restarts a stopped node and checks that it rejoins and the
 //! queue is replicated on three nodes again.
 
-use crate::support::{Cluster, Intakes, Workers, ensure_pg_up};
+use crate::support::{Cluster, Intakes, Workers, ensure_pg_up, results_by_line};
 use kyc_bus::{ConfirmChannel, Outgoing, Topology, persistent};
 use kyc_cli::push::{self, ResultLine};
 use kyc_testkit::{Api, TestEnv, eventually, record};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -504,7 +504,7 @@ pub(crate) async fn failover_under_load(fault: Fault) {
         "kycctl push failed ({push_status}): {push_log}; logs in {}",
         dir.display()
     );
-    let results = results_by_line(&push::default_results_path(&file));
+    let results = results_by_line(&push::default_results_path(&file), RECORDS);
     assert_eq!(results.len(), RECORDS, "one result line per input line");
     assert!(
         results.values().all(ResultLine::accepted),
@@ -679,24 +679,4 @@ impl Drop for PushProcess {
             let _ = self.child.wait();
         }
     }
-}
-
-/// The results file, by input line; fails on a line with two results.
-fn results_by_line(path: &Path) -> HashMap<u64, ResultLine> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut results = HashMap::new();
-    for line in text.lines() {
-        let result: ResultLine = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("results file line {line:?}: {e}"));
-        let n = result.line;
-        assert!(
-            results.insert(n, result).is_none(),
-            "input line {n} has more than one result"
-        );
-    }
-    assert!(
-        (1..=RECORDS as u64).all(|n| results.contains_key(&n)),
-        "every input line 1..={RECORDS} has its result"
-    );
-    results
 }

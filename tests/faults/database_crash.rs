@@ -6,11 +6,11 @@
 //! is stored twice.
 
 use crate::support::{
-    PgStop, PgStopped, Workers, assert_one_accepted_result_per_line, ensure_services_up,
-    queue_counts, stored_ids,
+    PgStop, PgStopped, Workers, assert_one_accepted_result_per_line, ensure_services_up, push_args,
+    queue_counts, stored_ids, write_bulk_file,
 };
 use futures_util::StreamExt;
-use kyc_cli::push::{self, PushArgs};
+use kyc_cli::push;
 use kyc_testkit::{Api, TestEnv, eventually, record};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -25,13 +25,8 @@ async fn postgres_killed_under_load_loses_and_duplicates_nothing() {
     ensure_services_up();
     let env = TestEnv::new().await;
     let (_, key) = env.project(false).await;
-    let dir = std::env::temp_dir().join(&env.db_name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bulk.jsonl");
-    let lines: Vec<String> = (0..RECORDS)
-        .map(|i| record(&format!("bulk-{i}")).to_string())
-        .collect();
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let file = write_bulk_file(&env, RECORDS);
+    let dir = file.parent().expect("the bulk file's directory").to_owned();
 
     let mut settings = env.settings.clone();
     settings.http.rate_limit_per_second = 0;
@@ -44,17 +39,7 @@ async fn postgres_killed_under_load_loses_and_duplicates_nothing() {
     let started = Instant::now();
     let push = tokio::spawn({
         let settings = env.settings.clone();
-        let args = PushArgs {
-            file: file.clone(),
-            api_key: Some(key.clone()),
-            api_key_file: None,
-            results: None,
-            resume: false,
-            encrypt: false,
-            format: None,
-            window: 1000,
-            idle_timeout: 120,
-        };
+        let args = push_args(&file, &key, 120);
         async move { push::run(&settings, args).await }
     });
     let http = tokio::spawn({
@@ -105,14 +90,8 @@ async fn postgres_killed_under_load_loses_and_duplicates_nothing() {
         .filter(|(_, status, _)| *status == 200)
         .map(|(userid, _, _)| userid.clone())
         .collect();
-    eventually(Duration::from_secs(60), "every HTTP 200 stored", || async {
-        let stored = env.rows_per_userid().await;
-        accepted
-            .iter()
-            .all(|u| stored.contains_key(u))
-            .then_some(())
-    })
-    .await;
+    env.await_userids_stored(&accepted, Duration::from_secs(60))
+        .await;
     let dead = queue_counts(&env, &env.topology.dead_queue()).await.0;
     println!(
         "database crash: killed (-m immediate) at {rows_at_kill} rows, {killed_at:.1?} into the \

@@ -124,14 +124,8 @@ async fn sigkill_of_the_intake_mid_publish_leaves_every_200_stored_once() {
 
     // Every 200 is stored; nothing twice.
     let stored_in = Instant::now();
-    eventually(Duration::from_secs(60), "every 200 stored", || async {
-        let stored = env.rows_per_userid().await;
-        accepted
-            .iter()
-            .all(|u| stored.contains_key(u))
-            .then_some(())
-    })
-    .await;
+    env.await_userids_stored(&accepted, Duration::from_secs(60))
+        .await;
     let stored_after = stored_in.elapsed();
     let stored_cut = env.stored_userids_at_most_once(&sent).await;
     let unanswered_but_stored = stored_cut.difference(&accepted).count();

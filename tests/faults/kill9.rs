@@ -2,10 +2,11 @@
 //! stored exactly once and has exactly one result.
 
 use crate::support::{
-    Workers, assert_one_accepted_result_per_line, ensure_services_up, queue_counts, stored_ids,
+    Workers, assert_one_accepted_result_per_line, ensure_services_up, push_args, queue_counts,
+    stored_ids, write_bulk_file,
 };
-use kyc_cli::push::{self, PushArgs};
-use kyc_testkit::{TestEnv, eventually, record};
+use kyc_cli::push;
+use kyc_testkit::{TestEnv, eventually};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -22,13 +23,8 @@ async fn kill9_workers_during_bulk_push() {
     ensure_services_up();
     let env = TestEnv::new().await;
     let (_, key) = env.project(false).await;
-    let dir = std::env::temp_dir().join(&env.db_name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bulk.jsonl");
-    let lines: Vec<String> = (0..RECORDS)
-        .map(|i| record(&format!("bulk-{i}")).to_string())
-        .collect();
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let file = write_bulk_file(&env, RECORDS);
+    let dir = file.parent().expect("the bulk file's directory").to_owned();
 
     let mut workers = Workers::new(&env, 200, 400, &[]);
     workers.spawn();
@@ -37,17 +33,7 @@ async fn kill9_workers_during_bulk_push() {
     let started = Instant::now();
     let push = tokio::spawn({
         let settings = env.settings.clone();
-        let args = PushArgs {
-            file: file.clone(),
-            api_key: Some(key.clone()),
-            api_key_file: None,
-            results: None,
-            resume: false,
-            encrypt: false,
-            format: None,
-            window: 1000,
-            idle_timeout: 60,
-        };
+        let args = push_args(&file, &key, 60);
         async move { push::run(&settings, args).await }
     });
 

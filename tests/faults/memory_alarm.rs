@@ -164,14 +164,8 @@ async fn a_memory_alarm_turns_submissions_into_503_never_200() {
     .await;
     accepted.insert("after".to_owned());
     sent.insert("after".to_owned());
-    eventually(Duration::from_secs(30), "every 200 stored", || async {
-        let stored = env.rows_per_userid().await;
-        accepted
-            .iter()
-            .all(|u| stored.contains_key(u))
-            .then_some(())
-    })
-    .await;
+    env.await_userids_stored(&accepted, Duration::from_secs(30))
+        .await;
     let stored = env.stored_userids_at_most_once(&sent).await;
     println!(
         "memory alarm: 40 submissions in {alarm_took:.1?} during the alarm, answers {during:?} \

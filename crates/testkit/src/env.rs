@@ -159,6 +159,16 @@ impl TestEnv {
         .expect("find duplicated userids")
     }
 
+    /// Waits (at most `timeout`, failing the test after it) until every userid
+    /// of `userids` has a row.
+    pub async fn await_userids_stored(&self, userids: &BTreeSet<String>, timeout: Duration) {
+        eventually(timeout, "every submission answered 200 stored", || async {
+            let stored = self.rows_per_userid().await;
+            userids.iter().all(|u| stored.contains_key(u)).then_some(())
+        })
+        .await;
+    }
+
     /// Asserts that no userid is stored twice and that every stored userid is one
     /// of `sent`; returns the stored userids (for tests where only some of the
     /// sent records are stored yet, or may be).

@@ -2,21 +2,21 @@
 //! ([`postgres`]) and RabbitMQ ([`broker`]) with guards that restore them on
 //! drop, even when a test fails; real `kyc-worker` ([`workers`]) and
 //! `kyc-intake` ([`intakes`]) processes that can be killed; a RabbitMQ
-//! cluster of a test's own ([`cluster`]); the push's results
-//! file checked against the rows ([`results`]).
+//! cluster of a test's own ([`cluster`]); bulk pushes and their
+//! results files ([`push`]).
 
 mod broker;
 mod cluster;
 mod intakes;
 mod postgres;
-mod results;
+mod push;
 mod workers;
 
 pub use broker::*;
 pub use cluster::*;
 pub use intakes::*;
 pub use postgres::*;
-pub use results::*;
+pub use push::*;
 pub use workers::*;
 
 use std::net::{SocketAddr, TcpStream};
