@@ -77,7 +77,7 @@ pub struct StoredResult {
 
 /// How a field's column is typed, which follows from the field's rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ColumnKind {
+pub(crate) enum ColumnKind {
     Text,
     Date,
     /// Bound as text, cast to `inet` in the insert.
@@ -87,7 +87,7 @@ enum ColumnKind {
 }
 
 impl ColumnKind {
-    fn of(spec: &FieldSpec) -> ColumnKind {
+    pub(crate) fn of(spec: &FieldSpec) -> ColumnKind {
         if spec.sealed {
             return ColumnKind::Sealed;
         }
