@@ -364,8 +364,8 @@ pub fn validate_fields(
         let Some((index, spec)) = field_spec(key) else {
             return Err(Rejection::invalid_parameter(key));
         };
-        let parsed = parse_value(spec, value, today)
-            .map_err(|()| Rejection::invalid_format(spec.name))?;
+        let parsed =
+            parse_value(spec, value, today).map_err(|()| Rejection::invalid_format(spec.name))?;
         if parsed.is_none() && spec.required {
             return Err(Rejection::invalid_format(spec.name));
         }

@@ -286,7 +286,10 @@ fn api_routes() -> Router<AppState> {
                 .patch(routes::correct::correct)
                 .delete(routes::erase::erase),
         )
-        .route("/v3/submission/partial", axum::routing::delete(routes::erase::erase_partial))
+        .route(
+            "/v3/submission/partial",
+            axum::routing::delete(routes::erase::erase_partial),
+        )
         .route("/healthz", get(routes::health::healthz))
         .route(
             "/openapi.json",

@@ -47,7 +47,10 @@ pub async fn correct(
     .await
     {
         Err(_) => return Err(ApiError::code(ErrorCode::RequestTimeout)),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return Err(ApiError::code(ErrorCode::PayloadTooLarge));
         }
         Ok(Err(_)) => return Err(ApiError::code(ErrorCode::InvalidPayload)),

@@ -50,10 +50,7 @@ pub async fn erase_partial(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let (project, api_key) = caller(&app, &headers).await?;
-    let pairs = query_pairs(
-        query.as_deref(),
-        &["submission_id", "fields", "admin_name"],
-    )?;
+    let pairs = query_pairs(query.as_deref(), &["submission_id", "fields", "admin_name"])?;
     let fields = param(&pairs, "fields").unwrap_or_default();
     let mut groups = Vec::new();
     for name in fields.split(',').map(str::trim).filter(|s| !s.is_empty()) {

@@ -71,9 +71,8 @@ pub fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// ARGOS's time stamp, `YYYY-MM-DD-HH-MM-SS-ZZZ` (UTC, milliseconds).
-const STAMP: &[time::format_description::FormatItem<'static>] = format_description!(
-    "[year]-[month]-[day]-[hour]-[minute]-[second]-[subsecond digits:3]"
-);
+const STAMP: &[time::format_description::FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]-[hour]-[minute]-[second]-[subsecond digits:3]");
 
 /// A UTC time as ARGOS writes it.
 pub fn stamp(at: PrimitiveDateTime) -> String {

@@ -217,14 +217,20 @@ impl Store {
         submission_id: Uuid,
         key: &DataKey,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
-        let rows: Vec<(i32, String, Vec<String>, String, Option<Vec<u8>>, Option<String>)> =
-            sqlx::query_as(
-                "SELECT version, admin, fields, previous::text, previous_sealed, pii_key_id
+        let rows: Vec<(
+            i32,
+            String,
+            Vec<String>,
+            String,
+            Option<Vec<u8>>,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT version, admin, fields, previous::text, previous_sealed, pii_key_id
                  FROM submission_history WHERE submission_id = $1 ORDER BY version",
-            )
-            .bind(submission_id)
-            .fetch_all(self.pool())
-            .await?;
+        )
+        .bind(submission_id)
+        .fetch_all(self.pool())
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for (version, admin, fields, previous, sealed, key_id) in rows {
             let mut previous: serde_json::Map<String, serde_json::Value> =
@@ -233,7 +239,15 @@ impl Store {
                 let column = history_column(version);
                 let opened = key_id
                     .as_deref()
-                    .and_then(|k| key.open(k, crate::pii::CURRENT_FORMAT, submission_id, &column, &sealed))
+                    .and_then(|k| {
+                        key.open(
+                            k,
+                            crate::pii::CURRENT_FORMAT,
+                            submission_id,
+                            &column,
+                            &sealed,
+                        )
+                    })
                     .ok_or(StoreError::Unopenable {
                         column: "submission_history.previous_sealed",
                     })?;

@@ -111,7 +111,10 @@ impl Store {
     pub async fn erase(&self, erasure: &Erasure<'_>) -> Result<(), EraseError> {
         let (id, project) = (erasure.submission_id, erasure.project_id);
         let full = erasure.groups.is_none();
-        let groups: Vec<Group> = erasure.groups.clone().unwrap_or_else(|| Group::ALL.to_vec());
+        let groups: Vec<Group> = erasure
+            .groups
+            .clone()
+            .unwrap_or_else(|| Group::ALL.to_vec());
         let mut columns: Vec<&str> = groups.iter().flat_map(|g| g.columns()).collect();
         let erases_sealed = groups.contains(&Group::Data);
         if full {
