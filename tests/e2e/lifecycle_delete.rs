@@ -244,3 +244,65 @@ async fn error_codes_and_isolation() {
     assert_eq!(item["data"], json!({}), "{item}");
     assert_eq!(item["kyc"]["result"], "approved");
 }
+
+/// `kycctl submission erase`: all of one person's submissions in a project, and
+/// nobody else's; the dry run erases nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kycctl_erases_every_submission_of_one_person() {
+    let env = TestEnv::new().await;
+    let (project_id, key) = env.project(false).await;
+    let (other_project, _) = env.project(false).await;
+    let intake = env.start_intake().await;
+    let mut events = LifecycleTap::open(&env.topology).await;
+    let api = Api::new(intake.addr.unwrap());
+    let first = store_one(&env, project_id, &record("person-1")).await;
+    let second = store_one(&env, project_id, &record("person-1")).await;
+    let someone_else = store_one(&env, project_id, &record("person-2")).await;
+    let same_userid_elsewhere = store_one(&env, other_project, &record("person-1")).await;
+
+    let mut found = kyc_cli::submission::erase(&env.settings, project_id, "person-1", true)
+        .await
+        .unwrap();
+    found.sort();
+    let mut expected = vec![first, second];
+    expected.sort();
+    assert_eq!(found, expected);
+    assert_eq!(
+        list(&api, &key, "userid=person-1").await.body["Items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let mut erased = kyc_cli::submission::erase(&env.settings, project_id, "person-1", false)
+        .await
+        .unwrap();
+    erased.sort();
+    assert_eq!(erased, expected);
+    assert_eq!(
+        list(&api, &key, "userid=person-1").await.body["Items"],
+        json!([])
+    );
+    for _ in 0..2 {
+        let event = events.next(Duration::from_secs(10)).await;
+        assert_eq!(event.event, "submission.deleted");
+        assert!(expected.contains(&event.submission_id));
+    }
+    for untouched in [someone_else, same_userid_elsewhere] {
+        let deleted: bool =
+            sqlx::query_scalar("SELECT deleted_at IS NOT NULL FROM submissions WHERE id = $1")
+                .bind(untouched)
+                .fetch_one(env.store.pool())
+                .await
+                .unwrap();
+        assert!(!deleted);
+    }
+    // Nothing left to erase.
+    assert!(
+        kyc_cli::submission::erase(&env.settings, project_id, "person-1", false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

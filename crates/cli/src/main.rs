@@ -52,6 +52,9 @@ enum Command {
     /// The data keyring that seals identity and document numbers at rest.
     #[command(subcommand)]
     DataKey(data_key::DataKeyCommand),
+    /// Stored submissions: erasure requests.
+    #[command(subcommand)]
+    Submission(kyc_cli::submission::SubmissionCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Key(c) => admin::key(&settings, c).await,
         Command::Dev(args) => dev::run(settings, args).await,
         Command::DataKey(c) => data_key::run(&settings, c).await,
+        Command::Submission(c) => kyc_cli::submission::run(&settings, c).await,
         Command::Dlq(DlqCommand::List { limit, json }) => {
             let letters = dlq::list(&settings, limit).await?;
             if json {
