@@ -275,3 +275,89 @@ async fn errors_rejections_isolation_and_encryption() {
     assert_eq!(page["Items"][0]["submission_id"], sealed_id.to_string());
     assert_eq!(page["Items"][0]["userid"], "sealed");
 }
+
+/// `/openapi.json` documents the lifecycle endpoints with the item shape the
+/// listing answers and the codes each can give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_the_lifecycle_endpoints() {
+    let env = TestEnv::new().await;
+    let intake = env.start_intake().await;
+    let api = Api::new(intake.addr.unwrap());
+    let doc = api.get("/openapi.json", None).await.body;
+
+    let paths = &doc["paths"];
+    for (path, method) in [
+        ("/v3/submission", "get"),
+        ("/v3/submission", "patch"),
+        ("/v3/submission", "delete"),
+        ("/v3/submission/partial", "delete"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} documented"
+        );
+    }
+    let codes = |path: &str, method: &str| -> Vec<String> {
+        paths[path][method]["responses"]["400"]["content"]["application/json"]["schema"]
+            ["properties"]["errorCode"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(codes("/v3/submission", "get").contains(&"invalid_date".to_owned()));
+    assert!(codes("/v3/submission", "patch").contains(&"invalid_submission".to_owned()));
+    assert!(codes("/v3/submission", "delete").contains(&"invalid_submission".to_owned()));
+
+    // The item's data members are exactly the fixture's.
+    let schemas = &doc["components"]["schemas"];
+    let documented: HashSet<&str> = schemas["ItemData"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let fixture = fixture(include_str!("fixtures/lifecycle_item_full.json"));
+    let answered: HashSet<&str> = fixture["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(documented, answered);
+    let item = schemas["ListItem"]["properties"].as_object().unwrap();
+    for member in [
+        "submission_id",
+        "email",
+        "userid",
+        "created_at",
+        "kyc",
+        "data",
+        "deleted_at",
+        "erased",
+    ] {
+        assert!(item.contains_key(member), "ListItem.{member}");
+    }
+    let required: HashSet<&str> = schemas["ListItem"]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        required,
+        HashSet::from(["submission_id", "created_at", "kyc", "data"])
+    );
+    let correctable: HashSet<&str> =
+        schemas["CorrectionRequest"]["properties"]["data"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+    assert_eq!(
+        correctable,
+        HashSet::from(kyc_core::submission::CORRECTABLE)
+    );
+}

@@ -73,7 +73,7 @@ pub struct ListItem {
     pub deleted_at: Option<String>,
     /// Groups erased from it (`data`, `email`, `userid`, `id_image`,
     /// `selfie_image`); only when some were.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub erased: Vec<String>,
 }
 
