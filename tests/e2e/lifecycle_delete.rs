@@ -137,6 +137,10 @@ async fn after_delete_pg_dump_holds_none_of_the_erased_values() {
     let expected: Value =
         serde_json::from_str(include_str!("fixtures/lifecycle_item_deleted.json")).unwrap();
     assert_eq!(shape, expected);
+    // Its result says so too.
+    let result = api.result(&key, id).await;
+    assert_eq!(result.body["status"], "accepted", "{:?}", result.body);
+    assert!(result.body["deletedAt"].is_string(), "{:?}", result.body);
     // Deleting again: it is gone.
     assert_error(
         &delete(&api, &key, &format!("submission_id={id}")).await,

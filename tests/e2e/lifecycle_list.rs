@@ -259,6 +259,10 @@ async fn errors_rejections_isolation_and_encryption() {
     assert_error(&anonymous, 403, "forbidden");
     let wrong_key = api.get("/v3/submission", Some("not-a-key")).await;
     assert_error(&wrong_key, 403, "forbidden");
+    // A value PostgreSQL cannot hold finds nothing (and is no server error).
+    let nul = list(&api, &key, "userid=a%00b").await;
+    assert_eq!(nul.status, 200, "{:?}", nul.body);
+    assert_eq!(nul.body, json!({"Items": []}));
     // A count over the maximum is answered with the maximum.
     let many = list(&api, &key, "count=100000").await;
     assert_eq!(many.status, 200, "{:?}", many.body);
@@ -359,5 +363,40 @@ async fn openapi_documents_the_lifecycle_endpoints() {
     assert_eq!(
         correctable,
         HashSet::from(kyc_core::submission::CORRECTABLE)
+    );
+}
+
+/// The lifecycle endpoints draw on the project's rate limit like submissions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lifecycle_endpoints_share_the_projects_rate_limit() {
+    let env = TestEnv::new().await;
+    let (_, key) = env.project(false).await;
+    let mut settings = env.settings.clone();
+    settings.http.rate_limit_per_second = 20;
+    let intake = env.start_intake_with(&settings).await;
+    let api = Api::new(intake.addr.unwrap());
+
+    let burst = (0..100).map(|i| {
+        let (api, key) = (api.clone(), key.clone());
+        async move {
+            match i % 3 {
+                0 => list(&api, &key, "").await,
+                1 => crate::lifecycle_support::delete(&api, &key, &format!("submission_id={}", Uuid::now_v7())).await,
+                _ => crate::lifecycle_support::patch(&api, &key, &json!({"submissionId": Uuid::now_v7(), "admin": kyc_testkit::ADMIN, "data": {"fullName": "A"}})).await,
+            }
+        }
+    });
+    let replies = futures_util::future::join_all(burst).await;
+    let limited: Vec<_> = replies.iter().filter(|r| r.status == 429).collect();
+    assert!(!limited.is_empty(), "100 at once exceed 20/s");
+    for reply in &limited {
+        assert_eq!(reply.error_code(), Some("rate_limited"));
+        assert_eq!(reply.retry_after.as_deref(), Some("1"));
+    }
+    assert!(
+        replies
+            .iter()
+            .all(|r| [200, 400, 429].contains(&r.status.as_u16())),
+        "only documented answers"
     );
 }

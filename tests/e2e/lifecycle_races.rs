@@ -83,6 +83,10 @@ async fn a_redelivery_after_delete_does_not_bring_the_data_back() {
     let (_, event) = events.until(id, Duration::from_secs(15)).await;
     assert_eq!(event.event, EventKind::Rejected, "{event:?}");
     assert_eq!(event.error_code, Some(ErrorCode::InvalidSubmission));
+    assert_eq!(
+        event.userid, None,
+        "the erased person's userid is not announced"
+    );
     assert!(!holds_data(&env, id).await, "the data came back");
     assert_eq!(env.count_rows().await, 1);
 }

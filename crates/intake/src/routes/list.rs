@@ -214,6 +214,13 @@ pub async fn list(
             Err(_) => return Ok(page(Vec::new(), None, &project, api_key)),
         },
     };
+    // PostgreSQL text cannot hold NUL: no stored value has one, so nothing matches.
+    if ["userid", "email"]
+        .iter()
+        .any(|name| get(name).is_some_and(|v| v.contains('\0')))
+    {
+        return Ok(page(Vec::new(), None, &project, api_key));
+    }
     let query = ListQuery {
         project_id: project.id,
         submission_id,
