@@ -217,14 +217,7 @@ impl Store {
         submission_id: Uuid,
         key: &DataKey,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
-        let rows: Vec<(
-            i32,
-            String,
-            Vec<String>,
-            String,
-            Option<Vec<u8>>,
-            Option<String>,
-        )> = sqlx::query_as(
+        let rows: Vec<HistoryRow> = sqlx::query_as(
             "SELECT version, admin, fields, previous::text, previous_sealed, pii_key_id
                  FROM submission_history WHERE submission_id = $1 ORDER BY version",
         )
@@ -265,6 +258,17 @@ impl Store {
         Ok(out)
     }
 }
+
+/// A `submission_history` row as read: version, admin, fields, previous
+/// (JSON text), previous sealed values, their key.
+type HistoryRow = (
+    i32,
+    String,
+    Vec<String>,
+    String,
+    Option<Vec<u8>>,
+    Option<String>,
+);
 
 /// One correction as the history holds it.
 #[derive(Debug, Clone)]
