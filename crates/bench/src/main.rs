@@ -38,6 +38,7 @@ mod broker;
 mod e2e;
 mod env;
 mod intake;
+mod list;
 mod load;
 mod ours;
 mod pipeline;
@@ -80,6 +81,9 @@ pub enum BenchCommand {
     /// Confirmed publishing to a quorum queue: window of 1000 vs one at a time,
     /// and our publisher.
     Broker(broker::BrokerArgs),
+    /// Pages of `GET /v3/submission` on a million-row project (p50/p99), and what
+    /// the listing's indexes cost the batch insert.
+    List(list::ListArgs),
 }
 
 /// Flags every bench takes.
@@ -104,6 +108,7 @@ async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::E2e(args) => e2e::run(settings, args).await?,
         BenchCommand::Pipeline(args) => pipeline::run(settings, args).await?,
         BenchCommand::Broker(args) => broker::run(settings, args).await?,
+        BenchCommand::List(args) => list::run(settings, args).await?,
     };
     report.print();
     Ok(())

@@ -63,6 +63,9 @@ enum Command {
         #[arg(long, env = "KYC_MANAGEMENT_URL", hide_env_values = true)]
         management_url: Option<String>,
     },
+    /// Stored submissions: erasure requests.
+    #[command(subcommand)]
+    Submission(kyc_cli::submission::SubmissionCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Key(c) => admin::key(&settings, c).await,
         Command::Dev(args) => dev::run(settings, args).await,
         Command::DataKey(c) => data_key::run(&settings, c).await,
+        Command::Submission(c) => kyc_cli::submission::run(&settings, c).await,
         Command::Dlq(DlqCommand::List { limit, json }) => {
             let letters = dlq::list(&settings, limit).await?;
             if json {

@@ -38,11 +38,17 @@ pub enum ErrorCode {
     RateLimited,
     /// 503: the broker did not durably accept the message in time (`Retry-After` is set).
     Unavailable,
+    /// 400: a listing's `start_date`/`end_date` is not `YYYY-MM-DD`, or the start
+    /// is after the end (`docs/api.md` §15).
+    InvalidDate,
+    /// 400: a correction or erasure names a submission that is not a stored one
+    /// of the project: unknown, another project's, or deleted (`docs/api.md` §15).
+    InvalidSubmission,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table (used by exhaustive tests).
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidPayload,
         ErrorCode::MissingData,
         ErrorCode::InvalidProject,
@@ -57,6 +63,8 @@ impl ErrorCode {
         ErrorCode::PayloadTooLarge,
         ErrorCode::RateLimited,
         ErrorCode::Unavailable,
+        ErrorCode::InvalidDate,
+        ErrorCode::InvalidSubmission,
     ];
 
     /// The wire string, e.g. `invalid_format`.
@@ -76,6 +84,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::InvalidDate => "invalid_date",
+            ErrorCode::InvalidSubmission => "invalid_submission",
         }
     }
 
@@ -93,7 +103,9 @@ impl ErrorCode {
             | ErrorCode::InvalidAdmin
             | ErrorCode::InvalidParameter
             | ErrorCode::InvalidFormat
-            | ErrorCode::ProcessingError => 400,
+            | ErrorCode::ProcessingError
+            | ErrorCode::InvalidDate
+            | ErrorCode::InvalidSubmission => 400,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
@@ -121,6 +133,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "Payload too large",
             ErrorCode::RateLimited => "Too many requests",
             ErrorCode::Unavailable => "Service unavailable",
+            ErrorCode::InvalidDate => "Invalid date",
+            ErrorCode::InvalidSubmission => "Invalid submission",
         }
     }
 }

@@ -322,3 +322,88 @@ impl<'de> Deserialize<'de> for RawObject {
         d.deserialize_map(V)
     }
 }
+
+/// The fields a correction (`PATCH /v3/submission`, `docs/api.md` §15) may change.
+pub const CORRECTABLE: [&str; 13] = [
+    "kycStatus",
+    "idType",
+    "issuingCountry",
+    "fullName",
+    "firstName",
+    "lastName",
+    "gender",
+    "birthDate",
+    "nationality",
+    "issueDate",
+    "expireDate",
+    "identityNumber",
+    "documentNumber",
+];
+
+/// A correction's `data` object checked by the rules of the migration endpoint
+/// (`docs/api.md` §2–§3), field by field, in document order: a key that is not
+/// in `allowed` (or no field at all) is `invalid_parameter` naming it; a value
+/// that breaks its field's rule is `invalid_format` naming it; an empty value
+/// clears an optional field and is `invalid_format` for a required one. Returns
+/// each field with its canonical wire text (`None`: cleared). The one rule
+/// between fields (expireDate not before issueDate) is checked here when both
+/// are present; against a stored value it is the caller's to check.
+pub fn validate_fields(
+    entries: &[(String, Value)],
+    allowed: &[&str],
+    today: time::Date,
+) -> Result<Vec<(&'static FieldSpec, Option<String>)>, Rejection> {
+    let mut out = Vec::with_capacity(entries.len());
+    for (key, _) in entries {
+        if !allowed.contains(&key.as_str()) || field_spec(key).is_none() {
+            return Err(Rejection::invalid_parameter(key));
+        }
+    }
+    let (mut issue, mut expire) = (None, None);
+    for (key, value) in entries {
+        let Some((index, spec)) = field_spec(key) else {
+            return Err(Rejection::invalid_parameter(key));
+        };
+        let parsed =
+            parse_value(spec, value, today).map_err(|()| Rejection::invalid_format(spec.name))?;
+        if parsed.is_none() && spec.required {
+            return Err(Rejection::invalid_format(spec.name));
+        }
+        if let Some(Parsed::Date(d)) = &parsed {
+            if index == ISSUE_DATE {
+                issue = Some(d.0);
+            } else if index == EXPIRE_DATE {
+                expire = Some(d.0);
+            }
+        }
+        out.push((spec, parsed.as_ref().map(parsed_text)));
+    }
+    if let (Some(issue), Some(expire)) = (issue, expire)
+        && expire < issue
+    {
+        return Err(Rejection::invalid_format(FIELDS[EXPIRE_DATE].name));
+    }
+    Ok(out)
+}
+
+/// A parsed value's canonical wire text, as it is stored and serialised.
+fn parsed_text(parsed: &Parsed) -> String {
+    match parsed {
+        Parsed::Email(e) => e.as_str().to_owned(),
+        Parsed::Text(s) => s.clone(),
+        Parsed::Date(d) => d.to_string(),
+        Parsed::KycStatus(k) => k.as_str().to_owned(),
+        Parsed::IdType(t) => t.as_str().to_owned(),
+        Parsed::Country(c) => c.as_str().to_owned(),
+        Parsed::Gender(g) => g.as_str().to_owned(),
+        Parsed::Ip(ip) => ip.to_string(),
+    }
+}
+
+/// A nested object read like a body: keys in document order, duplicates refused
+/// (the `data` object of a correction).
+impl<'de> Deserialize<'de> for RawSubmission {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RawObject::deserialize(d).map(|o| RawSubmission { entries: o.0 })
+    }
+}

@@ -8,7 +8,7 @@ use serde_json::json;
 
 /// The `docs/api.md` §3 table (plus §6's `not_found`), copied by hand: the code under test
 /// must agree with the document, not with itself.
-const TABLE: [(ErrorCode, &str, u16, &str); 14] = [
+const TABLE: [(ErrorCode, &str, u16, &str); 16] = [
     (
         ErrorCode::InvalidPayload,
         "invalid_payload",
@@ -87,6 +87,13 @@ const TABLE: [(ErrorCode, &str, u16, &str); 14] = [
         "unavailable",
         503,
         "Service unavailable",
+    ),
+    (ErrorCode::InvalidDate, "invalid_date", 400, "Invalid date"),
+    (
+        ErrorCode::InvalidSubmission,
+        "invalid_submission",
+        400,
+        "Invalid submission",
     ),
 ];
 

@@ -16,6 +16,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
+pub mod relay;
 pub mod routes;
 pub mod state;
 pub mod trace;
@@ -75,6 +76,9 @@ pub struct IntakeOptions {
     pub directory: DirectoryLimits,
     /// The transit keys; the intake seals every message with the current one.
     pub transit: TransitKeyring,
+    /// The data key (id, Base64) and older ones: the lifecycle endpoints open
+    /// and seal the sensitive columns (`docs/api.md` §15).
+    pub data_keys: ((String, SecretString), Vec<(String, SecretString)>),
 }
 
 impl IntakeOptions {
@@ -116,6 +120,7 @@ impl IntakeOptions {
                 max_unknown_entries: settings.directory.max_unknown_entries,
             },
             transit: secrets.transit,
+            data_keys: (secrets.data_key, secrets.older_data_keys),
         })
     }
 }
@@ -151,6 +156,7 @@ impl Intake {
             options.database_url.expose_secret(),
             options.database_max_connections,
         )?;
+        let data_key = kyc_store::DataKey::keyring(&options.data_keys.0, &options.data_keys.1)?;
         let directory = Directory::with_limits(store, options.directory);
         let link_stop = CancellationToken::new();
         let link = Link::spawn(
@@ -178,7 +184,10 @@ impl Intake {
             waiters,
             rate_limit: rate_limit::ProjectRateLimit::new(options.rate_limit_per_second),
             transit: options.transit.clone(),
+            data_key,
+            outbox: Arc::new(tokio::sync::Notify::new()),
         }));
+        relay::spawn(state.clone(), link_stop.clone());
         let listener = TcpListener::bind(options.addr).await?;
         let operator = match options.operator_addr {
             Some(addr) => Some(TcpListener::bind(addr).await?),
@@ -273,6 +282,16 @@ fn api_routes() -> Router<AppState> {
         .route(
             "/v3/submission/migration/{id}",
             get(routes::result::get_result),
+        )
+        .route(
+            "/v3/submission",
+            get(routes::list::list)
+                .patch(routes::correct::correct)
+                .delete(routes::erase::erase),
+        )
+        .route(
+            "/v3/submission/partial",
+            axum::routing::delete(routes::erase::erase_partial),
         )
         .route("/healthz", get(routes::health::healthz))
         .route(

@@ -7,6 +7,9 @@
 //! status carries on that route. The paths are built here rather than with
 //! `#[utoipa::path]`, so that the error answers come from one table.
 
+use crate::routes::correct::CorrectedBody;
+use crate::routes::erase::DeletedBody;
+use crate::routes::list::{ItemData, Kyc, ListBody, ListItem, NextPageKey};
 use crate::routes::result::ResultBody;
 use crate::routes::submit::{AcceptedBody, SuccessBody};
 use kyc_core::ErrorCode;
@@ -21,6 +24,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
 mod answers;
+mod lifecycle;
 mod schemas;
 
 use answers::{JSON, api_key_header, common_errors, error, one_of, plain_text, schema_ref, string};
@@ -38,7 +42,15 @@ use schemas::{EncryptedRequestDoc, EncryptedResponseDoc, ErrorBodyDoc, Submissio
         AcceptedBody,
         EncryptedResponseDoc,
         ResultBody,
-        ErrorBodyDoc
+        ErrorBodyDoc,
+        lifecycle::CorrectionRequest,
+        CorrectedBody,
+        DeletedBody,
+        ListBody,
+        ListItem,
+        Kyc,
+        ItemData,
+        NextPageKey
     )),
     modifiers(&Paths)
 )]
@@ -263,6 +275,16 @@ impl Modify for Paths {
             .path(
                 "/v3/submission/migration/{submissionId}",
                 item(HttpMethod::Get, result()),
+            )
+            .path("/v3/submission", {
+                let mut path = item(HttpMethod::Get, lifecycle::list());
+                path.patch = Some(lifecycle::correct());
+                path.delete = Some(lifecycle::erase());
+                path
+            })
+            .path(
+                "/v3/submission/partial",
+                item(HttpMethod::Delete, lifecycle::erase_partial()),
             )
             .path(
                 "/healthz",

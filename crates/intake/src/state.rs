@@ -38,6 +38,10 @@ pub struct Shared {
     /// Seals published messages so that only workers can read them and trust the
     /// ids and project authenticated here.
     pub transit: kyc_core::transit::TransitKeyring,
+    /// Opens and seals the sensitive columns (the lifecycle endpoints).
+    pub data_key: kyc_store::DataKey,
+    /// Wakes the outbox relay after a lifecycle change committed (`relay`).
+    pub outbox: Arc<tokio::sync::Notify>,
 }
 
 impl std::ops::Deref for AppState {

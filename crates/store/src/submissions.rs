@@ -73,11 +73,13 @@ pub struct StoredResult {
     pub received_at: OffsetDateTime,
     /// When its row was written.
     pub processed_at: OffsetDateTime,
+    /// When it was erased (`DELETE /v3/submission`, `docs/api.md` §15), if it was.
+    pub deleted_at: Option<OffsetDateTime>,
 }
 
 /// How a field's column is typed, which follows from the field's rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ColumnKind {
+pub(crate) enum ColumnKind {
     Text,
     Date,
     /// Bound as text, cast to `inet` in the insert.
@@ -87,7 +89,7 @@ enum ColumnKind {
 }
 
 impl ColumnKind {
-    fn of(spec: &FieldSpec) -> ColumnKind {
+    pub(crate) fn of(spec: &FieldSpec) -> ColumnKind {
         if spec.sealed {
             return ColumnKind::Sealed;
         }
@@ -196,9 +198,10 @@ impl Store {
             Option<String>,
             OffsetDateTime,
             OffsetDateTime,
+            Option<OffsetDateTime>,
         );
         let row: Option<Row> = sqlx::query_as(
-            "SELECT id, status, error_code, message, received_at, processed_at
+            "SELECT id, status, error_code, message, received_at, processed_at, deleted_at
              FROM submissions WHERE id = $1 AND project_id = $2",
         )
         .bind(id)
@@ -206,11 +209,12 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         Ok(row.map(
-            |(id, status, code, message, received_at, processed_at)| StoredResult {
+            |(id, status, code, message, received_at, processed_at, deleted_at)| StoredResult {
                 id,
                 verdict: Verdict::from_row(&status, code, message),
                 received_at,
                 processed_at,
+                deleted_at,
             },
         ))
     }

@@ -108,11 +108,25 @@ impl Tap {
     }
 
     /// The next message's correlation id and event, or `None` after `timeout`.
+    /// Lifecycle events (`submission.updated`/`.deleted`, AMQP type
+    /// `kyc.lifecycle.v1`) share the exchange and are skipped.
     pub async fn next(&mut self, timeout: Duration) -> Option<(Option<String>, ResultEventV1)> {
-        let delivery = tokio::time::timeout(timeout, self.consumer.next())
-            .await
-            .ok()??
-            .ok()?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let delivery = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let delivery = tokio::time::timeout(left, self.consumer.next())
+                .await
+                .ok()??
+                .ok()?;
+            let lifecycle = delivery
+                .properties
+                .kind()
+                .as_ref()
+                .is_some_and(|k| k.as_str() == "kyc.lifecycle.v1");
+            if !lifecycle {
+                break delivery;
+            }
+        };
         let correlation = delivery
             .properties
             .correlation_id()

@@ -90,6 +90,26 @@ impl Api {
         reply(request.send().await.expect("intake answers")).await
     }
 
+    /// Any method, with an optional JSON body (`PATCH`, `DELETE`, …).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        api_key: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = api_key {
+            request = request.header("x-api-key", key);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        reply(request.send().await.expect("intake answers")).await
+    }
+
     /// `GET /v3/submission/migration/{id}`.
     pub async fn result(&self, api_key: &str, id: uuid::Uuid) -> Reply {
         self.get(&format!("/v3/submission/migration/{id}"), Some(api_key))

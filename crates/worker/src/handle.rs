@@ -301,6 +301,10 @@ fn event(outcome: &Outcome, verdict: &Verdict, at: OffsetDateTime) -> ResultEven
         event.message = verdict.message.clone();
     }
     event.idempotency_key = outcome.idempotency_key.clone();
-    event.userid = outcome.result.as_ref().ok().and_then(|s| s.userid.clone());
+    // A create of an erased id (`docs/api.md` §15) is announced without the
+    // userid it carried: that person's data is gone.
+    if verdict.error_code != Some(ErrorCode::InvalidSubmission) {
+        event.userid = outcome.result.as_ref().ok().and_then(|s| s.userid.clone());
+    }
     event
 }

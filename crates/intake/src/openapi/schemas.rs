@@ -37,7 +37,7 @@ impl utoipa::PartialSchema for SubmissionRequest {
 impl utoipa::ToSchema for SubmissionRequest {}
 
 /// One field's property: a string with the field's rule.
-fn field_schema(spec: &FieldSpec) -> Schema {
+pub(super) fn field_schema(spec: &FieldSpec) -> Schema {
     let mut description: Vec<&str> = spec.doc.lines().map(str::trim).collect();
     let mut property = ObjectBuilder::new().schema_type(Type::String);
     property = match spec.rule {

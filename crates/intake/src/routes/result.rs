@@ -33,6 +33,14 @@ pub struct ResultBody {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub processed_at: OffsetDateTime,
+    /// When it was erased (`docs/api.md` §15); absent unless it was.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deleted_at: Option<OffsetDateTime>,
 }
 
 /// The caller's own submission, or 404 `not_found` — also for another project's
@@ -62,5 +70,6 @@ pub async fn get_result(
         message: stored.verdict.message,
         received_at: stored.received_at,
         processed_at: stored.processed_at,
+        deleted_at: stored.deleted_at,
     }))
 }

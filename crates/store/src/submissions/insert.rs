@@ -200,9 +200,12 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
         .collect();
     format!(
         "INSERT INTO submissions ({names})\nSELECT {}\nFROM UNNEST({}) AS t({names})\n\
+         WHERE NOT EXISTS (SELECT 1 FROM submission_tombstones z\n\
+                           WHERE z.id = t.id AND z.project_id = t.project_id)\n\
          ON CONFLICT (id) DO UPDATE SET {}\n\
          WHERE submissions.status = 'rejected' AND submissions.error_code = '{}'\n\
          AND EXCLUDED.status = 'accepted' AND submissions.project_id = EXCLUDED.project_id\n\
+         AND submissions.deleted_at IS NULL\n\
          RETURNING id",
         selects.join(", "),
         params.join(", "),
@@ -234,6 +237,15 @@ impl Store {
             }
         }
         let mut tx = self.pool().begin().await?;
+        // Erasures of these projects wait for this batch, and this batch for
+        // them: the insert below sees every tombstone committed before it
+        // (`crate::lifecycle`).
+        let mut projects: Vec<Uuid> = c.project_id.clone();
+        projects.sort_unstable();
+        projects.dedup();
+        for project in projects {
+            crate::lifecycle::lock_project(&mut tx, project, false).await?;
+        }
         let inserted: Vec<(Uuid,)> = c
             .bind(sqlx::query_as(INSERT.as_str()))
             .fetch_all(&mut *tx)
@@ -258,6 +270,26 @@ impl Store {
             .map(|o| (o.id, o.project_id))
             .unzip();
         if !existing.is_empty() {
+            // Erased ids: never stored again, announced as `invalid_submission`.
+            let erased: Vec<(Uuid,)> = sqlx::query_as(
+                "SELECT z.id FROM submission_tombstones z
+                 JOIN UNNEST($1::uuid[], $2::uuid[]) AS t(id, project_id)
+                   ON z.id = t.id AND z.project_id = t.project_id",
+            )
+            .bind(&existing)
+            .bind(&existing_projects)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (id,) in erased {
+                verdicts.insert(
+                    id,
+                    Verdict {
+                        accepted: false,
+                        error_code: Some(ErrorCode::InvalidSubmission),
+                        message: Some(ErrorCode::InvalidSubmission.base_message().to_owned()),
+                    },
+                );
+            }
             let rows: Vec<(Uuid, String, Option<String>, Option<String>)> = sqlx::query_as(
                 "SELECT s.id, s.status, s.error_code, s.message
                  FROM submissions s
@@ -269,7 +301,9 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             for (id, status, code, message) in rows {
-                verdicts.insert(id, Verdict::from_row(&status, code, message));
+                verdicts
+                    .entry(id)
+                    .or_insert_with(|| Verdict::from_row(&status, code, message));
             }
         }
         tx.commit().await?;
