@@ -129,6 +129,13 @@ pub struct Worker {
     /// Unacknowledged deliveries the broker may push ahead (≥ batch size, so the
     /// next batch is already local while one is being stored).
     pub prefetch: u16,
+    /// `KYC__WORKER__BULK_BATCH_MESSAGES`: batch messages (bulk lane) per
+    /// transaction; each carries up to 1,000 records (`kycctl push` sends 200).
+    pub bulk_batch_messages: usize,
+    /// `KYC__WORKER__BULK_PREFETCH`: unacknowledged batch messages the broker may
+    /// push ahead on the bulk lane (≥ `bulk_batch_messages`). Small: each is many
+    /// records held in memory.
+    pub bulk_prefetch: u16,
     /// How long the worker may take to finish its batch after SIGTERM.
     pub drain_timeout_ms: u64,
     /// `KYC__WORKER__METRICS_ADDR`: where the worker serves `/metrics`
@@ -142,6 +149,8 @@ impl Default for Worker {
             batch_size: 500,
             batch_linger_ms: 20,
             prefetch: 1_000,
+            bulk_batch_messages: 5,
+            bulk_prefetch: 10,
             drain_timeout_ms: 20_000,
             metrics_addr: None,
         }
