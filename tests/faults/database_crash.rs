@@ -53,6 +53,7 @@ async fn postgres_killed_under_load_loses_and_duplicates_nothing() {
             encrypt: false,
             format: None,
             window: 1000,
+            batch_size: kyc_cli::push::DEFAULT_BATCH_SIZE,
             idle_timeout: 120,
         };
         async move { push::run(&settings, args).await }

@@ -46,6 +46,7 @@ async fn kill9_workers_during_bulk_push() {
             encrypt: false,
             format: None,
             window: 1000,
+            batch_size: kyc_cli::push::DEFAULT_BATCH_SIZE,
             idle_timeout: 60,
         };
         async move { push::run(&settings, args).await }
