@@ -22,6 +22,7 @@ mod idempotency;
 mod isolation;
 mod key_rotation;
 mod kycctl;
+mod lanes;
 mod pii;
 mod publish_outcomes;
 mod push;
