@@ -53,6 +53,11 @@ pub struct BatchRecordV1<'a> {
     /// ([`super::ReplyBatchV1`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// The id the intake already answered this record with: believed only in a
+    /// batch sealed by an intake (`crate::transit::TransitKeyring::seal_batch`),
+    /// ignored on any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission_id: Option<uuid::Uuid>,
     /// The submission: the JSON object of `docs/api.md` §2 (never the §7 envelope:
     /// a batch is encrypted as a whole). Any other JSON value is answered
     /// `invalid_payload`.
