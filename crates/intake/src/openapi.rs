@@ -7,6 +7,7 @@
 //! status carries on that route. The paths are built here rather than with
 //! `#[utoipa::path]`, so that the error answers come from one table.
 
+use crate::routes::batch::{BatchResponse, BatchResult};
 use crate::routes::result::ResultBody;
 use crate::routes::submit::{AcceptedBody, SuccessBody};
 use kyc_core::ErrorCode;
@@ -21,6 +22,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
 mod answers;
+mod batch;
 mod schemas;
 
 use answers::{JSON, api_key_header, common_errors, error, one_of, plain_text, schema_ref, string};
@@ -38,7 +40,9 @@ use schemas::{EncryptedRequestDoc, EncryptedResponseDoc, ErrorBodyDoc, Submissio
         AcceptedBody,
         EncryptedResponseDoc,
         ResultBody,
-        ErrorBodyDoc
+        ErrorBodyDoc,
+        BatchResponse,
+        BatchResult
     )),
     modifiers(&Paths)
 )]
@@ -260,6 +264,10 @@ impl Modify for Paths {
             .build();
         openapi.paths = PathsBuilder::new()
             .path("/v3/submission/migration", item(HttpMethod::Post, submit()))
+            .path(
+                "/v3/submission/migration/batch",
+                item(HttpMethod::Post, batch::submit_batch()),
+            )
             .path(
                 "/v3/submission/migration/{submissionId}",
                 item(HttpMethod::Get, result()),

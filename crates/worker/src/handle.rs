@@ -6,7 +6,7 @@ use crate::announce::{Announcement, announce};
 use crate::bounds::{Screened, screen};
 use crate::dead_letter::{DeadReason, Letter, dead_letter, dead_letter_built};
 use crate::decide::{Decision, ReplyTo, decide};
-use crate::records::{self, BatchDecision, RecordDecision, RecordSource};
+use crate::records::{self, BatchDecision, RecordDecision, RecordSource, Sealing};
 use kyc_bus::Publisher;
 use kyc_bus::lapin::message::Delivery;
 use kyc_bus::lapin::options::{BasicAckOptions, BasicRejectOptions};
@@ -81,7 +81,7 @@ impl Worker {
         let mut slots: Vec<(usize, Slot)> = Vec::with_capacity(batch.len());
         // Per delivery of a batch message: its API key and whether it was sealed,
         // to dead-letter one of its records the same way.
-        let mut sealing: Vec<Option<(String, bool)>> = vec![None; batch.len()];
+        let mut sealing: Vec<Option<Sealing>> = vec![None; batch.len()];
         for (i, delivery) in batch.iter().enumerate() {
             if records::is_batch(&delivery.properties) {
                 self.decide_records(i, delivery, today, &mut outcomes, &mut slots, &mut sealing)
@@ -150,14 +150,12 @@ impl Worker {
                     let verdict = match &verdicts[k] {
                         Ok(verdict) => verdict,
                         Err(detail) => {
-                            if let (Some(source), Some((api_key, encrypted))) =
-                                (source, &sealing[i])
-                            {
+                            if let (Some(source), Some(sealing)) = (source, &sealing[i]) {
                                 let (body, properties) = records::record_letter(
                                     &batch[i].properties,
                                     &source,
-                                    api_key,
-                                    *encrypted,
+                                    sealing,
+                                    &self.transit,
                                     detail,
                                 );
                                 letters.push(Letter {
@@ -261,13 +259,14 @@ impl Worker {
         today: time::Date,
         outcomes: &mut Vec<Outcome>,
         slots: &mut Vec<(usize, Slot)>,
-        sealing: &mut [Option<(String, bool)>],
+        sealing: &mut [Option<Sealing>],
     ) -> Result<(), BatchError> {
         match records::decide_batch(
             &delivery.properties,
             &delivery.data,
             self.options.body_limit,
             &self.directory,
+            &self.transit,
             self.options.topology.prefix(),
             today,
         )
@@ -275,10 +274,9 @@ impl Worker {
         {
             BatchDecision::Records {
                 records,
-                api_key,
-                encrypted,
+                sealing: protection,
             } => {
-                sealing[i] = Some((api_key, encrypted));
+                sealing[i] = Some(protection);
                 for record in records {
                     match record {
                         RecordDecision::Store {

@@ -19,9 +19,9 @@ use kyc_bus::lapin::types::{AMQPValue, FieldTable, LongString};
 use kyc_bus::{headers, persistent};
 use kyc_core::envelope::{EncryptedRequest, EnvelopeKey};
 use kyc_core::submission::RawSubmission;
+use kyc_core::transit::{SealedIds, TransitKeyring};
 use kyc_core::wire::{
     MAX_BATCH_BYTES, MAX_BATCH_RECORDS, ResultEventV1, SUBMISSION_BATCH_TYPE, SubmissionBatchV1,
-    encode_batch,
 };
 use kyc_core::{ErrorCode, Rejection, id};
 use kyc_store::submissions::Outcome;
@@ -43,6 +43,8 @@ pub(crate) fn is_batch(properties: &BasicProperties) -> bool {
 pub(crate) struct RecordSource {
     pub(crate) key: Option<String>,
     pub(crate) correlation_id: Option<String>,
+    /// The id an intake gave it (sealed batches only).
+    pub(crate) submission_id: Option<Uuid>,
     pub(crate) submission: Vec<u8>,
 }
 
@@ -59,17 +61,28 @@ pub(crate) enum RecordDecision {
     Refused(Box<Announcement>),
 }
 
+/// How a batch message was protected, so that a record of it is dead-lettered
+/// the same way: nothing of it ever rests on the broker less protected.
+#[derive(Debug, Clone)]
+pub(crate) enum Sealing {
+    /// A direct batch: authenticated by this API key, in the §7 envelope or not.
+    Direct { api_key: String, encrypted: bool },
+    /// An intake's batch, sealed under the transit key for this project and
+    /// receive time.
+    Transit {
+        project_id: Uuid,
+        received_at: OffsetDateTime,
+    },
+}
+
 /// The decision about a batch message.
 #[derive(Debug)]
 pub(crate) enum BatchDecision {
     /// One decision per record, in the batch's order.
     Records {
         records: Vec<RecordDecision>,
-        /// The key that authenticated the message (to seal a dead-lettered record
-        /// the way the batch was sealed).
-        api_key: String,
-        /// The batch came in the §7 envelope.
-        encrypted: bool,
+        /// How the batch was protected.
+        sealing: Sealing,
     },
     /// No valid API key: dead-lettered as a whole, `forbidden` (answered under
     /// an id from the nil project and the message's bytes).
@@ -80,16 +93,67 @@ pub(crate) enum BatchDecision {
 
 /// Decides about every record of a batch message. `Err` only when the
 /// directory cannot answer (the worker batch is retried).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn decide_batch(
     properties: &BasicProperties,
     body: &[u8],
     body_limit: usize,
     directory: &Directory,
+    transit: &TransitKeyring,
     prefix: &str,
     today: time::Date,
 ) -> Result<BatchDecision, StoreError> {
     let headers = headers::decode(properties);
     let reply = ReplyTo::of(properties, &headers, prefix);
+    if let Some((ids, plain)) = open_sealed_batch(&headers, body, transit) {
+        // An intake authenticated and validated this batch: trust its project
+        // and its records' ids, as for a sealed single message (`decide`).
+        let Some(project) = directory.project_by_id(ids.project_id).await? else {
+            return Ok(BatchDecision::Forbidden {
+                submission_id: ids.submission_id,
+                reply,
+            });
+        };
+        let Ok(batch) = SubmissionBatchV1::from_slice(&plain) else {
+            return Ok(BatchDecision::Refused(None));
+        };
+        let mut records = Vec::with_capacity(batch.records.len());
+        for record in batch.records {
+            let submission = record.submission.get().as_bytes();
+            let parsed = RawSubmission::from_slice(submission).and_then(|raw| raw.validate(today));
+            let result = check(parsed, &project, directory).await?;
+            let id = record.submission_id.unwrap_or_else(|| {
+                id::submission_id(project.id, Some(&id::content_key(submission)))
+            });
+            records.push(RecordDecision::Store {
+                outcome: Box::new(Outcome {
+                    id,
+                    project_id: project.id,
+                    received_at: ids.received_at,
+                    idempotency_key: record.key.clone(),
+                    result,
+                }),
+                reply: ReplyTo {
+                    queue: reply.queue.clone(),
+                    correlation_id: record.correlation_id.clone(),
+                    batch: true,
+                },
+                source: Box::new(RecordSource {
+                    key: record.key,
+                    correlation_id: record.correlation_id,
+                    submission_id: Some(id),
+                    submission: submission.to_vec(),
+                }),
+            });
+        }
+        return Ok(BatchDecision::Records {
+            records,
+            sealing: Sealing::Transit {
+                project_id: project.id,
+                received_at: ids.received_at,
+            },
+        });
+    }
     let now = OffsetDateTime::now_utc();
     let project = match headers.api_key {
         Some(key) => directory.project_for_key(key).await?,
@@ -182,15 +246,37 @@ pub(crate) async fn decide_batch(
             source: Box::new(RecordSource {
                 key,
                 correlation_id: record.correlation_id,
+                submission_id: None,
                 submission: submission.to_vec(),
             }),
         });
     }
     Ok(BatchDecision::Records {
         records,
-        api_key: api_key.to_owned(),
-        encrypted,
+        sealing: Sealing::Direct {
+            api_key: api_key.to_owned(),
+            encrypted,
+        },
     })
+}
+
+/// The ids and plain body of an intake's sealed batch: `None` unless the body
+/// opens as a batch under the transit key its header names, with exactly the
+/// ids of its headers.
+fn open_sealed_batch<'h>(
+    headers: &kyc_core::wire::SubmissionHeadersV2<'h>,
+    body: &[u8],
+    transit: &TransitKeyring,
+) -> Option<(SealedIds<'h>, Vec<u8>)> {
+    let key_id = headers.transit_key_id?;
+    let ids = SealedIds {
+        submission_id: headers.submission_id?,
+        project_id: headers.project_id?,
+        received_at: headers.received_at?,
+        idempotency_key: headers.idempotency_key,
+    };
+    let plain = transit.open_batch(key_id, &ids, body)?;
+    Some((ids, plain))
 }
 
 /// Why a record could not be stored, for the dead letter's
@@ -213,34 +299,80 @@ pub(crate) fn refusal_detail(error: &StoreError) -> String {
 }
 
 /// A record the database refused, as a batch message of its own for the dead
-/// queue: the original's properties (reply address, API key, timestamp) with
-/// the record's key as `message_id` (what `kycctl dlq` lists and replays by),
-/// and the reason and detail headers. Sealed in the §7 envelope if its batch was.
+/// queue, protected as its batch was: a direct batch's record with the
+/// original's properties (reply address, API key, timestamp), in the §7
+/// envelope if its batch was; an intake batch's record sealed again under the
+/// transit key, as a batch of one under its own id. `message_id` is the
+/// record's key, else its id (what `kycctl dlq` lists and replays by); the
+/// reason and detail headers say why.
 pub(crate) fn record_letter(
     original: &BasicProperties,
     source: &RecordSource,
-    api_key: &str,
-    encrypted: bool,
+    sealing: &Sealing,
+    transit: &TransitKeyring,
     detail: &str,
 ) -> (Vec<u8>, BasicProperties) {
-    let body = encode_batch([(
-        source.key.as_deref(),
-        source.correlation_id.as_deref(),
-        source.submission.as_slice(),
-    )]);
-    let body = if encrypted {
-        kyc_core::envelope::encrypt_request(api_key, &body)
-    } else {
-        body
+    let plain = |with_id: bool| {
+        let record = kyc_core::wire::BatchRecordV1 {
+            key: source.key.clone(),
+            correlation_id: source.correlation_id.clone(),
+            submission_id: if with_id { source.submission_id } else { None },
+            submission: serde_json::from_slice(&source.submission)
+                .unwrap_or(serde_json::value::RawValue::NULL),
+        };
+        serde_json::to_vec(&SubmissionBatchV1 {
+            records: vec![record],
+        })
+        .unwrap_or_default()
     };
     let mut table = FieldTable::default();
-    if let Some(original) = original.headers() {
-        for (name, value) in original.inner() {
-            if !headers::is_broker_bookkeeping(name.as_str()) {
-                table.insert(name.clone(), value.clone());
+    let (body, message_id) = match sealing {
+        Sealing::Direct { api_key, encrypted } => {
+            if let Some(original) = original.headers() {
+                for (name, value) in original.inner() {
+                    if !headers::is_broker_bookkeeping(name.as_str()) {
+                        table.insert(name.clone(), value.clone());
+                    }
+                }
             }
+            let body = plain(false);
+            let body = if *encrypted {
+                kyc_core::envelope::encrypt_request(api_key, &body)
+            } else {
+                body
+            };
+            let key = source
+                .key
+                .clone()
+                .unwrap_or_else(|| id::content_key(&source.submission));
+            (body, key)
         }
-    }
+        Sealing::Transit {
+            project_id,
+            received_at,
+        } => {
+            let id = source.submission_id.unwrap_or_else(Uuid::now_v7);
+            let ids = SealedIds {
+                submission_id: id,
+                project_id: *project_id,
+                received_at: *received_at,
+                idempotency_key: None,
+            };
+            let sealed = transit.seal_batch(&ids, &plain(true));
+            let wire = kyc_core::wire::SubmissionHeadersV2 {
+                submission_id: Some(id),
+                project_id: Some(*project_id),
+                transit_key_id: Some(&sealed.key_id),
+                received_at: Some(*received_at),
+                ..Default::default()
+            };
+            table = headers::encode(&wire);
+            (
+                sealed.body,
+                source.key.clone().unwrap_or_else(|| id.to_string()),
+            )
+        }
+    };
     table.insert(
         headers::DEAD_REASON.into(),
         AMQPValue::LongString(LongString::from(
@@ -251,14 +383,13 @@ pub(crate) fn record_letter(
         headers::DEAD_DETAIL.into(),
         AMQPValue::LongString(LongString::from(detail)),
     );
-    let key = source
-        .key
-        .clone()
-        .unwrap_or_else(|| id::content_key(&source.submission));
     let mut properties = persistent()
         .with_type(SUBMISSION_BATCH_TYPE.into())
-        .with_message_id(key.into())
+        .with_message_id(message_id.into())
         .with_headers(table);
+    if let Sealing::Transit { .. } = sealing {
+        properties = properties.with_content_type(kyc_core::wire::TRANSIT_CONTENT_TYPE.into());
+    }
     if let Some(reply_to) = original.reply_to() {
         properties = properties.with_reply_to(reply_to.clone());
     }

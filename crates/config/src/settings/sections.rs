@@ -14,6 +14,12 @@ pub struct Http {
     pub addr: SocketAddr,
     /// Largest accepted body (`docs/api.md` §3: default 64 KiB → 413 beyond).
     pub body_limit_bytes: usize,
+    /// `KYC__HTTP__BATCH_BODY_LIMIT_BYTES`: largest body of the batch endpoint
+    /// (default 4 MiB → 413 beyond).
+    pub batch_body_limit_bytes: usize,
+    /// `KYC__HTTP__BATCH_MAX_RECORDS`: most records per batch request (default
+    /// 1,000 → 413 beyond).
+    pub batch_max_records: usize,
     /// Per-project requests per second (`docs/api.md` §3 `rate_limited`); 0 disables.
     pub rate_limit_per_second: u32,
     /// How long in-flight requests may take to finish after SIGTERM.
@@ -43,6 +49,8 @@ impl Default for Http {
         Http {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 64 * 1024,
+            batch_body_limit_bytes: 4 << 20,
+            batch_max_records: 1_000,
             rate_limit_per_second: 5_000,
             drain_timeout_ms: 10_000,
             operator_addr: None,
