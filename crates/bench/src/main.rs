@@ -44,6 +44,7 @@ mod pipeline;
 mod raw_publish;
 mod record;
 mod report;
+mod storage;
 
 use clap::{Args, Parser, Subcommand};
 use kyc_config::{Settings, telemetry};

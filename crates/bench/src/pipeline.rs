@@ -70,6 +70,10 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
         tokio::task::spawn_blocking(move || record::write_jsonl(&path, n)).await??;
         let body = record::body();
 
+        // What PostgreSQL takes of the same typed rows, measured in this run.
+        let (unnest, copy) = crate::storage::ceilings(env, args.records).await?;
+        let mut push_phases = Vec::new();
+
         for &workers in &args.workers {
             // Rounds interleave the three phases, so a slow spell of the machine
             // (or of the broker's log housekeeping) hits all of them alike; each
@@ -91,10 +95,23 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
                 .ratios
                 .push(Ratio::throughput(&worker_only.0, &ceiling.0));
             report.ratios.push(Ratio::throughput(&phase.0, &ceiling.0));
+            push_phases.push(phase.0.clone());
             report.push(ceiling.0, ceiling.1);
             report.push(worker_only.0, worker_only.1);
             report.push(phase.0, phase.1);
         }
+        for phase in &push_phases {
+            report.ratios.push(Ratio::throughput(phase, &unnest));
+            report.ratios.push(Ratio::throughput(phase, &copy));
+        }
+        report.push(unnest, true);
+        report.push(copy, true);
+        report.notes.push(format!(
+            "storage ceilings: the submissions table's typed rows (sealed numbers included, \
+             values in memory) by UNNEST in batches of {} over two connections, and by COPY \
+             over two; push sends batch messages (--batch-size default)",
+            crate::storage::BATCH
+        ));
         report.notes.push(
             "ceiling: raw publish → bare worker (UNNEST of id+jsonb, one event per row); \
              raw publish + worker: the same feed → our worker (validate, typed columns, sealed \
