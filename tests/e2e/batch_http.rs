@@ -184,3 +184,81 @@ async fn an_idempotency_key_names_each_record_and_wait_reports_verdicts() {
     assert_eq!(per_userid.len(), 2);
     assert_eq!(env.count_rows().await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_record_of_an_intake_batch_is_dead_lettered_sealed_and_replayed() {
+    use kyc_bus::lapin::options::BasicGetOptions;
+    use kyc_cli::dlq::{self, Selection};
+
+    let env = TestEnv::new().await;
+    let (_, key) = env.project(false).await;
+    crate::dead_letters::refuse_poison_rows(&env).await;
+    let intake = env.start_intake().await;
+    let _worker = env.start_worker().await;
+    let api = Api::new(intake.addr.unwrap());
+    let body = json!([record("fine-0"), record("poison"), record("fine-2")]);
+    let reply = api
+        .post(PATH, Some(&key), serde_json::to_vec(&body).unwrap(), &[])
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let poison_id: uuid::Uuid = ids(&reply.body)[1].clone().unwrap().parse().unwrap();
+
+    let letters = eventually(
+        Duration::from_secs(30),
+        "the poison record dead-lettered",
+        || async {
+            let letters = dlq::list(&env.settings, 10).await.unwrap();
+            (!letters.is_empty()).then_some(letters)
+        },
+    )
+    .await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].id, poison_id.to_string());
+    assert_eq!(letters[0].reason, "unstorable");
+    // The others are stored; the refused one is a processing_error row.
+    assert_eq!(env.rows_per_userid().await.len(), 2);
+    let result = api.result(&key, poison_id).await;
+    assert_eq!(
+        result.body["errorCode"], "processing_error",
+        "{:?}",
+        result.body
+    );
+
+    // Sealed on the broker, as its batch was: no personal data readable.
+    let (_connection, channel) = kyc_testkit::amqp::channel(&env.topology).await;
+    let letter = channel
+        .basic_get(
+            env.topology.dead_queue().as_str().into(),
+            BasicGetOptions { no_ack: false },
+        )
+        .await
+        .unwrap()
+        .expect("the dead letter");
+    let text = String::from_utf8_lossy(&letter.delivery.data);
+    assert!(
+        !text.contains("poison") && !text.contains("userid"),
+        "{text}"
+    );
+    drop(letter);
+    let _ = channel.close(200, "bye".into()).await;
+
+    sqlx::query("DROP TRIGGER refuse_poison ON submissions")
+        .execute(env.store.pool())
+        .await
+        .unwrap();
+    let replayed = dlq::replay(
+        &env.settings,
+        &Selection::Ids([poison_id.to_string()].into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(replayed, 1);
+    eventually(
+        Duration::from_secs(20),
+        "the replayed record accepted",
+        || async { (env.status_of(poison_id).await.as_deref() == Some("accepted")).then_some(()) },
+    )
+    .await;
+    assert_eq!(env.rows_per_userid().await.get("poison"), Some(&1));
+    assert_eq!(env.count_rows().await, 3);
+}
