@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// Makes every insert of a row with `userid = 'poison'` fail with a non-transient
 /// error, as a row the database refuses would.
-async fn refuse_poison_rows(env: &TestEnv) {
+pub(crate) async fn refuse_poison_rows(env: &TestEnv) {
     for sql in [
         "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN

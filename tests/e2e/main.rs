@@ -4,6 +4,8 @@
 
 mod api_keys;
 mod back_pressure;
+mod batch_http;
+mod batch_push;
 mod bounds;
 mod broker_addresses;
 mod broker_users;
@@ -22,6 +24,7 @@ mod idempotency;
 mod isolation;
 mod key_rotation;
 mod kycctl;
+mod lanes;
 mod lifecycle_delete;
 mod lifecycle_list;
 mod lifecycle_patch;

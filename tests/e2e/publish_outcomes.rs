@@ -394,6 +394,9 @@ async fn push_exits_non_zero_naming_the_line_the_broker_refused() {
             &key,
             "--idle-timeout",
             "5",
+            // One message per record: the policy refuses the single-record queue.
+            "--batch-size",
+            "1",
         ],
     )
     .await;
@@ -428,7 +431,17 @@ async fn push_exits_non_zero_naming_a_line_the_broker_returned() {
         async move {
             let mut command = std::process::Command::new(kycctl::binary());
             command
-                .args(["push", &file, "--api-key", &key, "--idle-timeout", "60"])
+                // One message per record: the single-record queue is unbound.
+                .args([
+                    "push",
+                    &file,
+                    "--api-key",
+                    &key,
+                    "--idle-timeout",
+                    "60",
+                    "--batch-size",
+                    "1",
+                ])
                 .env("KYC__DATABASE__URL", &env_args.0)
                 .env(
                     "KYC__AMQP__URL",

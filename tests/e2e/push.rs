@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// One line of a test file and the result it must get.
-struct Case {
-    name: &'static str,
-    line: String,
+pub(crate) struct Case {
+    pub(crate) name: &'static str,
+    pub(crate) line: String,
     /// `None`: accepted; `Some(code)`: rejected with that code.
-    expect: Option<&'static str>,
+    pub(crate) expect: Option<&'static str>,
 }
 
-fn cases() -> Vec<Case> {
+pub(crate) fn cases() -> Vec<Case> {
     let mut unknown = record("u");
     unknown["favouriteColour"] = json!("blue");
     let mut missing = record("m");
@@ -73,7 +73,7 @@ fn cases() -> Vec<Case> {
     cases
 }
 
-fn args(file: &Path, key: &str) -> PushArgs {
+pub(crate) fn args(file: &Path, key: &str) -> PushArgs {
     PushArgs {
         file: file.to_owned(),
         api_key: Some(key.to_owned()),
@@ -83,17 +83,18 @@ fn args(file: &Path, key: &str) -> PushArgs {
         encrypt: false,
         format: None,
         window: 16,
+        batch_size: kyc_cli::push::DEFAULT_BATCH_SIZE,
         idle_timeout: 20,
     }
 }
 
-fn write_file(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+pub(crate) fn write_file(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     path
 }
 
-fn read_results(path: &Path) -> BTreeMap<u64, ResultLine> {
+pub(crate) fn read_results(path: &Path) -> BTreeMap<u64, ResultLine> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut results = BTreeMap::new();
     for line in text.lines() {
@@ -106,7 +107,7 @@ fn read_results(path: &Path) -> BTreeMap<u64, ResultLine> {
     results
 }
 
-fn temp_dir(env: &TestEnv) -> PathBuf {
+pub(crate) fn temp_dir(env: &TestEnv) -> PathBuf {
     let dir = std::env::temp_dir().join(&env.db_name);
     std::fs::create_dir_all(&dir).unwrap();
     dir

@@ -45,6 +45,7 @@ mod pipeline;
 mod raw_publish;
 mod record;
 mod report;
+mod storage;
 mod wrk;
 
 use clap::{Args, Parser, Subcommand};

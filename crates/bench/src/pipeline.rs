@@ -38,6 +38,9 @@ pub struct PipelineArgs {
     /// Publishes awaiting their confirm at once (ceiling and push alike).
     #[arg(long, default_value_t = 1000)]
     pub window: usize,
+    /// Records per batch message for push (`kycctl push --batch-size`).
+    #[arg(long, default_value_t = kyc_cli::push::DEFAULT_BATCH_SIZE)]
+    pub batch_size: usize,
     /// Rounds of the three phases, interleaved; each phase reports its median round.
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
@@ -60,6 +63,7 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
         let shape = Shape::of(&env.settings);
         report.param("records", args.records);
         report.param("window", args.window);
+        report.param("push_batch_size", args.batch_size);
         report.param("batch_size", shape.batch_size);
         report.param("prefetch", shape.prefetch);
         report.param("rounds", args.rounds);
@@ -69,6 +73,10 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
         let (path, n) = (file.clone(), args.records);
         tokio::task::spawn_blocking(move || record::write_jsonl(&path, n)).await??;
         let body = record::body();
+
+        // What PostgreSQL takes of the same typed rows, measured in this run.
+        let (unnest, copy) = crate::storage::ceilings(env, args.records).await?;
+        let mut push_phases = Vec::new();
 
         for &workers in &args.workers {
             // Rounds interleave the three phases, so a slow spell of the machine
@@ -91,10 +99,23 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
                 .ratios
                 .push(Ratio::throughput(&worker_only.0, &ceiling.0));
             report.ratios.push(Ratio::throughput(&phase.0, &ceiling.0));
+            push_phases.push(phase.0.clone());
             report.push(ceiling.0, ceiling.1);
             report.push(worker_only.0, worker_only.1);
             report.push(phase.0, phase.1);
         }
+        for phase in &push_phases {
+            report.ratios.push(Ratio::throughput(phase, &unnest));
+            report.ratios.push(Ratio::throughput(phase, &copy));
+        }
+        report.push(unnest, true);
+        report.push(copy, true);
+        report.notes.push(format!(
+            "storage ceilings: the submissions table's typed rows (sealed numbers included, \
+             values in memory) by UNNEST in batches of {} over two connections, and by COPY \
+             over two; push sends batch messages (--batch-size default)",
+            crate::storage::BATCH
+        ));
         report.notes.push(
             "ceiling: raw publish → bare worker (UNNEST of id+jsonb, one event per row); \
              raw publish + worker: the same feed → our worker (validate, typed columns, sealed \
@@ -236,7 +257,7 @@ async fn push(
         .map(|_| OurWorker::start(env))
         .collect::<anyhow::Result<_>>()?;
     let results = env.dir.join(format!("results-{workers}.jsonl"));
-    let push = push_args(file, &results, &env.api_key, args.window)?;
+    let push = push_args(file, &results, &env.api_key, args.window, args.batch_size)?;
     let started = Instant::now();
     let pushed = kyc_cli::push::run(&env.settings, push).await?;
     let done = env
@@ -282,13 +303,14 @@ fn median(mut rounds: Vec<(Phase, bool)>) -> (Phase, bool) {
     (phase, own)
 }
 
-/// `kycctl push FILE --api-key … --results … --window …`, parsed by push's own
+/// `kycctl push FILE --api-key … --results … --window … --batch-size …`, parsed by push's own
 /// flag definitions so every other flag keeps its default.
 fn push_args(
     file: &Path,
     results: &Path,
     api_key: &str,
     window: usize,
+    batch_size: usize,
 ) -> anyhow::Result<PushArgs> {
     let command = PushArgs::augment_args(clap::Command::new("push"));
     let matches = command.try_get_matches_from([
@@ -300,6 +322,8 @@ fn push_args(
         results.display().to_string(),
         "--window".to_owned(),
         window.to_string(),
+        "--batch-size".to_owned(),
+        batch_size.to_string(),
     ])?;
     Ok(PushArgs::from_arg_matches(&matches)?)
 }

@@ -60,7 +60,7 @@ pub enum Role {
 }
 
 /// One measured phase.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Phase {
     pub name: String,
     pub role: Role,

@@ -22,6 +22,10 @@ pub const LAST_DEATH_PREFIX: &str = "x-last-death-";
 /// after the delivery limit): why, e.g. `forbidden` for a direct message whose
 /// API key is unknown or expired. `kycctl dlq list` shows it as the reason.
 pub const DEAD_REASON: &str = "x-kyc-dead-reason";
+/// Set by a worker next to [`DEAD_REASON`] when the reason needs a detail: for
+/// `unstorable`, the SQLSTATE (and constraint) the database refused the record
+/// with. Never the database's message, which may quote values.
+pub const DEAD_DETAIL: &str = "x-kyc-dead-detail";
 
 /// Whether a header is the broker's delivery or dead-letter bookkeeping (which a
 /// message replayed from the dead-letter queue must not carry along).

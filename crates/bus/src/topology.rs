@@ -149,6 +149,10 @@ impl Topology {
                     arguments: self.submissions_queue_arguments(),
                 },
                 QueueDeclaration {
+                    name: self.bulk_queue(),
+                    arguments: self.submissions_queue_arguments(),
+                },
+                QueueDeclaration {
                     name: self.dead_queue(),
                     arguments: self.dead_queue_arguments(),
                 },
@@ -160,12 +164,25 @@ impl Topology {
                     routing_key: kyc_core::wire::SUBMISSION_ROUTING_KEY.to_owned(),
                 },
                 BindingDeclaration {
+                    exchange: self.submissions_exchange(),
+                    queue: self.bulk_queue(),
+                    routing_key: kyc_core::wire::SUBMISSION_BATCH_ROUTING_KEY.to_owned(),
+                },
+                BindingDeclaration {
                     exchange: self.dead_exchange(),
                     queue: self.dead_queue(),
                     routing_key: String::new(),
                 },
             ],
         }
+    }
+
+    /// The bulk lane: batch messages (`kyc_core::wire::SUBMISSION_BATCH_ROUTING_KEY`)
+    /// queue here, apart from single-record submissions, so that a migration's
+    /// backlog never stands in front of an ordinary client's submission. Same
+    /// arguments as [`Topology::submissions_queue`].
+    pub fn bulk_queue(&self) -> String {
+        format!("{}.submissions.bulk", self.prefix)
     }
 
     /// Declares every exchange, queue and binding of [`Topology::declarations`].
@@ -257,7 +274,11 @@ impl Topology {
             passive: true,
             ..QueueDeclareOptions::default()
         };
-        for name in [self.submissions_queue(), self.dead_queue()] {
+        for name in [
+            self.submissions_queue(),
+            self.bulk_queue(),
+            self.dead_queue(),
+        ] {
             channel
                 .queue_declare(name.into(), queue, FieldTable::default())
                 .await?;

@@ -17,7 +17,7 @@ use kyc_bus::lapin::types::{AMQPValue, FieldTable};
 use kyc_bus::lapin::{BasicProperties, Channel, Connection};
 use kyc_bus::{ConfirmChannel, Outgoing, Topology, headers};
 use kyc_config::Settings;
-use kyc_core::wire::SUBMISSION_ROUTING_KEY;
+use kyc_core::wire::{SUBMISSION_BATCH_ROUTING_KEY, SUBMISSION_BATCH_TYPE, SUBMISSION_ROUTING_KEY};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -82,7 +82,14 @@ pub async fn replay(settings: &Settings, selection: &Selection) -> anyhow::Resul
         publisher
             .publish(Outgoing {
                 exchange: &exchange,
-                routing_key: SUBMISSION_ROUTING_KEY,
+                // A batch message goes back to the bulk lane.
+                routing_key: if message.delivery.properties.kind().as_ref().map(|k| k.as_str())
+                    == Some(SUBMISSION_BATCH_TYPE)
+                {
+                    SUBMISSION_BATCH_ROUTING_KEY
+                } else {
+                    SUBMISSION_ROUTING_KEY
+                },
                 payload: &message.delivery.data,
                 properties: revived(&message.delivery.properties),
                 mandatory: true,
@@ -182,7 +189,12 @@ fn describe(message: &BasicGetMessage, topology: &Topology) -> DeadLetter {
             id,
             deaths: 1,
             reason: reason.to_owned(),
-            queue: topology.submissions_queue(),
+            queue: if properties.kind().as_ref().map(|k| k.as_str()) == Some(SUBMISSION_BATCH_TYPE)
+            {
+                topology.bulk_queue()
+            } else {
+                topology.submissions_queue()
+            },
         };
     }
     DeadLetter {
@@ -202,6 +214,7 @@ fn revived(properties: &BasicProperties) -> BasicProperties {
             // The worker's dead reason goes too: the replayed message is alive.
             if !headers::is_broker_bookkeeping(name.as_str())
                 && name.as_str() != headers::DEAD_REASON
+                && name.as_str() != headers::DEAD_DETAIL
             {
                 kept.insert(name.clone(), value.clone());
             }

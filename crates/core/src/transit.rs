@@ -167,10 +167,13 @@ impl TransitKey {
     }
 
     fn seal(&self, ids: &SealedIds<'_>, plaintext: &[u8]) -> Vec<u8> {
+        self.seal_aad(&ids.associated_data(&self.id), plaintext)
+    }
+
+    fn seal_aad(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
         let nonce = Nonce::from(nonce);
-        let aad = ids.associated_data(&self.id);
         // Encryption fails only for inputs over 64 GiB, far beyond any body limit.
         let ciphertext = self
             .cipher
@@ -178,7 +181,7 @@ impl TransitKey {
                 &nonce,
                 Payload {
                     msg: plaintext,
-                    aad: &aad,
+                    aad,
                 },
             )
             .unwrap_or_else(|_| unreachable!("AES-GCM plaintext over 2^36 bytes"));
@@ -189,18 +192,21 @@ impl TransitKey {
     }
 
     fn open(&self, ids: &SealedIds<'_>, sealed: &[u8]) -> Option<Vec<u8>> {
+        self.open_aad(&ids.associated_data(&self.id), sealed)
+    }
+
+    fn open_aad(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < NONCE_LEN + TAG_LEN {
             return None;
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_from(nonce).ok()?;
-        let aad = ids.associated_data(&self.id);
         self.cipher
             .decrypt(
                 &nonce,
                 Payload {
                     msg: ciphertext,
-                    aad: &aad,
+                    aad,
                 },
             )
             .ok()
@@ -277,6 +283,40 @@ impl TransitKeyring {
             .find(|key| key.id == key_id)?
             .open(ids, sealed)
     }
+}
+
+/// Put in front of the associated data of a sealed *batch* message
+/// (`crate::wire::SubmissionBatchV1`), so that a sealed batch never opens as a
+/// single submission nor the other way round.
+const BATCH_DOMAIN: &[u8] = b"kyc-ingest/transit-batch/v1\0";
+
+impl TransitKeyring {
+    /// Seals a batch body under the current key, binding `ids` (the batch's own
+    /// id in `submission_id`, its project and receive time; the records' ids
+    /// travel inside the sealed body) and the batch domain.
+    pub fn seal_batch(&self, ids: &SealedIds<'_>, plaintext: &[u8]) -> Sealed {
+        Sealed {
+            key_id: self.current.id.clone(),
+            body: self
+                .current
+                .seal_aad(&batch_aad(ids, &self.current.id), plaintext),
+        }
+    }
+
+    /// Opens what [`seal_batch`](Self::seal_batch) sealed; `None` as for
+    /// [`open`](Self::open), and for a single message's seal.
+    pub fn open_batch(&self, key_id: &str, ids: &SealedIds<'_>, sealed: &[u8]) -> Option<Vec<u8>> {
+        let key = std::iter::once(&self.current)
+            .chain(&self.older)
+            .find(|key| key.id == key_id)?;
+        key.open_aad(&batch_aad(ids, &key.id), sealed)
+    }
+}
+
+fn batch_aad(ids: &SealedIds<'_>, key_id: &str) -> Vec<u8> {
+    let mut aad = BATCH_DOMAIN.to_vec();
+    aad.extend_from_slice(&ids.associated_data(key_id));
+    aad
 }
 
 #[cfg(test)]

@@ -336,3 +336,9 @@ pub fn encode_reply_batch<'a>(
     out.extend_from_slice(b"]}");
     out
 }
+
+mod batch;
+pub use batch::{
+    BatchRecordV1, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, SUBMISSION_BATCH_ROUTING_KEY,
+    SUBMISSION_BATCH_TYPE, SubmissionBatchV1, encode_batch, submission_value,
+};

@@ -65,6 +65,9 @@ pub struct IntakeOptions {
     /// The largest request body; larger is 413 `payload_too_large`
     /// (`KYC__HTTP__BODY_LIMIT_BYTES`).
     pub body_limit: usize,
+    /// The batch endpoint's body and record limits
+    /// (`KYC__HTTP__BATCH_BODY_LIMIT_BYTES`, `KYC__HTTP__BATCH_MAX_RECORDS`).
+    pub batch: routes::batch::BatchLimits,
     /// Per-project requests per second, 0 for none (`KYC__HTTP__RATE_LIMIT_PER_SECOND`).
     pub rate_limit_per_second: u32,
     /// How long in-flight requests may finish after shutdown
@@ -105,6 +108,10 @@ impl IntakeOptions {
             confirm_timeout: settings.amqp.confirm_timeout(),
             max_in_flight: settings.amqp.max_in_flight,
             body_limit: http.body_limit_bytes,
+            batch: routes::batch::BatchLimits {
+                body_limit: http.batch_body_limit_bytes,
+                max_records: http.batch_max_records,
+            },
             rate_limit_per_second: http.rate_limit_per_second,
             drain_timeout: Duration::from_millis(http.drain_timeout_ms),
             edge: EdgeLimits {
@@ -178,6 +185,7 @@ impl Intake {
             publisher,
             topology: options.topology.clone(),
             body_limit: options.body_limit,
+            batch: options.batch,
             body_timeout: options.edge.body_timeout,
             metrics,
             draining: CancellationToken::new(),
@@ -279,6 +287,10 @@ impl Intake {
 fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/v3/submission/migration", post(routes::submit::submit))
+        .route(
+            "/v3/submission/migration/batch",
+            post(routes::batch::submit_batch),
+        )
         .route(
             "/v3/submission/migration/{id}",
             get(routes::result::get_result),

@@ -7,6 +7,7 @@
 //! status carries on that route. The paths are built here rather than with
 //! `#[utoipa::path]`, so that the error answers come from one table.
 
+use crate::routes::batch::{BatchResponse, BatchResult};
 use crate::routes::correct::CorrectedBody;
 use crate::routes::erase::DeletedBody;
 use crate::routes::list::{ItemData, Kyc, ListBody, ListItem, NextPageKey};
@@ -24,6 +25,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
 mod answers;
+mod batch;
 mod lifecycle;
 mod schemas;
 
@@ -50,7 +52,9 @@ use schemas::{EncryptedRequestDoc, EncryptedResponseDoc, ErrorBodyDoc, Submissio
         ListItem,
         Kyc,
         ItemData,
-        NextPageKey
+        NextPageKey,
+        BatchResponse,
+        BatchResult
     )),
     modifiers(&Paths)
 )]
@@ -272,6 +276,10 @@ impl Modify for Paths {
             .build();
         openapi.paths = PathsBuilder::new()
             .path("/v3/submission/migration", item(HttpMethod::Post, submit()))
+            .path(
+                "/v3/submission/migration/batch",
+                item(HttpMethod::Post, batch::submit_batch()),
+            )
             .path(
                 "/v3/submission/migration/{submissionId}",
                 item(HttpMethod::Get, result()),

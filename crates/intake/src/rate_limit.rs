@@ -23,6 +23,15 @@ impl ProjectRateLimit {
         }
     }
 
+    /// Takes `n` tokens for the project (the batch endpoint counts records);
+    /// `false` when its bucket has fewer, or `n` exceeds its burst.
+    pub fn allow_n(&self, project_id: Uuid, n: u32) -> bool {
+        match (&self.limiter, NonZeroU32::new(n)) {
+            (Some(limiter), Some(n)) => matches!(limiter.check_key_n(&project_id, n), Ok(Ok(()))),
+            _ => true,
+        }
+    }
+
     /// Takes one token for the project; `false` when its bucket is empty.
     pub fn allow(&self, project_id: Uuid) -> bool {
         match &self.limiter {

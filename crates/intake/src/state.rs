@@ -25,6 +25,8 @@ pub struct Shared {
     pub topology: Topology,
     /// The largest request body (413 `payload_too_large`).
     pub body_limit: usize,
+    /// The batch endpoint's limits (413 `payload_too_large` beyond).
+    pub batch: crate::routes::batch::BatchLimits,
     /// How long a request body may take to arrive (408 `request_timeout`).
     pub body_timeout: std::time::Duration,
     /// Renders `/metrics`.

@@ -24,6 +24,10 @@ use kyc_bus::{Outgoing, PublishError, Publisher, Topology, headers};
 pub enum DeadReason {
     /// No valid API key: missing, unknown, or expired.
     Forbidden,
+    /// One record of a batch message that the database refused (not a
+    /// validation rejection): dead-lettered alone, as a batch of one record, so
+    /// the rest of its batch is stored (`records`).
+    Unstorable,
 }
 
 impl DeadReason {
@@ -31,6 +35,7 @@ impl DeadReason {
     pub fn as_str(self) -> &'static str {
         match self {
             DeadReason::Forbidden => "forbidden",
+            DeadReason::Unstorable => "unstorable",
         }
     }
 }
@@ -83,9 +88,47 @@ pub async fn dead_letter(
         result?;
     }
     for (_, reason) in letters {
-        metrics::counter!("kyc_worker_dead_lettered_total", "reason" => reason.as_str())
-            .increment(1);
+        metrics::counter!(crate::metrics::DEAD_LETTERED, "reason" => reason.as_str()).increment(1);
     }
+    Ok(())
+}
+
+/// A message built by the worker for the dead queue (a record of a batch
+/// message, `records::record_letter`): body, properties with the reason, and the
+/// routing key it came with.
+#[derive(Debug)]
+pub(crate) struct Letter {
+    pub(crate) body: Vec<u8>,
+    pub(crate) properties: BasicProperties,
+    pub(crate) routing_key: String,
+}
+
+/// Publishes built letters to the dead-letter exchange, confirmed, like
+/// [`dead_letter`].
+pub(crate) async fn dead_letter_built(
+    publisher: &Publisher,
+    topology: &Topology,
+    letters: &[Letter],
+) -> Result<(), PublishError> {
+    if letters.is_empty() {
+        return Ok(());
+    }
+    let exchange = topology.dead_exchange();
+    let messages = letters
+        .iter()
+        .map(|letter| Outgoing {
+            exchange: &exchange,
+            routing_key: letter.routing_key.as_str(),
+            payload: &letter.body,
+            properties: letter.properties.clone(),
+            mandatory: true,
+        })
+        .collect();
+    for result in publisher.publish_all(messages).await {
+        result?;
+    }
+    metrics::counter!(crate::metrics::DEAD_LETTERED, "reason" => DeadReason::Unstorable.as_str())
+        .increment(letters.len() as u64);
     Ok(())
 }
 

@@ -184,7 +184,7 @@ pub async fn decide(
 }
 
 /// Spec §3 order after the payload and field checks: project, then admin.
-async fn check(
+pub(crate) async fn check(
     parsed: Result<Submission, Rejection>,
     project: &Project,
     directory: &Directory,
@@ -233,7 +233,7 @@ fn submission_id(project_id: Uuid, idempotency_key: Option<&str>, body: &[u8]) -
 }
 
 /// When a direct message was received: its AMQP timestamp (seconds), else now.
-fn received_at(properties: &BasicProperties) -> OffsetDateTime {
+pub(crate) fn received_at(properties: &BasicProperties) -> OffsetDateTime {
     properties
         .timestamp()
         .and_then(|t| OffsetDateTime::from_unix_timestamp(i64::try_from(t).ok()?).ok())

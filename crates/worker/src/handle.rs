@@ -4,8 +4,9 @@
 use crate::Worker;
 use crate::announce::{Announcement, announce};
 use crate::bounds::{Screened, screen};
-use crate::dead_letter::{DeadReason, dead_letter};
+use crate::dead_letter::{DeadReason, Letter, dead_letter, dead_letter_built};
 use crate::decide::{Decision, ReplyTo, decide};
+use crate::records::{self, BatchDecision, RecordDecision, RecordSource, Sealing};
 use kyc_bus::Publisher;
 use kyc_bus::lapin::message::Delivery;
 use kyc_bus::lapin::options::{BasicAckOptions, BasicRejectOptions};
@@ -73,10 +74,20 @@ impl Worker {
 
     async fn try_batch(&self, batch: &[Delivery], publisher: &Publisher) -> Result<(), BatchError> {
         let today = kyc_core::submission::today_utc();
-        // What to store, and for each delivery where its outcome went.
+        // What to store, and for each decision the delivery it came from and
+        // where its outcome went: one decision per single message, one per
+        // record of a batch message.
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
-        let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
-        for delivery in batch {
+        let mut slots: Vec<(usize, Slot)> = Vec::with_capacity(batch.len());
+        // Per delivery of a batch message: its API key and whether it was sealed,
+        // to dead-letter one of its records the same way.
+        let mut sealing: Vec<Option<Sealing>> = vec![None; batch.len()];
+        for (i, delivery) in batch.iter().enumerate() {
+            if records::is_batch(&delivery.properties) {
+                self.decide_records(i, delivery, today, &mut outcomes, &mut slots, &mut sealing)
+                    .await?;
+                continue;
+            }
             if let Screened::Refused(announcement) = screen(
                 &delivery.properties,
                 &delivery.data,
@@ -86,7 +97,7 @@ impl Worker {
             )
             .await?
             {
-                slots.push(Slot::Refused(announcement));
+                slots.push((i, Slot::Refused(announcement)));
                 continue;
             }
             match decide(
@@ -100,18 +111,21 @@ impl Worker {
             .await?
             {
                 Decision::Store { outcome, reply } => {
-                    slots.push(Slot::Stored(outcomes.len(), reply));
+                    slots.push((i, Slot::Stored(outcomes.len(), reply, None)));
                     outcomes.push(*outcome);
                 }
                 Decision::Forbidden {
                     submission_id,
                     idempotency_key,
                     reply,
-                } => slots.push(Slot::Forbidden {
-                    submission_id,
-                    idempotency_key,
-                    reply,
-                }),
+                } => slots.push((
+                    i,
+                    Slot::Forbidden {
+                        submission_id,
+                        idempotency_key,
+                        reply,
+                    },
+                )),
             }
         }
         let store_started = Instant::now();
@@ -126,20 +140,41 @@ impl Worker {
         let mut reject: Vec<(usize, bool)> = Vec::new();
         // Deliveries refused `forbidden`: to the dead queue with their reason.
         let mut dead = Vec::new();
-        // Deliveries that could not be stored on the last delivery the queue allows.
+        // Outcomes that could not be stored: of single messages on the last
+        // delivery the queue allows, of batch records at once.
         let mut given_up: Vec<(usize, ReplyTo)> = Vec::new();
-        for (i, slot) in slots.into_iter().enumerate() {
+        // Records of batch messages the database refused, each alone to the dead
+        // queue so that the rest of its batch is acknowledged.
+        let mut letters: Vec<Letter> = Vec::new();
+        for (i, slot) in slots {
             match slot {
-                Slot::Stored(k, reply) => {
+                Slot::Stored(k, reply, source) => {
                     let outcome = &outcomes[k];
-                    let Some(verdict) = &verdicts[k] else {
-                        if is_last_delivery(&batch[i]) {
-                            given_up.push((k, reply));
-                            reject.push((i, false));
-                        } else {
-                            reject.push((i, true));
+                    let verdict = match &verdicts[k] {
+                        Ok(verdict) => verdict,
+                        Err(detail) => {
+                            if let (Some(source), Some(sealing)) = (source, &sealing[i]) {
+                                let (body, properties) = records::record_letter(
+                                    &batch[i].properties,
+                                    &source,
+                                    sealing,
+                                    &self.transit,
+                                    detail,
+                                );
+                                letters.push(Letter {
+                                    body,
+                                    properties,
+                                    routing_key: batch[i].routing_key.to_string(),
+                                });
+                                given_up.push((k, reply));
+                            } else if is_last_delivery(&batch[i]) {
+                                given_up.push((k, reply));
+                                reject.push((i, false));
+                            } else {
+                                reject.push((i, true));
+                            }
+                            continue;
                         }
-                        continue;
                     };
                     let trace = crate::trace::continued(&batch[i].properties);
                     let span =
@@ -184,6 +219,7 @@ impl Worker {
         }
 
         dead_letter(publisher, &self.options.topology, &dead).await?;
+        dead_letter_built(publisher, &self.options.topology, &letters).await?;
         announcements.extend(self.give_up(&outcomes, given_up, now).await?);
 
         announce(publisher, &self.options.topology, &announcements)
@@ -226,6 +262,64 @@ impl Worker {
 }
 
 impl Worker {
+    /// Decides about each record of the batch message `batch[i]`.
+    async fn decide_records(
+        &self,
+        i: usize,
+        delivery: &Delivery,
+        today: time::Date,
+        outcomes: &mut Vec<Outcome>,
+        slots: &mut Vec<(usize, Slot)>,
+        sealing: &mut [Option<Sealing>],
+    ) -> Result<(), BatchError> {
+        match records::decide_batch(
+            &delivery.properties,
+            &delivery.data,
+            self.options.body_limit,
+            &self.directory,
+            &self.transit,
+            self.options.topology.prefix(),
+            today,
+        )
+        .await?
+        {
+            BatchDecision::Records {
+                records,
+                sealing: protection,
+            } => {
+                sealing[i] = Some(protection);
+                for record in records {
+                    match record {
+                        RecordDecision::Store {
+                            outcome,
+                            reply,
+                            source,
+                        } => {
+                            slots.push((i, Slot::Stored(outcomes.len(), reply, Some(source))));
+                            outcomes.push(*outcome);
+                        }
+                        RecordDecision::Refused(announcement) => {
+                            slots.push((i, Slot::Refused(Some(announcement))));
+                        }
+                    }
+                }
+            }
+            BatchDecision::Forbidden {
+                submission_id,
+                reply,
+            } => slots.push((
+                i,
+                Slot::Forbidden {
+                    submission_id,
+                    idempotency_key: None,
+                    reply,
+                },
+            )),
+            BatchDecision::Refused(announcement) => slots.push((i, Slot::Refused(announcement))),
+        }
+        Ok(())
+    }
+
     /// Records `processing_error` for outcomes that could not be stored on their
     /// last allowed delivery, so that a client told 200 still learns an outcome
     /// (`docs/api.md` §6): a rejected row (it keeps no fields, so it is stored where the
@@ -252,7 +346,7 @@ impl Worker {
         for ((k, reply), (failure, verdict)) in
             given_up.into_iter().zip(failed.iter().zip(verdicts))
         {
-            let verdict = verdict.unwrap_or_else(|| {
+            let verdict = verdict.unwrap_or_else(|_| {
                 tracing::error!(submission_id = %failure.id, "cannot store processing_error either; announcing it only");
                 Verdict {
                     accepted: false,
@@ -260,7 +354,7 @@ impl Worker {
                     message: Some(ErrorCode::ProcessingError.base_message().to_owned()),
                 }
             });
-            tracing::warn!(submission_id = %failure.id, "not stored within the delivery limit: processing_error, dead-lettered");
+            tracing::warn!(submission_id = %failure.id, "not stored: processing_error, dead-lettered");
             metrics::counter!("kyc_worker_submissions_total", "status" => "processing_error")
                 .increment(1);
             // The original outcome names the userid the client sent.
@@ -284,8 +378,9 @@ fn is_last_delivery(delivery: &Delivery) -> bool {
 enum Slot {
     /// Out of bounds (`bounds`): announced, not stored.
     Refused(Option<Box<Announcement>>),
-    /// Its outcome is `outcomes[k]`.
-    Stored(usize, ReplyTo),
+    /// Its outcome is `outcomes[k]`; a record of a batch message carries what it
+    /// is dead-lettered as if the database refuses it.
+    Stored(usize, ReplyTo, Option<Box<RecordSource>>),
     Forbidden {
         submission_id: Uuid,
         idempotency_key: Option<String>,

@@ -35,6 +35,7 @@ pub mod decide;
 mod fallback;
 mod handle;
 pub mod metrics;
+mod records;
 mod session;
 pub mod trace;
 mod worker;

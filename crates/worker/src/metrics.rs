@@ -35,9 +35,10 @@ pub const REJECTIONS: &str = "kyc_worker_rejections_total";
 pub const DEAD_LETTERED: &str = "kyc_worker_dead_lettered_total";
 
 /// Every `reason` of `kyc_worker_dead_lettered_total`: `forbidden` (moved by the
-/// worker, `dead_letter`) and `delivery_limit` (rejected without requeue on its
-/// last allowed delivery, dead-lettered by the broker).
-pub const DEAD_REASONS: [&str; 2] = ["forbidden", "delivery_limit"];
+/// worker, `dead_letter`), `unstorable` (one record of a batch message the
+/// database refused, moved alone) and `delivery_limit` (rejected without
+/// requeue on its last allowed delivery, dead-lettered by the broker).
+pub const DEAD_REASONS: [&str; 3] = ["forbidden", "unstorable", "delivery_limit"];
 
 /// Every `status` of `kyc_worker_submissions_total`.
 pub const STATUSES: [&str; 5] = [

@@ -28,9 +28,17 @@ impl Worker {
         );
         // Each event may also go to a reply queue: two publishes per submission.
         let publisher = Publisher::new(
-            link,
+            link.clone(),
             self.options.confirm_timeout,
             4 * self.options.batch_size,
+        );
+        // The bulk lane publishes under a bound of its own, so that a migration's
+        // events never take the single-record lane's room: per record an event,
+        // per batch message a reply and perhaps dead letters, twice over.
+        let bulk_publisher = Publisher::new(
+            link,
+            self.options.confirm_timeout,
+            2 * self.options.bulk_batch_messages * (2 + kyc_core::wire::MAX_BATCH_RECORDS),
         );
 
         // Consume only once results can be announced: a batch taken earlier would
@@ -41,7 +49,7 @@ impl Worker {
 
         let mut delays = kyc_bus::backoff();
         while !shutdown.is_cancelled() {
-            match self.consume(&publisher, &shutdown).await {
+            match self.consume(&publisher, &bulk_publisher, &shutdown).await {
                 Ok(()) => break,
                 Err(e) => {
                     let delay = delays.next().unwrap_or(Duration::from_secs(5));
@@ -58,10 +66,14 @@ impl Worker {
         Ok(())
     }
 
-    /// One consuming session on one connection. `Ok` on shutdown.
+    /// One consuming session on one connection: both lanes, each on a channel
+    /// and consumer of its own, so that a backlog of batch messages on the bulk
+    /// lane never delays a single-record submission. `Ok` on shutdown; if one
+    /// lane fails, the other stops too and the session is reconnected.
     async fn consume(
         &self,
         publisher: &Publisher,
+        bulk_publisher: &Publisher,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let o = &self.options;
@@ -69,12 +81,48 @@ impl Worker {
         if !link.wait_ready(Duration::from_secs(5)).await {
             anyhow::bail!("no broker connection");
         }
-        let Some(channel) = link.consumer_channel(&o.topology, o.prefetch).await? else {
+        // Stops the other lane when one fails (a child: shutdown stops both).
+        let session = shutdown.child_token();
+        let single = Lane {
+            queue: o.topology.submissions_queue(),
+            batch_size: o.batch_size,
+            prefetch: o.prefetch,
+        };
+        let bulk = Lane {
+            queue: o.topology.bulk_queue(),
+            batch_size: o.bulk_batch_messages,
+            prefetch: o.bulk_prefetch,
+        };
+        let (a, b) = tokio::join!(
+            async {
+                let result = self.consume_lane(&single, publisher, &session).await;
+                session.cancel();
+                result
+            },
+            async {
+                let result = self.consume_lane(&bulk, bulk_publisher, &session).await;
+                session.cancel();
+                result
+            },
+        );
+        a.and(b)
+    }
+
+    /// Consumes one lane's queue on a channel of its own until `stop`.
+    async fn consume_lane(
+        &self,
+        lane: &Lane,
+        publisher: &Publisher,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let o = &self.options;
+        let link = publisher.link();
+        let Some(channel) = link.consumer_channel(&o.topology, lane.prefetch).await? else {
             anyhow::bail!("the broker connection went down");
         };
         let mut consumer = channel
             .basic_consume(
-                o.topology.submissions_queue().into(),
+                lane.queue.as_str().into(),
                 "".into(),
                 // Manual acks (no_ack = false): a message leaves the queue only when
                 // its batch is stored and announced.
@@ -82,21 +130,21 @@ impl Worker {
                 FieldTable::default(),
             )
             .await?;
-        tracing::info!(queue = %o.topology.submissions_queue(), "consuming");
+        tracing::info!(queue = %lane.queue, "consuming");
 
         let result = async {
             loop {
-                let batch = collect(&mut consumer, o.batch_size, o.batch_linger, shutdown).await?;
+                let batch = collect(&mut consumer, lane.batch_size, o.batch_linger, stop).await?;
                 if !batch.is_empty() {
                     let n = batch.len();
                     crate::metrics::taken(&batch);
-                    let finished = self.finish_batch(batch, publisher, shutdown).await;
+                    let finished = self.finish_batch(batch, publisher, stop).await;
                     // Settled (acked or rejected) or, on an error, returned to
                     // the queue with the channel: no longer held either way.
                     metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(n as f64);
                     finished?;
                 }
-                if shutdown.is_cancelled() {
+                if stop.is_cancelled() {
                     return Ok::<(), anyhow::Error>(());
                 }
             }
@@ -112,4 +160,13 @@ impl Worker {
             tokio::time::timeout(Duration::from_secs(2), channel.close(200, "bye".into())).await;
         result
     }
+}
+
+/// One queue a worker consumes, with its own batching.
+struct Lane {
+    queue: String,
+    /// Deliveries per worker batch.
+    batch_size: usize,
+    /// Unacknowledged deliveries the broker sends ahead on this lane's channel.
+    prefetch: u16,
 }

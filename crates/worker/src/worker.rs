@@ -18,6 +18,12 @@ pub struct WorkerOptions {
     pub batch_linger: Duration,
     /// Unacknowledged deliveries the broker sends ahead (`KYC__WORKER__PREFETCH`).
     pub prefetch: u16,
+    /// Batch messages per transaction on the bulk lane
+    /// (`KYC__WORKER__BULK_BATCH_MESSAGES`).
+    pub bulk_batch_messages: usize,
+    /// Unacknowledged batch messages sent ahead on the bulk lane
+    /// (`KYC__WORKER__BULK_PREFETCH`).
+    pub bulk_prefetch: u16,
     /// How long a result or dead-letter publish waits for its confirm
     /// (`KYC__AMQP__CONFIRM_TIMEOUT_MS`).
     pub confirm_timeout: Duration,
@@ -85,6 +91,8 @@ impl Worker {
             batch_size: settings.worker.batch_size,
             batch_linger: settings.worker.batch_linger(),
             prefetch: settings.worker.prefetch,
+            bulk_batch_messages: settings.worker.bulk_batch_messages,
+            bulk_prefetch: settings.worker.bulk_prefetch,
             confirm_timeout: settings.amqp.confirm_timeout(),
             body_limit: settings.http.body_limit_bytes,
             name: "kyc-worker".to_owned(),

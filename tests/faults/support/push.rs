@@ -20,7 +20,8 @@ pub fn write_bulk_file(env: &TestEnv, records: usize) -> PathBuf {
     file
 }
 
-/// `kycctl push FILE --api-key KEY --window 1000 --idle-timeout SECONDS`.
+/// `kycctl push FILE --api-key KEY --window 1000 --idle-timeout SECONDS`
+/// (batch messages of the default size).
 pub fn push_args(file: &Path, key: &str, idle_timeout: u64) -> PushArgs {
     PushArgs {
         file: file.to_owned(),
@@ -31,6 +32,7 @@ pub fn push_args(file: &Path, key: &str, idle_timeout: u64) -> PushArgs {
         encrypt: false,
         format: None,
         window: 1000,
+        batch_size: push::DEFAULT_BATCH_SIZE,
         idle_timeout,
     }
 }

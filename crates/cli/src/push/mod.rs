@@ -1,12 +1,15 @@
 //! `kycctl push FILE`: a bulk migration straight to RabbitMQ (`docs/api.md` §8).
 //!
-//! The file streams through a reader thread; each record is published to
-//! `P.submissions` with confirms kept in flight in a window, a `message_id` stable
-//! for (line number, line content) — so a rerun names the same submissions and
-//! stores nothing twice — and `reply_to`/`correlation_id` pointing at this run's
-//! private reply queue. Each result event that comes back becomes one line of the
+//! The file streams through a reader thread; records are published to
+//! `P.submissions` in batch messages of `--batch-size` records (`batching`; with
+//! `--batch-size 1`, one message each) with confirms kept in flight in a window,
+//! each record with an idempotency key stable for (line number, line content) — so
+//! a rerun, whatever its batch size, names the same submissions and stores nothing
+//! twice — and its line number as correlation id, results coming back to this
+//! run's private reply queue. Each result event that comes back becomes one line of the
 //! results file. `--resume` skips lines that already have a result.
 
+mod batching;
 mod input;
 mod progress;
 mod publishing;
@@ -15,6 +18,7 @@ mod results;
 pub use input::{Format, Record, read_from};
 pub use results::ResultLine;
 
+use batching::{Gathering, MAX_BATCHED_RECORD, settle_batch};
 use publishing::{CHUNK, Publishing, settle};
 
 use anyhow::Context;
@@ -56,9 +60,15 @@ pub struct PushArgs {
     /// Input format [default: by extension; .csv is CSV, anything else JSON Lines].
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// Publishes awaiting their broker confirm at once.
+    /// Publishes awaiting their broker confirm at once (records; with batches,
+    /// `window / batch-size` batch messages, at least 4).
     #[arg(long, default_value_t = 1000)]
     pub window: usize,
+    /// Records per batch message (`docs/api.md` §8, "Batch messages"); 1 sends
+    /// every record as a message of its own. Ids, results and `--resume` do not
+    /// depend on it.
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
+    pub batch_size: usize,
     /// Give up when no result has arrived for this many seconds (are workers running?).
     #[arg(long, default_value_t = 120)]
     pub idle_timeout: u64,
@@ -85,6 +95,10 @@ fn api_key(args: &PushArgs) -> anyhow::Result<String> {
         .context("an API key is required: KYC_API_KEY, --api-key-file or --api-key")
 }
 
+/// Records per batch message by default: see `docs/benchmarks.md`
+/// ("Batch messages") for the measurement behind it.
+pub const DEFAULT_BATCH_SIZE: usize = 200;
+
 /// What a push did.
 #[derive(Debug, Clone, Default)]
 pub struct PushReport {
@@ -103,6 +117,11 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     let started = Instant::now();
     let api_key = api_key(&args)?;
     anyhow::ensure!(args.window > 0, "--window must be at least 1");
+    anyhow::ensure!(
+        (1..=kyc_core::wire::MAX_BATCH_RECORDS).contains(&args.batch_size),
+        "--batch-size must be 1 to {}",
+        kyc_core::wire::MAX_BATCH_RECORDS
+    );
     let format = args.format.unwrap_or_else(|| Format::of(&args.file));
     let results_path = args
         .results
@@ -185,6 +204,9 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
         reply_queue,
     };
     let mut in_flight = FuturesUnordered::new();
+    let mut batches_in_flight = FuturesUnordered::new();
+    let batch_window = (args.window / args.batch_size).max(4);
+    let mut gathering = Gathering::new(args.batch_size);
     let (mut published, mut skipped) = (0u64, 0u64);
     while let Some(chunk) = rx.recv().await {
         for record in chunk {
@@ -192,16 +214,31 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
                 skipped += 1;
                 continue;
             }
+            published += 1;
+            progress.published();
+            if args.batch_size > 1 && record.body.len() <= MAX_BATCHED_RECORD {
+                if let Some(batch) = gathering.push(record) {
+                    while batches_in_flight.len() >= batch_window {
+                        settle_batch(&publishing, &mut batches_in_flight).await?;
+                    }
+                    batches_in_flight.push(publishing.publish_batch(batch, 0));
+                }
+                continue;
+            }
             while in_flight.len() >= args.window {
                 settle(&publishing, &mut in_flight).await?;
             }
             in_flight.push(publishing.publish(record, 0));
-            published += 1;
-            progress.published();
         }
+    }
+    if let Some(batch) = gathering.take() {
+        batches_in_flight.push(publishing.publish_batch(batch, 0));
     }
     while !in_flight.is_empty() {
         settle(&publishing, &mut in_flight).await?;
+    }
+    while !batches_in_flight.is_empty() {
+        settle_batch(&publishing, &mut batches_in_flight).await?;
     }
     reader
         .join()

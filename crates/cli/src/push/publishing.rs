@@ -25,7 +25,7 @@ pub(super) struct Publishing {
 pub(super) const CHUNK: usize = 256;
 
 /// Broker nacks tolerated per record before the push gives up.
-const MAX_ATTEMPTS: u32 = 3;
+pub(super) const MAX_ATTEMPTS: u32 = 3;
 
 /// A record, its attempt number, and how its publish settled.
 type Confirmed = (input::Record, u32, Result<(), PublishError>);

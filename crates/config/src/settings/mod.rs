@@ -111,6 +111,13 @@ impl Settings {
         if usize::from(self.worker.prefetch) < self.worker.batch_size {
             return invalid("worker.prefetch must be at least worker.batch_size");
         }
+        if self.worker.bulk_batch_messages == 0
+            || usize::from(self.worker.bulk_prefetch) < self.worker.bulk_batch_messages
+        {
+            return invalid(
+                "worker.bulk_prefetch must be at least worker.bulk_batch_messages, which must be at least 1",
+            );
+        }
         if self.amqp.prefix.is_empty() || self.amqp.prefix.contains(char::is_whitespace) {
             return invalid("amqp.prefix must be a non-empty name without spaces");
         }

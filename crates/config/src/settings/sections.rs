@@ -14,6 +14,12 @@ pub struct Http {
     pub addr: SocketAddr,
     /// Largest accepted body (`docs/api.md` §3: default 64 KiB → 413 beyond).
     pub body_limit_bytes: usize,
+    /// `KYC__HTTP__BATCH_BODY_LIMIT_BYTES`: largest body of the batch endpoint
+    /// (default 4 MiB → 413 beyond).
+    pub batch_body_limit_bytes: usize,
+    /// `KYC__HTTP__BATCH_MAX_RECORDS`: most records per batch request (default
+    /// 1,000 → 413 beyond).
+    pub batch_max_records: usize,
     /// Per-project requests per second (`docs/api.md` §3 `rate_limited`); 0 disables.
     pub rate_limit_per_second: u32,
     /// How long in-flight requests may take to finish after SIGTERM.
@@ -43,6 +49,8 @@ impl Default for Http {
         Http {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 64 * 1024,
+            batch_body_limit_bytes: 4 << 20,
+            batch_max_records: 1_000,
             rate_limit_per_second: 5_000,
             drain_timeout_ms: 10_000,
             operator_addr: None,
@@ -196,6 +204,13 @@ pub struct Worker {
     /// Unacknowledged deliveries the broker may push ahead (≥ batch size, so the
     /// next batch is already local while one is being stored).
     pub prefetch: u16,
+    /// `KYC__WORKER__BULK_BATCH_MESSAGES`: batch messages (bulk lane) per
+    /// transaction; each carries up to 1,000 records (`kycctl push` sends 200).
+    pub bulk_batch_messages: usize,
+    /// `KYC__WORKER__BULK_PREFETCH`: unacknowledged batch messages the broker may
+    /// push ahead on the bulk lane (≥ `bulk_batch_messages`). Small: each is many
+    /// records held in memory.
+    pub bulk_prefetch: u16,
     /// How long the worker may take to finish its batch after SIGTERM.
     pub drain_timeout_ms: u64,
     /// `KYC__WORKER__METRICS_ADDR`: where the worker serves `/metrics`
@@ -209,6 +224,8 @@ impl Default for Worker {
             batch_size: 500,
             batch_linger_ms: 20,
             prefetch: 1_000,
+            bulk_batch_messages: 5,
+            bulk_prefetch: 10,
             drain_timeout_ms: 20_000,
             metrics_addr: None,
         }

@@ -155,3 +155,22 @@ fn associated_data_is_unambiguous() {
         }
     }
 }
+
+#[test]
+fn batch_seals_and_single_seals_do_not_open_as_each_other() {
+    let ring = TransitKeyring::new(TransitKey::new("k1", [7; 32]).unwrap(), Vec::new()).unwrap();
+    let ids = SealedIds {
+        submission_id: Uuid::now_v7(),
+        project_id: Uuid::now_v7(),
+        received_at: OffsetDateTime::now_utc(),
+        idempotency_key: None,
+    };
+    let batch = ring.seal_batch(&ids, b"{\"records\":[]}");
+    assert_eq!(
+        ring.open_batch("k1", &ids, &batch.body).as_deref(),
+        Some(&b"{\"records\":[]}"[..])
+    );
+    assert_eq!(ring.open("k1", &ids, &batch.body), None);
+    let single = ring.seal(&ids, b"{}");
+    assert_eq!(ring.open_batch("k1", &ids, &single.body), None);
+}

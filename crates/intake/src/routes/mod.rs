@@ -1,5 +1,6 @@
 //! The HTTP routes (`docs/api.md` §1–§6, §9).
 
+pub mod batch;
 pub mod correct;
 pub mod erase;
 pub mod health;

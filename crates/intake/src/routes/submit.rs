@@ -168,7 +168,7 @@ pub async fn submit(
 }
 
 /// `?wait=<1..30>`; absent is no waiting. Other query parameters are ignored.
-fn wait_seconds(query: Option<&str>) -> Result<Option<u64>, Rejection> {
+pub(crate) fn wait_seconds(query: Option<&str>) -> Result<Option<u64>, Rejection> {
     let Some(query) = query else { return Ok(None) };
     let Some(value) = query
         .split('&')
@@ -200,7 +200,11 @@ mod erased {
 
 /// Reads the body up to `limit` bytes: over it is 413 `payload_too_large`; a body
 /// that breaks off is `invalid_payload`.
-async fn read_limited(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_limited(
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
     let Ok(read) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await else {
         return Err(ApiError::code(ErrorCode::RequestTimeout));
     };

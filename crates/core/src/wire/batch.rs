@@ -1,0 +1,148 @@
+//! Batch messages: many submissions in one broker message (`docs/api.md` §8,
+//! "Batch messages").
+//!
+//! A batch message is told apart from a single-record message by its AMQP `type`
+//! property, [`SUBMISSION_BATCH_TYPE`]. Its body is a [`SubmissionBatchV1`] as
+//! JSON — or, like a single record, that JSON inside the `{"body": …}` envelope
+//! of `docs/api.md` §7, sealed under the project's API key as one whole.
+//!
+//! Ids are per record, never per message: each record carries its own
+//! idempotency key ([`BatchRecordV1::key`]), and the worker names it
+//! `UUIDv5(project, key)` exactly as it names a single message with that
+//! `message_id`. The same record therefore gets the same id whether it is sent
+//! alone or in a batch of any size.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// The AMQP `type` property of a batch message.
+pub const SUBMISSION_BATCH_TYPE: &str = "kyc.submission-batch.v1";
+
+/// Routing key of batch messages on the submissions exchange: they travel on
+/// their own queue (the bulk lane), so that a migration never makes a
+/// single-record submission wait behind it.
+pub const SUBMISSION_BATCH_ROUTING_KEY: &str = "submission-batch.v1";
+
+/// The most records one batch message may carry; a worker refuses a larger one
+/// as a whole (`payload_too_large` for each record it can name).
+pub const MAX_BATCH_RECORDS: usize = 1_000;
+
+/// The largest batch message body a worker decides about: the HTTP batch
+/// endpoint's default limit.
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// The body of a batch message: records, each with its own idempotency key.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmissionBatchV1<'a> {
+    /// The records, in any order; each is answered on its own.
+    #[serde(borrow)]
+    pub records: Vec<BatchRecordV1<'a>>,
+}
+
+/// One record of a [`SubmissionBatchV1`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BatchRecordV1<'a> {
+    /// The record's idempotency key (1–200 printable ASCII characters, as
+    /// `Idempotency-Key`). Without one the key is derived from the record's bytes
+    /// ([`crate::id::content_key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Echoed as the `correlationId` of this record's result in a batch reply
+    /// ([`super::ReplyBatchV1`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The id the intake already answered this record with: believed only in a
+    /// batch sealed by an intake (`crate::transit::TransitKeyring::seal_batch`),
+    /// ignored on any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission_id: Option<uuid::Uuid>,
+    /// The submission: the JSON object of `docs/api.md` §2 (never the §7 envelope:
+    /// a batch is encrypted as a whole). Any other JSON value is answered
+    /// `invalid_payload`.
+    #[serde(borrow)]
+    pub submission: &'a RawValue,
+}
+
+impl<'a> SubmissionBatchV1<'a> {
+    /// Parses a batch body (already out of its envelope).
+    pub fn from_slice(body: &'a [u8]) -> Result<SubmissionBatchV1<'a>, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+}
+
+/// Writes a batch body from records given as `(key, correlation id, submission
+/// JSON)` without parsing the submissions: each must be one JSON value.
+/// [`submission_value`] makes one out of bytes that may not be JSON.
+pub fn encode_batch<'a>(
+    records: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>, &'a [u8])>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * 1024);
+    out.extend_from_slice(br#"{"records":["#);
+    for (i, (key, correlation_id, submission)) in records.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        // Writing a &str as JSON into a Vec cannot fail.
+        if let Some(key) = key {
+            out.extend_from_slice(br#""key":"#);
+            let _ = serde_json::to_writer(&mut out, key);
+            out.push(b',');
+        }
+        if let Some(id) = correlation_id {
+            out.extend_from_slice(br#""correlationId":"#);
+            let _ = serde_json::to_writer(&mut out, id);
+            out.push(b',');
+        }
+        out.extend_from_slice(br#""submission":"#);
+        out.extend_from_slice(submission);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// `bytes` as one JSON value for [`encode_batch`]: itself when it is one JSON
+/// value, else a JSON string of its text (which a worker answers
+/// `invalid_payload`, as it would the bytes sent alone).
+pub fn submission_value(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if serde_json::from_slice::<&RawValue>(bytes).is_ok() {
+        std::borrow::Cow::Borrowed(bytes)
+    } else {
+        let text = String::from_utf8_lossy(bytes);
+        std::borrow::Cow::Owned(serde_json::to_vec(&text).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_batches_parse_back_with_their_keys_and_bodies() {
+        let a = br#"{"userid":"a"}"#;
+        let not_json = submission_value(b"not json {");
+        let body = encode_batch([
+            (Some("1:ab"), Some("1"), &a[..]),
+            (None, None, &not_json[..]),
+        ]);
+        let batch = SubmissionBatchV1::from_slice(&body).unwrap();
+        assert_eq!(batch.records.len(), 2);
+        assert_eq!(batch.records[0].key.as_deref(), Some("1:ab"));
+        assert_eq!(batch.records[0].correlation_id.as_deref(), Some("1"));
+        assert_eq!(batch.records[0].submission.get().as_bytes(), a);
+        assert_eq!(batch.records[1].key, None);
+        assert_eq!(batch.records[1].submission.get(), r#""not json {""#);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(SubmissionBatchV1::from_slice(br#"{"records":[],"x":1}"#).is_err());
+        assert!(
+            SubmissionBatchV1::from_slice(br#"{"records":[{"submission":{},"id":"x"}]}"#).is_err()
+        );
+    }
+}
