@@ -39,7 +39,7 @@ pub struct Status {
 #[serde(rename_all = "camelCase")]
 pub struct QueueStatus {
     pub name: String,
-    /// `submissions` or `dead_letters`.
+    /// `submissions`, `bulk` (the bulk lane) or `dead_letters`.
     pub role: &'static str,
     /// Messages ready for delivery (unacknowledged ones not included).
     pub messages: u32,
@@ -128,6 +128,7 @@ async fn queues(settings: &Settings, topology: &Topology) -> anyhow::Result<Vec<
     let mut queues = Vec::new();
     for (name, role) in [
         (topology.submissions_queue(), "submissions"),
+        (topology.bulk_queue(), "bulk"),
         (topology.dead_queue(), "dead_letters"),
     ] {
         // A missing queue closes the channel: one channel per queue.
@@ -181,7 +182,7 @@ fn problems(queues: &[QueueStatus]) -> Vec<String> {
                 "{} dead letter(s) in {} (kycctl dlq list)",
                 queue.messages, queue.name
             )),
-            "submissions" if queue.consumers == 0 => {
+            "submissions" | "bulk" if queue.consumers == 0 => {
                 problems.push(format!("no worker consumes {}", queue.name));
             }
             _ => {}
@@ -286,6 +287,7 @@ mod tests {
     #[test]
     fn dead_letters_and_missing_consumers_are_problems() {
         assert!(problems(&[queue("submissions", 5, 1), queue("dead_letters", 0, 0)]).is_empty());
+        assert_eq!(problems(&[queue("bulk", 9, 0)]).len(), 1, "a bulk lane nobody consumes");
         assert_eq!(
             problems(&[queue("submissions", 0, 0), queue("dead_letters", 2, 0)]).len(),
             2

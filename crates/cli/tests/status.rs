@@ -136,11 +136,13 @@ async fn status_exits_non_zero_when_no_worker_consumes() {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let body = json(&output);
     assert_eq!(queue(&body, "submissions")["consumers"], 0);
+    assert_eq!(queue(&body, "bulk")["consumers"], 0);
+    let prefix = env.topology.prefix();
     assert_eq!(
         body["problems"],
-        serde_json::json!([format!(
-            "no worker consumes {}.submissions",
-            env.topology.prefix()
-        )])
+        serde_json::json!([
+            format!("no worker consumes {prefix}.submissions"),
+            format!("no worker consumes {prefix}.submissions.bulk"),
+        ])
     );
 }
