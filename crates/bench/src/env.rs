@@ -173,7 +173,11 @@ impl BenchEnv {
     /// must not start with the previous one's backlog). Stop consumers first.
     pub async fn purge(&self) -> anyhow::Result<()> {
         for topology in [&self.ours, &self.bare] {
-            for queue in [topology.submissions_queue(), topology.dead_queue()] {
+            for queue in [
+                topology.submissions_queue(),
+                topology.dead_queue(),
+                topology.webhooks_queue(),
+            ] {
                 self.control
                     .queue_purge(queue.into(), QueuePurgeOptions::default())
                     .await?;

@@ -137,7 +137,11 @@ impl ScratchBroker {
         let connection = kyc_bus::connect(&self.amqp_url, "kyc-testkit-cleanup").await?;
         let channel = connection.create_channel().await?;
         for topology in &self.topologies {
-            for queue in [topology.submissions_queue(), topology.dead_queue()] {
+            for queue in [
+                topology.submissions_queue(),
+                topology.dead_queue(),
+                topology.webhooks_queue(),
+            ] {
                 channel
                     .queue_delete(queue.into(), QueueDeleteOptions::default())
                     .await?;
@@ -161,7 +165,11 @@ impl ScratchBroker {
 /// missing name closes its channel, hence one channel per name.
 async fn existing(connection: &Connection, topology: &Topology) -> anyhow::Result<Vec<String>> {
     let mut found = Vec::new();
-    for queue in [topology.submissions_queue(), topology.dead_queue()] {
+    for queue in [
+        topology.submissions_queue(),
+        topology.dead_queue(),
+        topology.webhooks_queue(),
+    ] {
         let channel = connection.create_channel().await?;
         let passive = QueueDeclareOptions {
             passive: true,
