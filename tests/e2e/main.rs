@@ -31,3 +31,4 @@ mod startup;
 mod transit;
 mod transit_claims;
 mod wait;
+mod webhooks;

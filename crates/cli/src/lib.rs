@@ -4,8 +4,10 @@
 //! keys, bulk push, dead letters, dev mode (benchmarks are `kyc-bench`). The
 //! parts of it other code calls too: [`push`] (bulk migrations straight
 //! to RabbitMQ, used by the end-to-end tests and the benchmarks) and [`dlq`]
-//! (dead-letter inspection and replay). The binary in
+//! (dead-letter inspection and replay), and [`webhook`] (webhook endpoints,
+//! deliveries, replays). The binary in
 //! `main.rs` wires every subcommand.
 
 pub mod dlq;
 pub mod push;
+pub mod webhook;

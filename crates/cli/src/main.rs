@@ -4,7 +4,7 @@ mod admin;
 mod data_key;
 mod dev;
 
-use kyc_cli::{dlq, push};
+use kyc_cli::{dlq, push, webhook};
 
 use clap::{Parser, Subcommand};
 
@@ -52,6 +52,9 @@ enum Command {
     /// The data keyring that seals identity and document numbers at rest.
     #[command(subcommand)]
     DataKey(data_key::DataKeyCommand),
+    /// Webhook endpoints of a project, their deliveries and replays.
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Key(c) => admin::key(&settings, c).await,
         Command::Dev(args) => dev::run(settings, args).await,
         Command::DataKey(c) => data_key::run(&settings, c).await,
+        Command::Webhook(c) => webhook::run(&settings, c).await,
         Command::Dlq(DlqCommand::List { limit, json }) => {
             let letters = dlq::list(&settings, limit).await?;
             if json {

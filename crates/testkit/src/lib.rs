@@ -20,6 +20,7 @@ mod env;
 pub mod http;
 pub mod run;
 pub mod scratch;
+pub mod webhooks;
 
 use std::time::Duration;
 
