@@ -227,7 +227,8 @@ impl Dispatcher {
 
     /// Claims due deliveries while there is room, and attempts each in a task.
     async fn deliver_loop(self: &Arc<Self>, stop: &CancellationToken, attempts: &TaskTracker) {
-        let lease = self.timeout + Duration::from_secs(60);
+        // An attempt ends within the timeout; the margin covers recording it.
+        let lease = self.timeout + Duration::from_secs(10);
         while !stop.is_cancelled() {
             let free = self.slots.available_permits();
             let (full, counts) = {
