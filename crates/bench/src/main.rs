@@ -30,7 +30,8 @@
 //! - the ceilings, each deliberately minimal: [`bare_intake`], [`bare_worker`],
 //!   [`raw_publish`]; and [`ours`], our intake and worker started in-process;
 //! - [`report`]: the table / JSON output and peak memory;
-//! - one module per subcommand: [`intake`], [`e2e`], [`pipeline`], [`broker`].
+//! - one module per subcommand: [`intake`], [`e2e`], [`pipeline`], [`broker`],
+//!   [`webhooks`].
 
 mod bare_intake;
 mod bare_worker;
@@ -44,6 +45,7 @@ mod pipeline;
 mod raw_publish;
 mod record;
 mod report;
+mod webhooks;
 
 use clap::{Args, Parser, Subcommand};
 use kyc_config::{Settings, telemetry};
@@ -79,6 +81,9 @@ pub enum BenchCommand {
     /// Confirmed publishing to a quorum queue: window of 1000 vs one at a time,
     /// and our publisher.
     Broker(broker::BrokerArgs),
+    /// Webhook deliveries per second to a local receiver: a bare HTTP client vs
+    /// the dispatcher.
+    Webhooks(webhooks::WebhooksArgs),
 }
 
 /// Flags every bench takes.
@@ -92,6 +97,8 @@ pub struct Common {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Before any HTTP client (the webhooks bench's): rustls' one provider, ring.
+    kyc_webhooks::install_crypto_provider();
     let settings = Settings::load()?;
     telemetry::init(settings.log.json);
     run(&settings, cli.command).await
@@ -103,6 +110,7 @@ async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::E2e(args) => e2e::run(settings, args).await?,
         BenchCommand::Pipeline(args) => pipeline::run(settings, args).await?,
         BenchCommand::Broker(args) => broker::run(settings, args).await?,
+        BenchCommand::Webhooks(args) => webhooks::run(settings, args).await?,
     };
     report.print();
     Ok(())

@@ -74,7 +74,7 @@ pub struct ClaimedDelivery {
     /// The signing secrets (`whsec_…`): the current one, then the previous one
     /// while its overlap lasts.
     pub secrets: Vec<String>,
-    /// This claim's token; [`Store::finish_webhook_attempt`] needs it.
+    /// This claim's token; [`Store::finish_webhook_attempts`] needs it.
     pub lease_token: Uuid,
 }
 
@@ -89,6 +89,21 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     /// The first bytes of the response body.
     pub response_body: Option<String>,
+}
+
+/// An attempt of a claimed delivery, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedAttempt {
+    /// The delivery.
+    pub delivery_id: Uuid,
+    /// Its endpoint (disabled on [`NextStep::Gone`]).
+    pub endpoint_id: Uuid,
+    /// The claim's token ([`ClaimedDelivery::lease_token`]).
+    pub lease_token: Uuid,
+    /// What happened.
+    pub attempt: AttemptRecord,
+    /// Where the delivery goes now.
+    pub next: NextStep,
 }
 
 /// Where the delivery goes after an attempt.
@@ -509,67 +524,93 @@ impl Store {
             .collect()
     }
 
-    /// Records an attempt of a claimed delivery and moves the delivery on as
-    /// `next` says (a 410 also disables the endpoint). `false` if the claim had
-    /// expired and another dispatcher holds the row now (nothing is changed).
-    pub async fn finish_webhook_attempt(
+    /// Records attempts of claimed deliveries, in one transaction, and moves each
+    /// delivery on as its [`NextStep`] says (a 410 also disables the endpoint).
+    /// An attempt whose claim has expired (another dispatcher holds the row now)
+    /// changes nothing. Returns how many were recorded.
+    pub async fn finish_webhook_attempts(
         &self,
-        claim: &ClaimedDelivery,
-        attempt: &AttemptRecord,
-        next: NextStep,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let (status, due_in_ms): (&str, i64) = match next {
-            NextStep::Delivered => ("delivered", 0),
-            NextStep::RetryAfter(after) => (
-                "pending",
-                i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
-            ),
-            NextStep::Failed | NextStep::Gone => ("failed", 0),
-        };
-        let error = attempt.error.as_deref().map(truncate);
-        let updated = sqlx::query(
-            "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1,
-                 due_at = now() + $4 * interval '1 millisecond',
-                 lease_until = NULL, lease_token = NULL, last_error = $5, updated_at = now(),
-                 delivered_at = CASE WHEN $3 = 'delivered' THEN now() END
-             WHERE id = $1 AND lease_token = $2",
-        )
-        .bind(claim.id)
-        .bind(claim.lease_token)
-        .bind(status)
-        .bind(due_in_ms)
-        .bind(&error)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(false);
+        finished: &[FinishedAttempt],
+    ) -> Result<u64, StoreError> {
+        if finished.is_empty() {
+            return Ok(0);
         }
-        let latency_ms = i32::try_from(attempt.latency.as_millis()).unwrap_or(i32::MAX);
+        let mut ids = Vec::with_capacity(finished.len());
+        let mut tokens = Vec::with_capacity(finished.len());
+        let mut statuses = Vec::with_capacity(finished.len());
+        let mut due_ms = Vec::with_capacity(finished.len());
+        let mut errors = Vec::with_capacity(finished.len());
+        let mut codes = Vec::with_capacity(finished.len());
+        let mut latencies = Vec::with_capacity(finished.len());
+        let mut bodies = Vec::with_capacity(finished.len());
+        let mut gone = Vec::new();
+        for f in finished {
+            let (status, due): (&str, i64) = match f.next {
+                NextStep::Delivered => ("delivered", 0),
+                NextStep::RetryAfter(after) => (
+                    "pending",
+                    i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+                ),
+                NextStep::Failed | NextStep::Gone => ("failed", 0),
+            };
+            if f.next == NextStep::Gone {
+                gone.push(f.endpoint_id);
+            }
+            ids.push(f.delivery_id);
+            tokens.push(f.lease_token);
+            statuses.push(status);
+            due_ms.push(due);
+            errors.push(f.attempt.error.as_deref().map(truncate));
+            codes.push(f.attempt.status_code.map(i32::from));
+            latencies.push(i32::try_from(f.attempt.latency.as_millis()).unwrap_or(i32::MAX));
+            bodies.push(f.attempt.response_body.as_deref().map(truncate));
+        }
+        let mut tx = self.pool.begin().await?;
+        let recorded: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE webhook_deliveries d SET status = u.status, attempts = d.attempts + 1,
+                 due_at = now() + u.due_ms * interval '1 millisecond',
+                 lease_until = NULL, lease_token = NULL, last_error = u.error, updated_at = now(),
+                 delivered_at = CASE WHEN u.status = 'delivered' THEN now() END
+             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[])
+                 AS u (id, token, status, due_ms, error)
+             WHERE d.id = u.id AND d.lease_token = u.token
+             RETURNING d.id",
+        )
+        .bind(&ids)
+        .bind(&tokens)
+        .bind(&statuses)
+        .bind(&due_ms)
+        .bind(&errors)
+        .fetch_all(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO webhook_attempts (delivery_id, at, status_code, latency_ms, error, response_body)
-             VALUES ($1, now() - $3 * interval '1 millisecond', $2, $3, $4, $5)",
+             SELECT u.id, now() - u.latency_ms * interval '1 millisecond', u.code, u.latency_ms,
+                    u.error, u.body
+             FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::text[], $5::text[])
+                 AS u (id, code, latency_ms, error, body)
+             WHERE u.id = ANY ($6)",
         )
-        .bind(claim.id)
-        .bind(attempt.status_code.map(i32::from))
-        .bind(latency_ms)
-        .bind(&error)
-        .bind(attempt.response_body.as_deref().map(truncate))
+        .bind(&ids)
+        .bind(&codes)
+        .bind(&latencies)
+        .bind(&errors)
+        .bind(&bodies)
+        .bind(&recorded)
         .execute(&mut *tx)
         .await?;
-        if next == NextStep::Gone {
+        if !gone.is_empty() {
             sqlx::query(
                 "UPDATE webhook_endpoints SET enabled = false,
                      disabled_reason = 'the receiver answered 410 Gone'
-                 WHERE id = $1",
+                 WHERE id = ANY ($1)",
             )
-            .bind(claim.endpoint_id)
+            .bind(&gone)
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(recorded.len() as u64)
     }
 
     /// The deliveries of `project`, newest first; only failed ones with `failed_only`.

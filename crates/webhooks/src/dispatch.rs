@@ -11,14 +11,16 @@ use kyc_bus::Topology;
 use kyc_bus::lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions};
 use kyc_bus::lapin::types::FieldTable;
 use kyc_config::Settings;
-use kyc_store::webhooks::{AttemptRecord, ClaimedDelivery, NewWebhookEvent, NextStep};
+use kyc_store::webhooks::{
+    AttemptRecord, ClaimedDelivery, FinishedAttempt, NewWebhookEvent, NextStep,
+};
 use kyc_store::{DataKey, Store};
 use rand::RngExt;
 use secrecy::ExposeSecret;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -52,6 +54,10 @@ pub struct Dispatcher {
     slots: Arc<Semaphore>,
     in_flight: Arc<Mutex<HashMap<Uuid, usize>>>,
     wake: Arc<Notify>,
+    /// Finished attempts on their way to [`record_loop`], which writes them in
+    /// batches: a slot is free again as soon as its HTTP exchange is over.
+    finished: mpsc::UnboundedSender<FinishedAttempt>,
+    finished_rx: Mutex<Option<mpsc::UnboundedReceiver<FinishedAttempt>>>,
 }
 
 impl Dispatcher {
@@ -70,7 +76,10 @@ impl Dispatcher {
                 ttl_ms: settings.amqp.dead_letter_ttl_ms,
             },
         );
+        let (finished, finished_rx) = mpsc::unbounded_channel();
         Ok(Dispatcher {
+            finished,
+            finished_rx: Mutex::new(Some(finished_rx)),
             store,
             key,
             topology,
@@ -106,12 +115,24 @@ impl Dispatcher {
             let stop = stop.clone();
             async move { this.gauge_loop(&stop).await }
         });
+        let records = this
+            .finished_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("a dispatcher runs once"))?;
+        let recorder = tokio::spawn(record_loop(this.store.clone(), records));
         let attempts = TaskTracker::new();
         this.deliver_loop(&stop, &attempts).await;
         attempts.close();
         let _ = tokio::time::timeout(this.timeout + Duration::from_secs(1), attempts.wait()).await;
         let _ = consume.await;
         gauge.abort();
+        // The recorder ends once every sender is gone: the attempt tasks' (done)
+        // and this dispatcher's own.
+        // An attempt still hanging past its timeout keeps a sender: bounded wait.
+        drop(this);
+        let _ = tokio::time::timeout(Duration::from_secs(5), recorder).await;
         Ok(())
     }
 
@@ -368,26 +389,15 @@ impl Dispatcher {
         if next != NextStep::Delivered {
             tracing::info!(delivery = %claim.id, endpoint = %claim.endpoint_id, error = ?record.error, outcome, "webhook attempt failed");
         }
-        let mut delays = kyc_bus::backoff();
-        for _ in 0..5 {
-            match self
-                .store
-                .finish_webhook_attempt(&claim, &record, next)
-                .await
-            {
-                Ok(true) => return,
-                Ok(false) => {
-                    tracing::warn!(delivery = %claim.id, "the claim expired before the attempt was recorded");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not record an attempt; retrying");
-                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
-                }
-            }
-        }
-        // The lease runs out and the delivery is attempted again: at least once.
-        tracing::error!(delivery = %claim.id, "could not record an attempt; it will be made again");
+        // Recorded in a batch by `record_loop`; if that never happens (a crash),
+        // the lease runs out and the delivery is attempted again: at least once.
+        let _ = self.finished.send(FinishedAttempt {
+            delivery_id: claim.id,
+            endpoint_id: claim.endpoint_id,
+            lease_token: claim.lease_token,
+            attempt: record,
+            next,
+        });
     }
 
     fn next_step(&self, claim: &ClaimedDelivery, record: &AttemptRecord) -> NextStep {
@@ -414,6 +424,40 @@ impl Dispatcher {
                 () = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
         }
+    }
+}
+
+/// Writes finished attempts in batches until every sender is gone.
+async fn record_loop(store: Store, mut finished: mpsc::UnboundedReceiver<FinishedAttempt>) {
+    const MAX: usize = 500;
+    let mut batch = Vec::with_capacity(MAX);
+    while finished.recv_many(&mut batch, MAX).await > 0 {
+        let mut delays = kyc_bus::backoff();
+        let mut tries = 0;
+        loop {
+            match store.finish_webhook_attempts(&batch).await {
+                Ok(recorded) => {
+                    if (recorded as usize) < batch.len() {
+                        tracing::warn!(
+                            expired = batch.len() - recorded as usize,
+                            "claims expired before their attempts were recorded"
+                        );
+                    }
+                    break;
+                }
+                Err(e) if tries < 10 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, "could not record attempts; retrying");
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                }
+                Err(e) => {
+                    // Their leases run out and they are attempted again.
+                    tracing::error!(error = %e, n = batch.len(), "could not record attempts; they will be made again");
+                    break;
+                }
+            }
+        }
+        batch.clear();
     }
 }
 
@@ -460,8 +504,7 @@ fn describe(error: &reqwest::Error, timeout: Duration) -> String {
 /// The HTTP client of every attempt: rustls with the ring provider, no
 /// redirects, no proxy, the guarded resolver, a fixed User-Agent.
 pub fn client(policy: Policy, timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    // One crypto provider for the process; an error means one is installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto_provider();
     Ok(reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())

@@ -17,3 +17,14 @@ pub mod target;
 
 pub use dispatch::{Dispatcher, USER_AGENT};
 pub use target::Policy;
+
+/// Installs ring as the process's rustls crypto provider, if none is yet.
+///
+/// reqwest is built with `rustls-no-provider` (this crate enables it, so every
+/// binary linking it has it): the one provider of the workspace is ring, and any
+/// process building a `reqwest::Client` must call this first, or the build
+/// panics. The dispatcher does; so do the test harness and the benches.
+pub fn install_crypto_provider() {
+    // An error means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
