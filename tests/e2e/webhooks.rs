@@ -519,3 +519,47 @@ async fn during_a_rotation_both_signatures_verify() {
             .unwrap();
     assert!(!String::from_utf8_lossy(&sealed).contains(&new[6..]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_key_rotation_reseals_the_signing_secrets() {
+    let mut env = TestEnv::new().await;
+    let (project, _) = env.project(false).await;
+    let receiver = Receiver::start(|_| Answer::Status(200)).await;
+    let (endpoint, secret) = add_endpoint(&env, project, &receiver.url()).await;
+    webhook_ok(
+        &env,
+        &["rotate-secret", &endpoint.to_string(), "--overlap", "1h"],
+    )
+    .await;
+
+    // A new current data key; the old one only opens what it sealed.
+    const NEW_DATA_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+    let ring = DataKey::from_base64("k2", &secrecy::SecretString::from(NEW_DATA_KEY))
+        .unwrap()
+        .with_older([(
+            "test",
+            &secrecy::SecretString::from(kyc_testkit::TEST_DATA_KEY),
+        )])
+        .unwrap();
+    assert_eq!(env.store.webhook_secrets_to_reseal(&ring).await.unwrap(), 1);
+    assert_eq!(env.store.reseal_webhook_secrets(&ring).await.unwrap(), 1);
+    assert_eq!(env.store.webhook_secrets_to_reseal(&ring).await.unwrap(), 0);
+
+    // A dispatcher that knows only the new key still signs with both secrets.
+    env.settings.crypto.data_key = Some(secrecy::SecretString::from(NEW_DATA_KEY));
+    env.settings.crypto.data_key_id = "k2".to_owned();
+    let settings = dispatcher_settings(&env.settings, "0,100");
+    let (_connection, channel) = kyc_testkit::amqp::channel(&env.topology).await;
+    publish(&env, &channel, &accepted(project, "resealed")).await;
+    let _dispatcher = start_dispatcher(&settings);
+    eventually(DELIVERY_TIMEOUT, "the webhook", || async {
+        (receiver.count() == 1).then_some(())
+    })
+    .await;
+    let hook = &receiver.received()[0];
+    assert_eq!(hook.signature.split(' ').count(), 2, "{}", hook.signature);
+    assert!(
+        verifies(&secret, hook),
+        "the old secret still signs in the overlap"
+    );
+}

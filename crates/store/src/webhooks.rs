@@ -723,6 +723,62 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Endpoints with a signing secret sealed under another key than `key`'s
+    /// current one (`kycctl data-key status`).
+    pub async fn webhook_secrets_to_reseal(&self, key: &DataKey) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM webhook_endpoints
+             WHERE secret_key_id <> $1 OR (previous_key_id IS NOT NULL AND previous_key_id <> $1)",
+        )
+        .bind(key.id())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Seals every endpoint's signing secrets (current and previous) again under
+    /// the current key, in one transaction (`kycctl data-key reseal`); how many
+    /// endpoints it changed.
+    pub async fn reseal_webhook_secrets(&self, key: &DataKey) -> Result<u64, StoreError> {
+        type Row = (Uuid, String, Vec<u8>, Option<String>, Option<Vec<u8>>);
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, secret_key_id, secret_enc, previous_key_id, previous_secret_enc
+             FROM webhook_endpoints
+             WHERE secret_key_id <> $1 OR (previous_key_id IS NOT NULL AND previous_key_id <> $1)
+             FOR UPDATE",
+        )
+        .bind(key.id())
+        .fetch_all(&mut *tx)
+        .await?;
+        let unopenable = |column| StoreError::Unopenable { column };
+        for (id, key_id, sealed, previous_key_id, previous_sealed) in &rows {
+            let secret = key
+                .open(key_id, CURRENT_FORMAT, *id, SECRET_COLUMN, sealed)
+                .ok_or_else(|| unopenable("webhook_endpoints.secret_enc"))?;
+            let previous = match (previous_key_id, previous_sealed) {
+                (Some(pkey), Some(psealed)) => Some(
+                    key.open(pkey, CURRENT_FORMAT, *id, PREVIOUS_COLUMN, psealed)
+                        .ok_or_else(|| unopenable("webhook_endpoints.previous_secret_enc"))?,
+                ),
+                _ => None,
+            };
+            sqlx::query(
+                "UPDATE webhook_endpoints SET secret_key_id = $2, secret_enc = $3,
+                     previous_key_id = CASE WHEN $4::bytea IS NULL THEN NULL ELSE $2 END,
+                     previous_secret_enc = $4
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(key.id())
+            .bind(key.seal(*id, SECRET_COLUMN, &secret))
+            .bind(previous.map(|p| key.seal(*id, PREVIOUS_COLUMN, &p)))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+
     /// Pending deliveries that have had at least one attempt: retries waiting.
     pub async fn pending_webhook_retries(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(

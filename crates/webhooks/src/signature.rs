@@ -88,8 +88,8 @@ mod tests {
         assert_eq!(
             parts,
             [
-                sign(&a, "msg_1", 1, b"{}").unwrap(),
-                sign(&b, "msg_1", 1, b"{}").unwrap()
+                sign(&a, "msg_1", 1, b"{}").expect("valid"),
+                sign(&b, "msg_1", 1, b"{}").expect("valid")
             ]
         );
     }
