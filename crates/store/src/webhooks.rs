@@ -198,6 +198,25 @@ fn endpoint(row: EndpointRow) -> WebhookEndpoint {
     }
 }
 
+type DeliveryRow = (
+    Uuid,
+    Uuid,
+    Uuid,
+    String,
+    String,
+    i32,
+    Option<String>,
+    OffsetDateTime,
+);
+
+type AttemptRow = (
+    OffsetDateTime,
+    Option<i32>,
+    i32,
+    Option<String>,
+    Option<String>,
+);
+
 const ENDPOINT_COLUMNS: &str = "id, project_id, url, event_types, enabled, disabled_reason, \
      previous_expires_at, created_at";
 
@@ -620,16 +639,7 @@ impl Store {
         failed_only: bool,
         limit: i64,
     ) -> Result<Vec<DeliveryInfo>, StoreError> {
-        let rows: Vec<(
-            Uuid,
-            Uuid,
-            Uuid,
-            String,
-            String,
-            i32,
-            Option<String>,
-            OffsetDateTime,
-        )> = sqlx::query_as(
+        let rows: Vec<DeliveryRow> = sqlx::query_as(
             "SELECT d.id, d.event_id, d.endpoint_id, e.type, d.status, d.attempts, d.last_error,
                         d.created_at
                  FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
@@ -672,13 +682,7 @@ impl Store {
 
     /// The attempts of a delivery, oldest first.
     pub async fn webhook_attempts(&self, delivery: Uuid) -> Result<Vec<AttemptInfo>, StoreError> {
-        let rows: Vec<(
-            OffsetDateTime,
-            Option<i32>,
-            i32,
-            Option<String>,
-            Option<String>,
-        )> = sqlx::query_as(
+        let rows: Vec<AttemptRow> = sqlx::query_as(
             "SELECT at, status_code, latency_ms, error, response_body FROM webhook_attempts
                  WHERE delivery_id = $1 ORDER BY id",
         )
