@@ -424,8 +424,9 @@ impl Store {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await?;
-        // More candidates than wanted: some endpoints may have little room.
+        // More candidates than wanted (some endpoints may have little room),
+        // read without locking: only the picked rows are locked below, so a
+        // claim costs the rows it takes, not the backlog it looks at.
         let candidates: Vec<(Uuid, Uuid)> = sqlx::query_as(
             "SELECT d.id, d.endpoint_id FROM webhook_deliveries d
              JOIN webhook_endpoints w ON w.id = d.endpoint_id AND w.enabled
@@ -433,25 +434,38 @@ impl Store {
                AND (d.lease_until IS NULL OR d.lease_until < now())
                AND NOT (d.endpoint_id = ANY ($1))
              ORDER BY d.due_at
-             LIMIT $2
-             FOR UPDATE OF d SKIP LOCKED",
+             LIMIT $2",
         )
         .bind(full)
-        .bind(i64::try_from(max.saturating_mul(4)).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
+        .bind(i64::try_from(max.saturating_mul(4).min(2_048)).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
         .await?;
         let mut taken: HashMap<Uuid, usize> = HashMap::new();
-        let mut picked = Vec::new();
+        let mut wanted = Vec::new();
         for (id, endpoint) in candidates {
-            if picked.len() == max {
+            if wanted.len() == max {
                 break;
             }
             let n = taken.entry(endpoint).or_insert(0);
             if *n < room(endpoint) {
                 *n += 1;
-                picked.push(id);
+                wanted.push(id);
             }
         }
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        // Still due and free now: another dispatcher may have taken some since.
+        let picked: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM webhook_deliveries
+             WHERE id = ANY ($1) AND status = 'pending' AND due_at <= now()
+               AND (lease_until IS NULL OR lease_until < now())
+             FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&wanted)
+        .fetch_all(&mut *tx)
+        .await?;
         if picked.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
