@@ -599,6 +599,8 @@ impl Store {
             bodies.push(f.attempt.response_body.as_deref().map(truncate));
         }
         let mut tx = self.pool.begin().await?;
+        // `d.id = ANY ($1)` besides the join: the primary key finds the rows (a
+        // join on unnest alone was planned as a scan of the whole table).
         let recorded: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE webhook_deliveries d SET status = u.status, attempts = d.attempts + 1,
                  due_at = now() + u.due_ms * interval '1 millisecond',
@@ -606,7 +608,7 @@ impl Store {
                  delivered_at = CASE WHEN u.status = 'delivered' THEN now() END
              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[])
                  AS u (id, token, status, due_ms, error)
-             WHERE d.id = u.id AND d.lease_token = u.token
+             WHERE d.id = ANY ($1) AND d.id = u.id AND d.lease_token = u.token
              RETURNING d.id",
         )
         .bind(&ids)
