@@ -799,6 +799,27 @@ impl Store {
         Ok(rows.len() as u64)
     }
 
+    /// Pending deliveries: (all, those waiting for a retry).
+    pub async fn pending_webhook_deliveries(&self) -> Result<(i64, i64), StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE attempts > 0)
+             FROM webhook_deliveries WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Refreshes the planner's statistics of the deliveries table. A backlog
+    /// that grows faster than autovacuum analyzes leaves the planner thinking
+    /// the table small, and the claim query then sorts the whole backlog
+    /// instead of reading the due index in order.
+    pub async fn analyze_webhook_deliveries(&self) -> Result<(), StoreError> {
+        sqlx::query("ANALYZE webhook_deliveries")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Pending deliveries that have had at least one attempt: retries waiting.
     pub async fn pending_webhook_retries(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(

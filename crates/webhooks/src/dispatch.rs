@@ -413,15 +413,23 @@ impl Dispatcher {
         }
     }
 
-    /// Keeps `kyc_webhook_pending_retries` current.
+    /// Keeps `kyc_webhook_pending_retries` current, and the planner's view of
+    /// the deliveries table when the backlog changes fast.
     async fn gauge_loop(&self, stop: &CancellationToken) {
+        let mut analyzed_at: i64 = 0;
         while !stop.is_cancelled() {
-            if let Ok(n) = self.store.pending_webhook_retries().await {
-                metrics::gauge!("kyc_webhook_pending_retries").set(n as f64);
+            if let Ok((pending, retries)) = self.store.pending_webhook_deliveries().await {
+                metrics::gauge!("kyc_webhook_pending_retries").set(retries as f64);
+                if (pending - analyzed_at).abs() > 1_000 {
+                    if let Err(e) = self.store.analyze_webhook_deliveries().await {
+                        tracing::debug!(error = %e, "could not analyze webhook_deliveries");
+                    }
+                    analyzed_at = pending;
+                }
             }
             tokio::select! {
                 () = stop.cancelled() => break,
-                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
             }
         }
     }
