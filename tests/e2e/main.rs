@@ -43,3 +43,4 @@ mod trace;
 mod transit;
 mod transit_claims;
 mod wait;
+mod webhooks;

@@ -23,3 +23,4 @@ mod kill9;
 mod memory_alarm;
 mod sigterm;
 mod support;
+mod webhooks_kill9;

@@ -177,6 +177,7 @@ impl BenchEnv {
                 topology.submissions_queue(),
                 topology.bulk_queue(),
                 topology.dead_queue(),
+                topology.webhooks_queue(),
             ] {
                 self.control
                     .queue_purge(queue.into(), QueuePurgeOptions::default())

@@ -30,7 +30,8 @@
 //! - the ceilings, each deliberately minimal: [`bare_intake`], [`bare_worker`],
 //!   [`raw_publish`]; and [`ours`], our intake and worker started in-process;
 //! - [`report`]: the table / JSON output and peak memory;
-//! - one module per subcommand: [`intake`], [`e2e`], [`pipeline`], [`broker`].
+//! - one module per subcommand: [`intake`], [`e2e`], [`pipeline`], [`broker`],
+//!   [`webhooks`].
 
 mod bare_intake;
 mod bare_worker;
@@ -46,6 +47,7 @@ mod raw_publish;
 mod record;
 mod report;
 mod storage;
+mod webhooks;
 mod wrk;
 
 use clap::{Args, Parser, Subcommand};
@@ -85,6 +87,9 @@ pub enum BenchCommand {
     /// Pages of `GET /v3/submission` on a million-row project (p50/p99), and what
     /// the listing's indexes cost the batch insert.
     List(list::ListArgs),
+    /// Webhook deliveries per second to a local receiver: a bare HTTP client vs
+    /// the dispatcher.
+    Webhooks(webhooks::WebhooksArgs),
 }
 
 /// Flags every bench takes.
@@ -98,6 +103,8 @@ pub struct Common {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Before any HTTP client (the webhooks bench's): rustls' one provider, ring.
+    kyc_webhooks::install_crypto_provider();
     let settings = Settings::load()?;
     telemetry::init(settings.log.json);
     run(&settings, cli.command).await
@@ -110,6 +117,7 @@ async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Pipeline(args) => pipeline::run(settings, args).await?,
         BenchCommand::Broker(args) => broker::run(settings, args).await?,
         BenchCommand::List(args) => list::run(settings, args).await?,
+        BenchCommand::Webhooks(args) => webhooks::run(settings, args).await?,
     };
     report.print();
     Ok(())

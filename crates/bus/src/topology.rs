@@ -122,6 +122,12 @@ impl Topology {
         format!("{}.submissions.dead", self.prefix)
     }
 
+    /// Quorum queue of the webhook dispatcher (`kyc-webhooks`): every event of
+    /// the events exchange, whatever its kind (the dispatcher routes by type).
+    pub fn webhooks_queue(&self) -> String {
+        format!("{}.webhooks", self.prefix)
+    }
+
     /// Every exchange, queue and binding of this topology, as data: what
     /// [`Topology::declare`] declares, and what `deploy/rabbitmq/definitions.json`
     /// must list for the prefix `kyc` (a test compares the two).
@@ -156,6 +162,12 @@ impl Topology {
                     name: self.dead_queue(),
                     arguments: self.dead_queue_arguments(),
                 },
+                // Unbounded and without dead-lettering: an event is gone only
+                // once a dispatcher has written its deliveries to PostgreSQL.
+                QueueDeclaration {
+                    name: self.webhooks_queue(),
+                    arguments: quorum_arguments(),
+                },
             ],
             bindings: vec![
                 BindingDeclaration {
@@ -172,6 +184,11 @@ impl Topology {
                     exchange: self.dead_exchange(),
                     queue: self.dead_queue(),
                     routing_key: String::new(),
+                },
+                BindingDeclaration {
+                    exchange: self.events_exchange(),
+                    queue: self.webhooks_queue(),
+                    routing_key: "#".to_owned(),
                 },
             ],
         }
@@ -278,6 +295,7 @@ impl Topology {
             self.submissions_queue(),
             self.bulk_queue(),
             self.dead_queue(),
+            self.webhooks_queue(),
         ] {
             channel
                 .queue_declare(name.into(), queue, FieldTable::default())

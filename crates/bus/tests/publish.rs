@@ -305,7 +305,11 @@ async fn the_publisher_over_a_link_settles_by_the_same_rules() {
 async fn delete_topology(topology: &Topology) {
     let connection = connect().await;
     let channel = connection.create_channel().await.expect("a channel");
-    for queue in [topology.submissions_queue(), topology.dead_queue()] {
+    for queue in [
+        topology.submissions_queue(),
+        topology.dead_queue(),
+        topology.webhooks_queue(),
+    ] {
         delete_queue(&channel, &queue).await;
     }
     for exchange in [

@@ -33,6 +33,11 @@ pub async fn run(settings: &Settings, command: DataKeyCommand) -> anyhow::Result
                 done += n;
                 eprintln!("resealed {done} rows");
             }
+            // Webhook signing secrets are sealed with the data key too.
+            let secrets = store.reseal_webhook_secrets(&keyring).await?;
+            if secrets > 0 {
+                eprintln!("resealed the signing secrets of {secrets} webhook endpoints");
+            }
             println!(
                 "{{\"resealed\": {done}, \"keyId\": {}}}",
                 serde_json::Value::from(keyring.id())
@@ -40,11 +45,15 @@ pub async fn run(settings: &Settings, command: DataKeyCommand) -> anyhow::Result
         }
         DataKeyCommand::Status => {
             let left = store.rows_to_reseal(&keyring).await?;
+            let secrets = store.webhook_secrets_to_reseal(&keyring).await?;
+            if secrets > 0 {
+                eprintln!("{secrets} webhook endpoints have signing secrets under an older key");
+            }
             println!(
                 "{{\"rowsToReseal\": {left}, \"keyId\": {}}}",
                 serde_json::Value::from(keyring.id())
             );
-            if left > 0 {
+            if left > 0 || secrets > 0 {
                 std::process::exit(1);
             }
         }

@@ -4,7 +4,7 @@ mod admin;
 mod data_key;
 mod dev;
 
-use kyc_cli::{dlq, push, status};
+use kyc_cli::{dlq, push, status, webhook};
 
 use clap::{Parser, Subcommand};
 
@@ -66,6 +66,9 @@ enum Command {
     /// Stored submissions: erasure requests.
     #[command(subcommand)]
     Submission(kyc_cli::submission::SubmissionCommand),
+    /// Webhook endpoints of a project, their deliveries and replays.
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +104,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load()?;
     telemetry::init(settings.log.json);
+    // Before any HTTP client (`status --management-url`): reqwest's TLS needs
+    // the process's one rustls provider.
+    kyc_webhooks::install_crypto_provider();
     match cli.command {
         Command::Db(DbCommand::Migrate) => {
             use secrecy::ExposeSecret;
@@ -114,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(settings, args).await,
         Command::DataKey(c) => data_key::run(&settings, c).await,
         Command::Submission(c) => kyc_cli::submission::run(&settings, c).await,
+        Command::Webhook(c) => webhook::run(&settings, c).await,
         Command::Dlq(DlqCommand::List { limit, json }) => {
             let letters = dlq::list(&settings, limit).await?;
             if json {

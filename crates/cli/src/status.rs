@@ -287,7 +287,11 @@ mod tests {
     #[test]
     fn dead_letters_and_missing_consumers_are_problems() {
         assert!(problems(&[queue("submissions", 5, 1), queue("dead_letters", 0, 0)]).is_empty());
-        assert_eq!(problems(&[queue("bulk", 9, 0)]).len(), 1, "a bulk lane nobody consumes");
+        assert_eq!(
+            problems(&[queue("bulk", 9, 0)]).len(),
+            1,
+            "a bulk lane nobody consumes"
+        );
         assert_eq!(
             problems(&[queue("submissions", 0, 0), queue("dead_letters", 2, 0)]).len(),
             2

@@ -16,6 +16,7 @@ pub mod pii;
 pub mod projects;
 pub mod reseal;
 pub mod submissions;
+pub mod webhooks;
 
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgPool, PgPoolOptions};

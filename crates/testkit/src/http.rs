@@ -34,6 +34,8 @@ impl Reply {
 
 impl Api {
     pub fn new(addr: SocketAddr) -> Api {
+        // reqwest's TLS needs the process's rustls provider first.
+        kyc_webhooks::install_crypto_provider();
         Api {
             base: format!("http://{addr}"),
             client: reqwest::Client::builder()

@@ -22,6 +22,7 @@ pub mod http;
 pub mod process;
 pub mod run;
 pub mod scratch;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -55,6 +56,8 @@ pub const TEST_TRANSIT_KEY_ID: &str = "test-t1";
 /// Fails the test, naming the service and how to start it, if PostgreSQL or
 /// RabbitMQ does not answer.
 pub async fn require_services() {
+    // Every test starts here: the rustls provider before any HTTP client.
+    kyc_webhooks::install_crypto_provider();
     let checks = [
         (
             "PostgreSQL",

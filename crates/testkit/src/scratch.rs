@@ -141,6 +141,7 @@ impl ScratchBroker {
                 topology.submissions_queue(),
                 topology.bulk_queue(),
                 topology.dead_queue(),
+                topology.webhooks_queue(),
             ] {
                 channel
                     .queue_delete(queue.into(), QueueDeleteOptions::default())
@@ -169,6 +170,7 @@ async fn existing(connection: &Connection, topology: &Topology) -> anyhow::Resul
         topology.submissions_queue(),
         topology.bulk_queue(),
         topology.dead_queue(),
+        topology.webhooks_queue(),
     ] {
         let channel = connection.create_channel().await?;
         let passive = QueueDeclareOptions {

@@ -11,9 +11,11 @@
 
 mod secrets;
 mod sections;
+mod webhooks;
 
 pub use secrets::{Crypto, DEVELOPMENT_DATA_KEY, DEVELOPMENT_TRANSIT_KEY, Secrets, SecretsError};
 pub use sections::{Amqp, Database, Directory, Http, Log, Worker};
+pub use webhooks::Webhooks;
 
 use serde::Deserialize;
 
@@ -41,6 +43,8 @@ pub struct Settings {
     pub directory: Directory,
     /// `[log]`: log format.
     pub log: Log,
+    /// `[webhooks]`: the webhook dispatcher and the URLs it accepts.
+    pub webhooks: Webhooks,
 }
 
 /// A configuration that cannot be loaded or does not make sense.
@@ -148,6 +152,7 @@ impl Settings {
                 "directory.max_entries and directory.max_unknown_entries must be at least 1",
             );
         }
+        self.webhooks.check().map_err(SettingsError::Invalid)?;
         if self.http.body_limit_bytes == 0 {
             return invalid("http.body_limit_bytes must be at least 1");
         }

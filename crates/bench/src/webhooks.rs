@@ -1,0 +1,171 @@
+//! `kyc-bench webhooks`: deliveries per second to one local receiver.
+//!
+//! - ceiling: a bare HTTP client (reqwest, keep-alive) POSTing the same bodies
+//!   to the same receiver with the same number of requests in flight, nothing
+//!   stored, nothing signed;
+//! - ours: the dispatcher (`kyc_webhooks::Dispatcher`, in this process) taking
+//!   the same number of result events off its queue: each stored as an event and
+//!   a delivery, claimed, signed, POSTed and its attempt recorded.
+//!
+//! The events are published before the dispatcher starts (not timed); the clock
+//! runs from its start until the receiver has every delivery.
+
+use crate::Common;
+use crate::env::{BenchEnv, with_env};
+use crate::report::{Phase, Ratio, Report, Role, memory::Peak};
+use futures_util::StreamExt;
+use kyc_bus::lapin::options::BasicPublishOptions;
+use kyc_config::Settings;
+use kyc_core::wire::ResultEventV1;
+use kyc_store::DataKey;
+use kyc_testkit::webhooks::{Answer, Receiver};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhooksArgs {
+    /// Deliveries per phase.
+    #[arg(long, default_value_t = 5_000)]
+    pub deliveries: u64,
+    /// Requests in flight to the receiver (the dispatcher's per-endpoint limit).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub async fn run(settings: &Settings, args: WebhooksArgs) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        args.deliveries > 0 && args.concurrency > 0,
+        "--deliveries and --concurrency must be at least 1"
+    );
+    with_env(settings, async |env: &BenchEnv| {
+        let mut report = Report::new("webhooks", "deliveries/s", args.common.json);
+        report.param("deliveries", args.deliveries);
+        report.param("concurrency", args.concurrency);
+        let n = usize::try_from(args.deliveries)?;
+        let (project, _) = env.store.create_project("bench-webhooks", false).await?;
+        let events: Vec<ResultEventV1> = (0..n)
+            .map(|i| {
+                let mut e = ResultEventV1::accepted(
+                    Uuid::now_v7(),
+                    project.id,
+                    time::OffsetDateTime::now_utc(),
+                );
+                e.userid = Some(format!("bench-{i}"));
+                e
+            })
+            .collect();
+        let bodies: Vec<String> = events
+            .iter()
+            .map(|e| kyc_webhooks::event::submission_event(e).body)
+            .collect();
+
+        eprintln!("bench webhooks: bare HTTP client …");
+        let receiver = Receiver::start(|_| Answer::Status(200)).await;
+        let client = reqwest::Client::new();
+        let peak = Peak::start();
+        let started = Instant::now();
+        let url = receiver.url();
+        let failures = futures_util::stream::iter(bodies)
+            .map(|body| {
+                let request = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body);
+                async move { request.send().await.map(|r| r.status().is_success()) }
+            })
+            .buffer_unordered(args.concurrency)
+            .filter(|r| std::future::ready(!matches!(r, Ok(true))))
+            .count()
+            .await;
+        let took = started.elapsed();
+        anyhow::ensure!(failures == 0, "{failures} bare requests failed");
+        let mut bare = Phase::new(
+            format!("bare reqwest, {} in flight", args.concurrency),
+            Role::Ceiling,
+            args.deliveries,
+            took.as_secs_f64(),
+        );
+        bare.peak_rss_mib = peak.read();
+        report.push(bare, peak.own);
+        drop(receiver);
+
+        eprintln!("bench webhooks: publishing {n} events …");
+        let receiver = Receiver::start(|_| Answer::Status(200)).await;
+        let key = DataKey::keyring(&env.settings.data_key()?, &[])?;
+        let secret = kyc_webhooks::signature::generate_secret()?;
+        env.store
+            .add_webhook(&key, project.id, &receiver.url(), &[], &secret)
+            .await?;
+        let connection = kyc_bus::connect(&env.amqp_url, "bench-webhooks").await?;
+        let channel = kyc_bus::confirm_channels(&connection, 1)
+            .await?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("no channel"))?;
+        env.ours.declare(&channel).await?;
+        for chunk in events.chunks(1000) {
+            let confirms = futures_util::future::join_all(chunk.iter().map(|event| {
+                let body = serde_json::to_vec(event).unwrap_or_default();
+                let channel = channel.clone();
+                let exchange = env.ours.events_exchange();
+                async move {
+                    channel
+                        .basic_publish(
+                            exchange.into(),
+                            event.routing_key().into(),
+                            BasicPublishOptions::default(),
+                            &body,
+                            kyc_bus::persistent(),
+                        )
+                        .await?
+                        .await
+                }
+            }))
+            .await;
+            anyhow::ensure!(
+                confirms.iter().all(Result::is_ok),
+                "an event was not confirmed"
+            );
+        }
+
+        eprintln!("bench webhooks: our dispatcher …");
+        let mut ours_settings = env.settings.clone();
+        let w = &mut ours_settings.webhooks;
+        w.allow_http = true;
+        w.allow_loopback = true;
+        w.per_endpoint_in_flight = args.concurrency;
+        let peak = Peak::start();
+        let stop = CancellationToken::new();
+        let dispatcher = kyc_webhooks::Dispatcher::from_settings(&ours_settings)?;
+        let started = Instant::now();
+        let running = tokio::spawn(dispatcher.run(stop.clone()));
+        let deadline = started + Duration::from_secs(600);
+        while receiver.count() < n {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the dispatcher did not finish in 10 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let took = started.elapsed();
+        stop.cancel();
+        let _ = running.await;
+        let _ = connection.close(200, "bye".into()).await;
+        let mut ours = Phase::new(
+            format!("kyc-webhooks dispatcher, {} per endpoint", args.concurrency),
+            Role::Ours,
+            args.deliveries,
+            took.as_secs_f64(),
+        );
+        ours.peak_rss_mib = peak.read();
+        report.push(ours, peak.own);
+        env.purge().await?;
+
+        let phases = &report.phases;
+        report.ratios = vec![Ratio::throughput(&phases[1], &phases[0])];
+        Ok(report)
+    })
+    .await
+}
