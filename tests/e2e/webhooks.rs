@@ -1,4 +1,4 @@
-//! Webhooks (issue 18, `docs/api.md` "Webhooks"): result events POSTed to each
+//! Webhooks (`docs/api.md` "Webhooks"): result events POSTed to each
 //! project's endpoints by the dispatcher, signed to the Standard Webhooks
 //! specification, retried on a compressed schedule, recorded, replayable, and
 //! never held up by another endpoint. Receivers are axum servers on loopback.

@@ -1,4 +1,4 @@
-//! SIGKILL of the broker's node process under load (issue 12): on a
+//! SIGKILL of the broker's node process under load: on a
 //! three-node RabbitMQ cluster the test starts for itself — never the shared
 //! broker — the Erlang VM of the node hosting the submissions queue's leader is
 //! killed with `kill -9` while a 50,000-record push and HTTP load run, then
