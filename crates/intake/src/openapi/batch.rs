@@ -21,7 +21,9 @@ pub(super) fn submit_batch() -> utoipa::openapi::path::Operation {
         .required(Some(Required::True))
         .description(Some(
             "A JSON array of records (`docs/api.md` §2), or NDJSON (one record per line), or \
-             either in the encryption envelope (`docs/api.md` §7) as a whole. At most \
+             either in the encryption envelope (`docs/api.md` §7) as a whole. A lone JSON \
+             object that is not the envelope is `invalid_payload` unless sent as \
+             `application/x-ndjson`. At most \
              `KYC__HTTP__BATCH_MAX_RECORDS` (default 1000) records and \
              `KYC__HTTP__BATCH_BODY_LIMIT_BYTES` (default 4194304) bytes.",
         ))

@@ -121,6 +121,18 @@ fn split_records(plain: &[u8]) -> Result<Vec<&[u8]>, Rejection> {
         .collect())
 }
 
+/// Whether a plain body is one JSON object that is not the envelope, sent as
+/// anything but NDJSON: a JSON body is an array of records or the envelope
+/// (`docs/api.md` §5a). A single record goes to the single-record endpoint, or as
+/// a one-line `application/x-ndjson` body.
+fn is_lone_object(body: &[u8], request_headers: &HeaderMap) -> bool {
+    let ndjson = request_headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/x-ndjson"));
+    !ndjson && serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).is_ok()
+}
+
 /// `POST /v3/submission/migration/batch`.
 pub async fn submit_batch(
     State(app): State<AppState>,
@@ -137,6 +149,9 @@ pub async fn submit_batch(
             true,
         ),
         Err(_) if project.encryption_required => {
+            return Err(Rejection::new(ErrorCode::InvalidPayload).into());
+        }
+        Err(_) if is_lone_object(&bytes, &request_headers) => {
             return Err(Rejection::new(ErrorCode::InvalidPayload).into());
         }
         Err(_) => (bytes.to_vec(), false),
