@@ -29,7 +29,9 @@ mod batch;
 mod lifecycle;
 mod schemas;
 
-use answers::{JSON, api_key_header, common_errors, error, one_of, plain_text, schema_ref, string};
+use answers::{
+    JSON, api_key_header, common_errors, error, forbidden, one_of, plain_text, schema_ref, string,
+};
 
 use schemas::{EncryptedRequestDoc, EncryptedResponseDoc, ErrorBodyDoc, SubmissionRequest};
 
@@ -150,13 +152,7 @@ fn submit() -> utoipa::openapi::path::Operation {
                  with ?wait also the worker's rejection",
             ),
         )
-        .response(
-            "403",
-            error(
-                &[ErrorCode::Forbidden],
-                "forbidden: x-api-key missing, empty or unknown",
-            ),
-        )
+        .response("403", forbidden())
         .response(
             "408",
             error(
@@ -213,13 +209,7 @@ fn result() -> utoipa::openapi::path::Operation {
                 "invalid_payload: the path is not valid percent-encoded UTF-8",
             ),
         )
-        .response(
-            "403",
-            error(
-                &[ErrorCode::Forbidden],
-                "forbidden: x-api-key missing, empty or unknown",
-            ),
-        )
+        .response("403", forbidden())
         .response(
             "404",
             error(

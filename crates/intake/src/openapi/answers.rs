@@ -41,6 +41,15 @@ fn retry_after() -> utoipa::openapi::header::Header {
 }
 
 /// An error answer: the error body with `errorCode` one of `codes`.
+/// 403 `forbidden`: the answer of every authenticated operation to a missing,
+/// empty or unknown `x-api-key`.
+pub(super) fn forbidden() -> utoipa::openapi::response::Response {
+    error(
+        &[ErrorCode::Forbidden],
+        "forbidden: x-api-key missing, empty or unknown",
+    )
+}
+
 pub(super) fn error(codes: &[ErrorCode], description: &str) -> utoipa::openapi::response::Response {
     let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
     let body = ObjectBuilder::new()

@@ -1,6 +1,6 @@
 //! `POST /v3/submission/migration/batch` in the OpenAPI document.
 
-use super::answers::{JSON, api_key_header, common_errors, error, one_of, string};
+use super::answers::{JSON, api_key_header, common_errors, error, forbidden, one_of, string};
 use kyc_core::ErrorCode;
 use utoipa::openapi::Required;
 use utoipa::openapi::content::ContentBuilder;
@@ -106,13 +106,7 @@ pub(super) fn submit_batch() -> utoipa::openapi::path::Operation {
                  required), an option is malformed, or the project is disabled",
             ),
         )
-        .response(
-            "403",
-            error(
-                &[ErrorCode::Forbidden],
-                "forbidden: x-api-key missing, empty or unknown",
-            ),
-        )
+        .response("403", forbidden())
         .response(
             "408",
             error(
