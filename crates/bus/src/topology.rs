@@ -159,6 +159,10 @@ impl Topology {
                     arguments: self.submissions_queue_arguments(),
                 },
                 QueueDeclaration {
+                    name: self.images_queue(),
+                    arguments: self.submissions_queue_arguments(),
+                },
+                QueueDeclaration {
                     name: self.dead_queue(),
                     arguments: self.dead_queue_arguments(),
                 },
@@ -181,6 +185,11 @@ impl Topology {
                     routing_key: kyc_core::wire::SUBMISSION_BATCH_ROUTING_KEY.to_owned(),
                 },
                 BindingDeclaration {
+                    exchange: self.submissions_exchange(),
+                    queue: self.images_queue(),
+                    routing_key: kyc_core::wire::IMAGE_ROUTING_KEY.to_owned(),
+                },
+                BindingDeclaration {
                     exchange: self.dead_exchange(),
                     queue: self.dead_queue(),
                     routing_key: String::new(),
@@ -200,6 +209,13 @@ impl Topology {
     /// arguments as [`Topology::submissions_queue`].
     pub fn bulk_queue(&self) -> String {
         format!("{}.submissions.bulk", self.prefix)
+    }
+
+    /// Image references (`kyc_core::wire::IMAGE_ROUTING_KEY`): the claim checks
+    /// of uploaded images, which the workers record. Same arguments as
+    /// [`Topology::submissions_queue`] (delivery limit, dead-lettering).
+    pub fn images_queue(&self) -> String {
+        format!("{}.images", self.prefix)
     }
 
     /// Declares every exchange, queue and binding of [`Topology::declarations`].
@@ -294,6 +310,7 @@ impl Topology {
         for name in [
             self.submissions_queue(),
             self.bulk_queue(),
+            self.images_queue(),
             self.dead_queue(),
             self.webhooks_queue(),
         ] {

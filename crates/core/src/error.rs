@@ -44,11 +44,18 @@ pub enum ErrorCode {
     /// 400: a correction or erasure names a submission that is not a stored one
     /// of the project: unknown, another project's, or deleted (`docs/api.md` §15).
     InvalidSubmission,
+    /// 400: an image upload without any image, or with content that is not
+    /// JPEG or PNG by its bytes (`docs/api.md`, "Images").
+    InvalidData,
+    /// 400: an image upload's `idType` is not an ID type code (`docs/api.md`,
+    /// "Images").
+    #[serde(rename = "invalid_idType")]
+    InvalidIdType,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table (used by exhaustive tests).
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidPayload,
         ErrorCode::MissingData,
         ErrorCode::InvalidProject,
@@ -65,6 +72,8 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::InvalidDate,
         ErrorCode::InvalidSubmission,
+        ErrorCode::InvalidData,
+        ErrorCode::InvalidIdType,
     ];
 
     /// The wire string, e.g. `invalid_format`.
@@ -86,6 +95,8 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::InvalidDate => "invalid_date",
             ErrorCode::InvalidSubmission => "invalid_submission",
+            ErrorCode::InvalidData => "invalid_data",
+            ErrorCode::InvalidIdType => "invalid_idType",
         }
     }
 
@@ -105,7 +116,9 @@ impl ErrorCode {
             | ErrorCode::InvalidFormat
             | ErrorCode::ProcessingError
             | ErrorCode::InvalidDate
-            | ErrorCode::InvalidSubmission => 400,
+            | ErrorCode::InvalidSubmission
+            | ErrorCode::InvalidData
+            | ErrorCode::InvalidIdType => 400,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
@@ -135,6 +148,8 @@ impl ErrorCode {
             ErrorCode::Unavailable => "Service unavailable",
             ErrorCode::InvalidDate => "Invalid date",
             ErrorCode::InvalidSubmission => "Invalid submission",
+            ErrorCode::InvalidData => "Invalid data",
+            ErrorCode::InvalidIdType => "Invalid idType",
         }
     }
 }

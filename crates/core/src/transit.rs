@@ -313,6 +313,35 @@ impl TransitKeyring {
     }
 }
 
+/// Put in front of the associated data of a sealed image reference
+/// (`crate::wire::ImageReferenceV1`): it never opens as a submission or a batch.
+const IMAGE_DOMAIN: &[u8] = b"kyc-ingest/transit-image/v1\0";
+
+impl TransitKeyring {
+    /// Seals an image reference under the current key, binding `ids` (the
+    /// submission's id, its project and the upload's receive time) and the
+    /// image domain.
+    pub fn seal_image(&self, ids: &SealedIds<'_>, plaintext: &[u8]) -> Sealed {
+        let mut aad = IMAGE_DOMAIN.to_vec();
+        aad.extend_from_slice(&ids.associated_data(&self.current.id));
+        Sealed {
+            key_id: self.current.id.clone(),
+            body: self.current.seal_aad(&aad, plaintext),
+        }
+    }
+
+    /// Opens what [`seal_image`](Self::seal_image) sealed; `None` as for
+    /// [`open`](Self::open), and for any other kind of seal.
+    pub fn open_image(&self, key_id: &str, ids: &SealedIds<'_>, sealed: &[u8]) -> Option<Vec<u8>> {
+        let key = std::iter::once(&self.current)
+            .chain(&self.older)
+            .find(|key| key.id == key_id)?;
+        let mut aad = IMAGE_DOMAIN.to_vec();
+        aad.extend_from_slice(&ids.associated_data(&key.id));
+        key.open_aad(&aad, sealed)
+    }
+}
+
 fn batch_aad(ids: &SealedIds<'_>, key_id: &str) -> Vec<u8> {
     let mut aad = BATCH_DOMAIN.to_vec();
     aad.extend_from_slice(&ids.associated_data(key_id));

@@ -342,3 +342,9 @@ pub use batch::{
     BatchRecordV1, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, SUBMISSION_BATCH_ROUTING_KEY,
     SUBMISSION_BATCH_TYPE, SubmissionBatchV1, encode_batch, submission_value,
 };
+
+mod image;
+pub use image::{
+    IMAGE_REFERENCE_TYPE, IMAGE_ROUTING_KEY, IMAGE_STORED_EVENT, ImageKind, ImageReferenceV1,
+    ImageStoredEventV1,
+};

@@ -8,7 +8,7 @@ use serde_json::json;
 
 /// The `docs/api.md` §3 table (plus §6's `not_found`), copied by hand: the code under test
 /// must agree with the document, not with itself.
-const TABLE: [(ErrorCode, &str, u16, &str); 16] = [
+const TABLE: [(ErrorCode, &str, u16, &str); 18] = [
     (
         ErrorCode::InvalidPayload,
         "invalid_payload",
@@ -94,6 +94,13 @@ const TABLE: [(ErrorCode, &str, u16, &str); 16] = [
         "invalid_submission",
         400,
         "Invalid submission",
+    ),
+    (ErrorCode::InvalidData, "invalid_data", 400, "Invalid data"),
+    (
+        ErrorCode::InvalidIdType,
+        "invalid_idType",
+        400,
+        "Invalid idType",
     ),
 ];
 

@@ -44,6 +44,10 @@ pub enum Unavailable {
         #[source]
         source: StoreError,
     },
+    /// The image store did not take or give an image (`docs/api.md` §16); the
+    /// store's error, which names an object key at most.
+    #[error("image store: {0}")]
+    Images(String),
 }
 
 impl From<PublishError> for ApiError {

@@ -82,6 +82,8 @@ pub struct IntakeOptions {
     /// The data key (id, Base64) and older ones: the lifecycle endpoints open
     /// and seal the sensitive columns (`docs/api.md` §15).
     pub data_keys: ((String, SecretString), Vec<(String, SecretString)>),
+    /// The image store and the image limits (`KYC__IMAGES__…`).
+    pub images: kyc_config::settings::Images,
 }
 
 impl IntakeOptions {
@@ -128,6 +130,7 @@ impl IntakeOptions {
             },
             transit: secrets.transit,
             data_keys: (secrets.data_key, secrets.older_data_keys),
+            images: settings.images.clone(),
         })
     }
 }
@@ -159,11 +162,19 @@ impl Intake {
         metrics: PrometheusHandle,
     ) -> anyhow::Result<Intake> {
         metrics::describe();
+        // The S3 image store's TLS needs the process's one provider (ring).
+        kyc_images::install_crypto_provider();
         let store = Store::connect_lazy(
             options.database_url.expose_secret(),
             options.database_max_connections,
         )?;
         let data_key = kyc_store::DataKey::keyring(&options.data_keys.0, &options.data_keys.1)?;
+        let images = routes::images::Images {
+            store: kyc_images::ImageStore::from_settings(&options.images)?,
+            keys: kyc_images::ImageKeys::keyring(&options.data_keys.0, &options.data_keys.1)?,
+            max_image_bytes: options.images.max_image_bytes,
+            max_request_bytes: options.images.max_request_bytes,
+        };
         let directory = Directory::with_limits(store, options.directory);
         let link_stop = CancellationToken::new();
         let link = Link::spawn(
@@ -194,6 +205,7 @@ impl Intake {
             transit: options.transit.clone(),
             data_key,
             outbox: Arc::new(tokio::sync::Notify::new()),
+            images,
         }));
         relay::spawn(state.clone(), link_stop.clone());
         let listener = TcpListener::bind(options.addr).await?;
@@ -294,6 +306,14 @@ fn api_routes() -> Router<AppState> {
         .route(
             "/v3/submission/migration/{id}",
             get(routes::result::get_result),
+        )
+        .route(
+            "/v3/submission/image",
+            axum::routing::put(routes::images::put_image),
+        )
+        .route(
+            "/v3/submission/migration/{id}/images/{kind}",
+            get(routes::images::get_image),
         )
         .route(
             "/v3/submission",

@@ -44,6 +44,8 @@ pub struct Shared {
     pub data_key: kyc_store::DataKey,
     /// Wakes the outbox relay after a lifecycle change committed (`relay`).
     pub outbox: Arc<tokio::sync::Notify>,
+    /// The image store, the keys sealing into it and the upload limits.
+    pub images: crate::routes::images::Images,
 }
 
 impl std::ops::Deref for AppState {

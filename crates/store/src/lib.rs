@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod directory;
+pub mod images;
 pub mod lifecycle;
 pub mod pii;
 pub mod projects;

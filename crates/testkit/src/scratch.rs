@@ -140,6 +140,7 @@ impl ScratchBroker {
             for queue in [
                 topology.submissions_queue(),
                 topology.bulk_queue(),
+                topology.images_queue(),
                 topology.dead_queue(),
                 topology.webhooks_queue(),
             ] {
@@ -169,6 +170,7 @@ async fn existing(connection: &Connection, topology: &Topology) -> anyhow::Resul
     for queue in [
         topology.submissions_queue(),
         topology.bulk_queue(),
+        topology.images_queue(),
         topology.dead_queue(),
         topology.webhooks_queue(),
     ] {

@@ -9,10 +9,12 @@
 //! Every binary reads the whole structure and uses the sections it needs, so one
 //! environment can serve all of them.
 
+mod images;
 mod secrets;
 mod sections;
 mod webhooks;
 
+pub use images::{ImageBackend, Images};
 pub use secrets::{Crypto, DEVELOPMENT_DATA_KEY, DEVELOPMENT_TRANSIT_KEY, Secrets, SecretsError};
 pub use sections::{Amqp, Database, Directory, Http, Log, Worker};
 pub use webhooks::Webhooks;
@@ -45,6 +47,8 @@ pub struct Settings {
     pub log: Log,
     /// `[webhooks]`: the webhook dispatcher and the URLs it accepts.
     pub webhooks: Webhooks,
+    /// `[images]`: the object store of submission images and their limits.
+    pub images: Images,
 }
 
 /// A configuration that cannot be loaded or does not make sense.
@@ -153,6 +157,7 @@ impl Settings {
             );
         }
         self.webhooks.check().map_err(SettingsError::Invalid)?;
+        self.images.check().map_err(SettingsError::Invalid)?;
         if self.http.body_limit_bytes == 0 {
             return invalid("http.body_limit_bytes must be at least 1");
         }

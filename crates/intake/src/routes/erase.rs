@@ -88,8 +88,14 @@ async fn run(
         admin: admin.as_deref(),
         groups,
     };
-    match app.directory.store().erase(&erasure).await {
-        Ok(()) => app.outbox.notify_one(),
+    match app.directory.store().erase_returning_images(&erasure).await {
+        Ok(objects) => {
+            app.outbox.notify_one();
+            // After the commit: no row points at them any more.
+            for key in objects {
+                app.images.store.delete_best_effort(&key).await;
+            }
+        }
         Err(EraseError::Unknown) => return Err(ApiError::code(ErrorCode::InvalidSubmission)),
         Err(EraseError::Store(e)) => return Err(ApiError::lookup("erasure", e)),
     }

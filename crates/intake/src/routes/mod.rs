@@ -4,6 +4,7 @@ pub mod batch;
 pub mod correct;
 pub mod erase;
 pub mod health;
+pub mod images;
 pub mod lifecycle;
 pub mod list;
 pub mod result;

@@ -41,6 +41,9 @@ pub struct ResultBody {
     )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub deleted_at: Option<OffsetDateTime>,
+    /// The kinds of image stored for it (`docs/api.md` §16), in the API's order.
+    #[schema(value_type = Vec<String>)]
+    pub images: Vec<kyc_core::wire::ImageKind>,
 }
 
 /// The caller's own submission, or 404 `not_found` — also for another project's
@@ -59,6 +62,12 @@ pub async fn get_result(
         .await
         .map_err(|e| ApiError::lookup("result", e))?;
     let stored = found.ok_or(ApiError::code(ErrorCode::NotFound))?;
+    let images = app
+        .directory
+        .store()
+        .image_kinds(stored.id)
+        .await
+        .map_err(|e| ApiError::lookup("images", e))?;
     Ok(Json(ResultBody {
         submission_id: stored.id,
         status: if stored.verdict.accepted {
@@ -71,5 +80,6 @@ pub async fn get_result(
         received_at: stored.received_at,
         processed_at: stored.processed_at,
         deleted_at: stored.deleted_at,
+        images,
     }))
 }

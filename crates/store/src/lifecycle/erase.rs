@@ -58,7 +58,7 @@ impl Group {
     /// The columns of `submissions` the group erases.
     fn columns(self) -> Vec<&'static str> {
         match self {
-            // Images are not stored yet; `erase_images` is where they will go.
+            // Images are rows of their own (`erase_images`).
             Group::IdImage | Group::SelfieImage => Vec::new(),
             Group::Email => vec!["email"],
             Group::Userid => vec!["userid"],
@@ -109,6 +109,16 @@ impl Store {
     /// Erases durably: the row, its history, its tombstone (full erasure) and the
     /// `submission.deleted` event commit together.
     pub async fn erase(&self, erasure: &Erasure<'_>) -> Result<(), EraseError> {
+        self.erase_returning_images(erasure).await.map(|_| ())
+    }
+
+    /// [`Store::erase`], returning the object keys of the image rows it deleted:
+    /// the caller deletes those objects from the image store after the commit
+    /// (what it misses, `kycctl images gc` finds).
+    pub async fn erase_returning_images(
+        &self,
+        erasure: &Erasure<'_>,
+    ) -> Result<Vec<String>, EraseError> {
         let (id, project) = (erasure.submission_id, erasure.project_id);
         let full = erasure.groups.is_none();
         let groups: Vec<Group> = erasure
@@ -169,7 +179,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        erase_images(&mut tx, id, &groups).await?;
+        let objects = erase_images(&mut tx, id, &groups).await?;
         let at: time::OffsetDateTime = sqlx::query_scalar("SELECT now()")
             .fetch_one(&mut *tx)
             .await?;
@@ -188,7 +198,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(objects)
     }
 
     /// The undeleted submissions of a project stored with this `userid`.
@@ -210,13 +220,23 @@ impl Store {
     }
 }
 
-/// The hook for images: none are stored yet. When an object store holds them,
-/// this deletes the submission's objects of `groups` — or records them for
-/// deletion in this transaction — so that they go with the row.
+/// Deletes the submission's image rows of `groups` (the identity document's
+/// front and back for `id_image`, the selfie for `selfie_image`, the proof of
+/// address with `data`) and returns their objects, to delete after the commit.
 async fn erase_images(
-    _tx: &mut sqlx::PgConnection,
-    _submission_id: Uuid,
-    _groups: &[Group],
-) -> Result<(), StoreError> {
-    Ok(())
+    tx: &mut sqlx::PgConnection,
+    submission_id: Uuid,
+    groups: &[Group],
+) -> Result<Vec<String>, StoreError> {
+    use kyc_core::wire::ImageKind;
+    let kinds: Vec<ImageKind> = groups
+        .iter()
+        .flat_map(|g| match g {
+            Group::IdImage => vec![ImageKind::IdImage, ImageKind::IdBackImage],
+            Group::SelfieImage => vec![ImageKind::SelfieImage],
+            Group::Data => vec![ImageKind::AddressImage],
+            Group::Email | Group::Userid => Vec::new(),
+        })
+        .collect();
+    crate::images::erase_rows(tx, submission_id, &kinds).await
 }
