@@ -21,6 +21,7 @@ mod flood;
 mod forbidden_dead_letters;
 mod happy_path;
 mod idempotency;
+mod images;
 mod isolation;
 mod key_rotation;
 mod kycctl;

@@ -10,6 +10,7 @@
 //! `main.rs` wires every subcommand.
 
 pub mod dlq;
+pub mod images;
 pub mod push;
 pub mod status;
 pub mod submission;

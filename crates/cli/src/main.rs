@@ -69,6 +69,9 @@ enum Command {
     /// Webhook endpoints of a project, their deliveries and replays.
     #[command(subcommand)]
     Webhook(webhook::WebhookCommand),
+    /// Submission images: `gc` removes objects no row references.
+    #[command(subcommand)]
+    Images(kyc_cli::images::ImagesCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
         Command::DataKey(c) => data_key::run(&settings, c).await,
         Command::Submission(c) => kyc_cli::submission::run(&settings, c).await,
         Command::Webhook(c) => webhook::run(&settings, c).await,
+        Command::Images(c) => kyc_cli::images::run(&settings, c).await,
         Command::Dlq(DlqCommand::List { limit, json }) => {
             let letters = dlq::list(&settings, limit).await?;
             if json {

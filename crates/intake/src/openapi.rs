@@ -10,6 +10,7 @@
 use crate::routes::batch::{BatchResponse, BatchResult};
 use crate::routes::correct::CorrectedBody;
 use crate::routes::erase::DeletedBody;
+use crate::routes::images::ImageUpdatedBody;
 use crate::routes::list::{ItemData, Kyc, ListBody, ListItem, NextPageKey};
 use crate::routes::result::ResultBody;
 use crate::routes::submit::{AcceptedBody, SuccessBody};
@@ -26,6 +27,7 @@ use utoipa::{Modify, OpenApi};
 
 mod answers;
 mod batch;
+mod images;
 mod lifecycle;
 mod schemas;
 
@@ -56,7 +58,8 @@ use schemas::{EncryptedRequestDoc, EncryptedResponseDoc, ErrorBodyDoc, Submissio
         ItemData,
         NextPageKey,
         BatchResponse,
-        BatchResult
+        BatchResult,
+        ImageUpdatedBody
     )),
     modifiers(&Paths)
 )]
@@ -273,6 +276,14 @@ impl Modify for Paths {
             .path(
                 "/v3/submission/migration/{submissionId}",
                 item(HttpMethod::Get, result()),
+            )
+            .path(
+                "/v3/submission/image",
+                item(HttpMethod::Put, images::put_image()),
+            )
+            .path(
+                "/v3/submission/migration/{submissionId}/images/{kind}",
+                item(HttpMethod::Get, images::get_image()),
             )
             .path("/v3/submission", {
                 let mut path = item(HttpMethod::Get, lifecycle::list());

@@ -28,6 +28,9 @@ pub enum DeadReason {
     /// validation rejection): dead-lettered alone, as a batch of one record, so
     /// the rest of its batch is stored (`records`).
     Unstorable,
+    /// An image reference that does not open under a transit key (forged,
+    /// altered or unsealed; `images`).
+    Unsealed,
 }
 
 impl DeadReason {
@@ -36,6 +39,7 @@ impl DeadReason {
         match self {
             DeadReason::Forbidden => "forbidden",
             DeadReason::Unstorable => "unstorable",
+            DeadReason::Unsealed => "unsealed",
         }
     }
 }

@@ -34,6 +34,7 @@ pub mod dead_letter;
 pub mod decide;
 mod fallback;
 mod handle;
+mod images;
 pub mod metrics;
 mod records;
 mod session;

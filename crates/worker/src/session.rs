@@ -93,7 +93,15 @@ impl Worker {
             batch_size: o.bulk_batch_messages,
             prefetch: o.bulk_prefetch,
         };
-        let (a, b) = tokio::join!(
+        let images = async {
+            let Some(images) = &self.images else {
+                return Ok(());
+            };
+            let result = self.consume_images(images, publisher, &session).await;
+            session.cancel();
+            result
+        };
+        let (a, b, c) = tokio::join!(
             async {
                 let result = self.consume_lane(&single, publisher, &session).await;
                 session.cancel();
@@ -104,8 +112,9 @@ impl Worker {
                 session.cancel();
                 result
             },
+            images,
         );
-        a.and(b)
+        a.and(b).and(c)
     }
 
     /// Consumes one lane's queue on a channel of its own until `stop`.

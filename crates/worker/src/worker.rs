@@ -43,6 +43,9 @@ pub struct Worker {
     pub(crate) data_key: DataKey,
     /// Opens intake messages (`kyc_core::transit`).
     pub(crate) transit: TransitKeyring,
+    /// Where image objects lie (`images`): replaced and unused ones are
+    /// deleted. `None`: the images queue is not consumed.
+    pub(crate) images: Option<kyc_images::ImageStore>,
 }
 
 impl Worker {
@@ -61,7 +64,15 @@ impl Worker {
             directory,
             data_key,
             transit,
+            images: None,
         }
+    }
+
+    /// This worker, consuming image references too and deleting replaced
+    /// images from `images`.
+    pub fn with_images(mut self, images: kyc_images::ImageStore) -> Worker {
+        self.images = Some(images);
+        self
     }
 
     /// Builds a worker from the process settings (the `kyc-worker` binary and
@@ -97,12 +108,9 @@ impl Worker {
             body_limit: settings.http.body_limit_bytes,
             name: "kyc-worker".to_owned(),
         };
-        Ok(Worker::new(
-            options,
-            store,
-            directory,
-            data_key,
-            secrets.transit,
-        ))
+        // The S3 image store's TLS needs the process's one provider (ring).
+        kyc_images::install_crypto_provider();
+        let images = kyc_images::ImageStore::from_settings(&settings.images)?;
+        Ok(Worker::new(options, store, directory, data_key, secrets.transit).with_images(images))
     }
 }
