@@ -194,7 +194,12 @@ async fn image_rows(env: &TestEnv, id: Uuid) -> Vec<(String, String)> {
     .unwrap()
 }
 
-async fn await_rows(env: &TestEnv, id: Uuid, what: &str, check: impl Fn(&[(String, String)]) -> bool) -> Vec<(String, String)> {
+async fn await_rows(
+    env: &TestEnv,
+    id: Uuid,
+    what: &str,
+    check: impl Fn(&[(String, String)]) -> bool,
+) -> Vec<(String, String)> {
     eventually(Duration::from_secs(10), what, || async {
         let rows = image_rows(env, id).await;
         check(&rows).then_some(rows)
@@ -208,7 +213,11 @@ fn pg_dump(url: &str) -> Vec<u8> {
         .arg(url)
         .output()
         .expect("pg_dump runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     output.stdout
 }
 
@@ -243,7 +252,10 @@ async fn images_round_trip_replace_dedupe_stay_sealed_and_go_with_erasure() {
         )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(answer.json(), json!({"message": "complete to update image."}));
+    assert_eq!(
+        answer.json(),
+        json!({"message": "complete to update image."})
+    );
     let rows = await_rows(&env, id, "two image rows", |r| r.len() == 2).await;
     assert_eq!(rows[0].0, "idImage");
     assert_eq!(rows[1].0, "selfieImage");
@@ -253,13 +265,19 @@ async fn images_round_trip_replace_dedupe_stay_sealed_and_go_with_erasure() {
     }
 
     let got = client
-        .get(&key, &format!("/v3/submission/migration/{id}/images/idImage"))
+        .get(
+            &key,
+            &format!("/v3/submission/migration/{id}/images/idImage"),
+        )
         .await;
     assert_eq!(got.status, 200);
     assert_eq!(got.content_type.as_deref(), Some("image/jpeg"));
     assert_eq!(got.bytes, front);
     let got = client
-        .get(&key, &format!("/v3/submission/migration/{id}/images/selfieImage"))
+        .get(
+            &key,
+            &format!("/v3/submission/migration/{id}/images/selfieImage"),
+        )
         .await;
     assert_eq!(got.status, 200);
     assert_eq!(got.content_type.as_deref(), Some("image/png"));
@@ -269,10 +287,22 @@ async fn images_round_trip_replace_dedupe_stay_sealed_and_go_with_erasure() {
 
     // Another project, an unknown kind, an image not stored: 404.
     for (k, path) in [
-        (&other_key, format!("/v3/submission/migration/{id}/images/idImage")),
-        (&key, format!("/v3/submission/migration/{id}/images/passport")),
-        (&key, format!("/v3/submission/migration/{id}/images/addressImage")),
-        (&key, format!("/v3/submission/migration/{}/images/idImage", Uuid::now_v7())),
+        (
+            &other_key,
+            format!("/v3/submission/migration/{id}/images/idImage"),
+        ),
+        (
+            &key,
+            format!("/v3/submission/migration/{id}/images/passport"),
+        ),
+        (
+            &key,
+            format!("/v3/submission/migration/{id}/images/addressImage"),
+        ),
+        (
+            &key,
+            format!("/v3/submission/migration/{}/images/idImage", Uuid::now_v7()),
+        ),
     ] {
         client.get(k, &path).await.assert_error(404, "not_found");
     }
@@ -282,13 +312,26 @@ async fn images_round_trip_replace_dedupe_stay_sealed_and_go_with_erasure() {
     for file in files(&dir) {
         let bytes = std::fs::read(&file).unwrap();
         for needle in [&front[..], PNG, b"\x89PNG", b"\xFF\xD8\xFF", b"front-one"] {
-            assert!(!contains(&bytes, needle), "{} holds image bytes", file.display());
+            assert!(
+                !contains(&bytes, needle),
+                "{} holds image bytes",
+                file.display()
+            );
         }
     }
     let dump = pg_dump(&env.db_url);
     let lower = String::from_utf8_lossy(&dump).to_lowercase();
-    for needle in ["ffd8ff", "89504e47", "front-one", &BASE64.encode(&front), &BASE64.encode(PNG)] {
-        assert!(!lower.contains(&needle.to_lowercase()), "pg_dump holds {needle}");
+    for needle in [
+        "ffd8ff",
+        "89504e47",
+        "front-one",
+        &BASE64.encode(&front),
+        &BASE64.encode(PNG),
+    ] {
+        assert!(
+            !lower.contains(&needle.to_lowercase()),
+            "pg_dump holds {needle}"
+        );
     }
     assert!(!contains(&dump, b"\x89PNG") && !contains(&dump, b"\xFF\xD8\xFF"));
 
@@ -331,12 +374,17 @@ async fn images_round_trip_replace_dedupe_stay_sealed_and_go_with_erasure() {
     .await;
     assert_eq!(replaced[1], rows[1], "the selfie is untouched");
     let got = client
-        .get(&key, &format!("/v3/submission/migration/{id}/images/idImage"))
+        .get(
+            &key,
+            &format!("/v3/submission/migration/{id}/images/idImage"),
+        )
         .await;
     assert_eq!(got.bytes, new_front);
-    eventually(Duration::from_secs(10), "the replaced object deleted", || async {
-        (files(&dir).len() == 2).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the replaced object deleted",
+        || async { (files(&dir).len() == 2).then_some(()) },
+    )
     .await;
     assert!(!dir.join(&old_front).exists());
 
@@ -352,7 +400,10 @@ async fn images_round_trip_replace_dedupe_stay_sealed_and_go_with_erasure() {
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert!(image_rows(&env, id).await.is_empty());
     client
-        .get(&key, &format!("/v3/submission/migration/{id}/images/selfieImage"))
+        .get(
+            &key,
+            &format!("/v3/submission/migration/{id}/images/selfieImage"),
+        )
         .await
         .assert_error(404, "not_found");
     assert!(files(&dir).is_empty(), "{:?}", files(&dir));
@@ -381,25 +432,48 @@ async fn every_refusal_of_an_upload_is_its_documented_error() {
             text("selfieImage", BASE64.encode(PNG)),
         ]
     };
-    client.put(&key, &upload(queued)).await.assert_error(400, "invalid_submission");
+    client
+        .put(&key, &upload(queued))
+        .await
+        .assert_error(400, "invalid_submission");
     let _worker = env.start_worker_with(&settings).await;
-    assert_eq!(env.await_row(queued, Duration::from_secs(10)).await, "accepted");
+    assert_eq!(
+        env.await_row(queued, Duration::from_secs(10)).await,
+        "accepted"
+    );
     let id = queued;
     let answer = client.put(&key, &upload(id)).await;
     assert_eq!(answer.status, 200, "{}", answer.json());
 
     // Unknown, another project's, not a UUID: the same answer.
     let theirs = stored_submission(&env, &api, &other_key, "img-theirs").await;
-    client.put(&key, &upload(Uuid::now_v7())).await.assert_error(400, "invalid_submission");
-    client.put(&key, &upload(theirs)).await.assert_error(400, "invalid_submission");
     client
-        .put(&key, &[text("submissionId", "nope"), text("admin", ADMIN), text("selfieImage", BASE64.encode(PNG))])
+        .put(&key, &upload(Uuid::now_v7()))
+        .await
+        .assert_error(400, "invalid_submission");
+    client
+        .put(&key, &upload(theirs))
+        .await
+        .assert_error(400, "invalid_submission");
+    client
+        .put(
+            &key,
+            &[
+                text("submissionId", "nope"),
+                text("admin", ADMIN),
+                text("selfieImage", BASE64.encode(PNG)),
+            ],
+        )
         .await
         .assert_error(400, "invalid_submission");
 
     // forbidden.
     let answer = client
-        .put_raw(None, &format!("multipart/form-data; boundary={BOUNDARY}"), multipart(&upload(id)))
+        .put_raw(
+            None,
+            &format!("multipart/form-data; boundary={BOUNDARY}"),
+            multipart(&upload(id)),
+        )
         .await;
     answer.assert_error(403, "forbidden");
     client
@@ -413,45 +487,96 @@ async fn every_refusal_of_an_upload_is_its_documented_error() {
         .await
         .assert_error(400, "invalid_payload");
     client
-        .put_raw(Some(&key), &format!("multipart/form-data; boundary={BOUNDARY}"), b"--nothing".to_vec())
+        .put_raw(
+            Some(&key),
+            &format!("multipart/form-data; boundary={BOUNDARY}"),
+            b"--nothing".to_vec(),
+        )
         .await
         .assert_error(400, "invalid_payload");
     let mut twice = upload(id);
     twice.push(text("admin", ADMIN));
-    client.put(&key, &twice).await.assert_error(400, "invalid_payload");
     client
-        .put(&key, &[text("submissionId", id.to_string()), text("admin", ADMIN), text("selfieImage", "%%%not base64%%%")])
+        .put(&key, &twice)
+        .await
+        .assert_error(400, "invalid_payload");
+    client
+        .put(
+            &key,
+            &[
+                text("submissionId", id.to_string()),
+                text("admin", ADMIN),
+                text("selfieImage", "%%%not base64%%%"),
+            ],
+        )
         .await
         .assert_error(400, "invalid_payload");
 
     // missing_data, naming the parts.
-    let answer = client.put(&key, &[text("selfieImage", BASE64.encode(PNG))]).await;
-    answer.assert_error(400, "missing_data");
-    assert_eq!(answer.json()["parameters"], json!(["submissionId", "admin"]));
     let answer = client
-        .put(&key, &[text("submissionId", id.to_string()), text("admin", ADMIN), text("idImage", BASE64.encode(jpeg("x")))])
+        .put(&key, &[text("selfieImage", BASE64.encode(PNG))])
+        .await;
+    answer.assert_error(400, "missing_data");
+    assert_eq!(
+        answer.json()["parameters"],
+        json!(["submissionId", "admin"])
+    );
+    let answer = client
+        .put(
+            &key,
+            &[
+                text("submissionId", id.to_string()),
+                text("admin", ADMIN),
+                text("idImage", BASE64.encode(jpeg("x"))),
+            ],
+        )
         .await;
     answer.assert_error(400, "missing_data");
     assert_eq!(answer.json()["parameters"], json!(["idType"]));
 
     // invalid_data: no image, or not JPEG/PNG by its bytes whatever its name.
     client
-        .put(&key, &[text("submissionId", id.to_string()), text("admin", ADMIN)])
+        .put(
+            &key,
+            &[text("submissionId", id.to_string()), text("admin", ADMIN)],
+        )
         .await
         .assert_error(400, "invalid_data");
     let answer = client
-        .put(&key, &[text("submissionId", id.to_string()), text("admin", ADMIN), Part::File("selfieImage", "selfie.png", b"GIF89a not a png".to_vec())])
+        .put(
+            &key,
+            &[
+                text("submissionId", id.to_string()),
+                text("admin", ADMIN),
+                Part::File("selfieImage", "selfie.png", b"GIF89a not a png".to_vec()),
+            ],
+        )
         .await;
     answer.assert_error(400, "invalid_data");
     assert_eq!(answer.json()["parameters"], json!(["selfieImage"]));
 
     // invalid_idType, invalid_admin.
     client
-        .put(&key, &[text("submissionId", id.to_string()), text("admin", ADMIN), text("idType", "library-card"), text("idImage", BASE64.encode(jpeg("x")))])
+        .put(
+            &key,
+            &[
+                text("submissionId", id.to_string()),
+                text("admin", ADMIN),
+                text("idType", "library-card"),
+                text("idImage", BASE64.encode(jpeg("x"))),
+            ],
+        )
         .await
         .assert_error(400, "invalid_idType");
     client
-        .put(&key, &[text("submissionId", id.to_string()), text("admin", "nobody@example.org"), text("selfieImage", BASE64.encode(PNG))])
+        .put(
+            &key,
+            &[
+                text("submissionId", id.to_string()),
+                text("admin", "nobody@example.org"),
+                text("selfieImage", BASE64.encode(PNG)),
+            ],
+        )
         .await
         .assert_error(400, "invalid_admin");
 
@@ -463,11 +588,25 @@ async fn every_refusal_of_an_upload_is_its_documented_error() {
         b
     };
     client
-        .put(&key, &[text("submissionId", id.to_string()), text("admin", ADMIN), text("selfieImage", BASE64.encode(&big))])
+        .put(
+            &key,
+            &[
+                text("submissionId", id.to_string()),
+                text("admin", ADMIN),
+                text("selfieImage", BASE64.encode(&big)),
+            ],
+        )
         .await
         .assert_error(413, "payload_too_large");
     client
-        .put(&key, &[text("submissionId", id.to_string()), text("admin", ADMIN), Part::File("selfieImage", "a.jpg", big.clone())])
+        .put(
+            &key,
+            &[
+                text("submissionId", id.to_string()),
+                text("admin", ADMIN),
+                Part::File("selfieImage", "a.jpg", big.clone()),
+            ],
+        )
         .await
         .assert_error(413, "payload_too_large");
     let near = {
@@ -476,16 +615,19 @@ async fn every_refusal_of_an_upload_is_its_documented_error() {
         b
     };
     client
-        .put(&key, &[
-            text("submissionId", id.to_string()),
-            text("admin", ADMIN),
-            text("idType", "passport"),
-            Part::File("idImage", "a.jpg", near.clone()),
-            Part::File("idBackImage", "b.jpg", near.clone()),
-            Part::File("selfieImage", "c.jpg", near.clone()),
-            Part::File("addressImage", "d.jpg", near.clone()),
-            Part::File("ignored", "e.jpg", near.clone()),
-        ])
+        .put(
+            &key,
+            &[
+                text("submissionId", id.to_string()),
+                text("admin", ADMIN),
+                text("idType", "passport"),
+                Part::File("idImage", "a.jpg", near.clone()),
+                Part::File("idBackImage", "b.jpg", near.clone()),
+                Part::File("selfieImage", "c.jpg", near.clone()),
+                Part::File("addressImage", "d.jpg", near.clone()),
+                Part::File("ignored", "e.jpg", near.clone()),
+            ],
+        )
         .await
         .assert_error(413, "payload_too_large");
 
@@ -501,7 +643,10 @@ async fn every_refusal_of_an_upload_is_its_documented_error() {
     for _ in 0..3 {
         codes.push(slow.put(&key, &upload(id)).await);
     }
-    let refused = codes.iter().find(|a| a.status == 429).expect("a 429 among three at once");
+    let refused = codes
+        .iter()
+        .find(|a| a.status == 429)
+        .expect("a 429 among three at once");
     refused.assert_error(429, "rate_limited");
     assert!(refused.retry_after.is_some());
 
@@ -512,11 +657,22 @@ async fn every_refusal_of_an_upload_is_its_documented_error() {
     let away = env.start_intake_with(&away).await;
     let away = Client::new(&away);
     let answer = away
-        .put(&key, &[text("submissionId", id.to_string()), text("admin", ADMIN), Part::File("addressImage", "bill.png", PNG.to_vec())])
+        .put(
+            &key,
+            &[
+                text("submissionId", id.to_string()),
+                text("admin", ADMIN),
+                Part::File("addressImage", "bill.png", PNG.to_vec()),
+            ],
+        )
         .await;
     answer.assert_error(503, "unavailable");
     assert!(answer.retry_after.is_some());
-    assert_eq!(files(&dir).len(), 1, "the object of a refused upload is gone");
+    assert_eq!(
+        files(&dir).len(),
+        1,
+        "the object of a refused upload is gone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -530,7 +686,14 @@ async fn images_gc_removes_only_unreferenced_objects_past_the_grace() {
     let client = Client::new(&intake);
     let id = stored_submission(&env, &api, &key, "img-gc").await;
     let answer = client
-        .put(&key, &[text("submissionId", id.to_string()), text("admin", ADMIN), text("selfieImage", BASE64.encode(PNG))])
+        .put(
+            &key,
+            &[
+                text("submissionId", id.to_string()),
+                text("admin", ADMIN),
+                text("selfieImage", BASE64.encode(PNG)),
+            ],
+        )
         .await;
     assert_eq!(answer.status, 200);
     let rows = await_rows(&env, id, "the selfie row", |r| r.len() == 1).await;
@@ -539,7 +702,10 @@ async fn images_gc_removes_only_unreferenced_objects_past_the_grace() {
     // that no reference will ever name.
     let store = kyc_images::ImageStore::from_settings(&settings.images).unwrap();
     let orphan = kyc_images::new_object_key();
-    store.put(&orphan, b"sealed bytes of a lost upload".to_vec()).await.unwrap();
+    store
+        .put(&orphan, b"sealed bytes of a lost upload".to_vec())
+        .await
+        .unwrap();
 
     let gc = |args: &'static [&'static str]| {
         let mut command = std::process::Command::new(kyc_testkit::binary("kycctl"));
@@ -553,7 +719,11 @@ async fn images_gc_removes_only_unreferenced_objects_past_the_grace() {
                 .await
                 .unwrap()
                 .unwrap();
-            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
             String::from_utf8(output.stdout).unwrap()
         }
     };
@@ -565,7 +735,10 @@ async fn images_gc_removes_only_unreferenced_objects_past_the_grace() {
     assert_eq!(files(&dir).len(), 1);
     assert!(dir.join(&rows[0].1).exists(), "the referenced object stays");
     let got = client
-        .get(&key, &format!("/v3/submission/migration/{id}/images/selfieImage"))
+        .get(
+            &key,
+            &format!("/v3/submission/migration/{id}/images/selfieImage"),
+        )
         .await;
     assert_eq!(got.bytes, PNG);
 }

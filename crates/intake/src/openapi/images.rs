@@ -4,12 +4,12 @@
 use super::answers::{JSON, api_key_header, common_errors, error, forbidden, schema_ref, string};
 use kyc_core::ErrorCode;
 use kyc_core::wire::ImageKind;
+use utoipa::openapi::Required;
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
-use utoipa::openapi::Required;
 
 fn binary() -> ObjectBuilder {
     string().content_media_type("application/octet-stream")
@@ -130,7 +130,9 @@ pub(super) fn get_image() -> Operation {
         .name("kind")
         .parameter_in(ParameterIn::Path)
         .required(Required::True)
-        .schema(Some(string().enum_values(Some(ImageKind::ALL.map(|k| k.as_str())))))
+        .schema(Some(
+            string().enum_values(Some(ImageKind::ALL.map(|k| k.as_str()))),
+        ))
         .build();
     let responses = ResponsesBuilder::new()
         .response(
