@@ -15,10 +15,10 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// A real 1×1 PNG.
-const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89\0\0\0\nIDATx\x9cc\0\x01\0\0\x05\0\x01\r\n-\xb4\0\0\0\0IEND\xaeB`\x82";
+pub(crate) const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89\0\0\0\nIDATx\x9cc\0\x01\0\0\x05\0\x01\r\n-\xb4\0\0\0\0IEND\xaeB`\x82";
 
 /// A JPEG by its signature, with a marker of its own so a test can look for it.
-fn jpeg(marker: &str) -> Vec<u8> {
+pub(crate) fn jpeg(marker: &str) -> Vec<u8> {
     let mut bytes = b"\xFF\xD8\xFF\xE0\0\x10JFIF\0".to_vec();
     bytes.extend_from_slice(marker.as_bytes());
     bytes.extend_from_slice(b"\xFF\xD9");
@@ -149,7 +149,7 @@ fn text(name: &str, value: impl Into<String>) -> Part<'_> {
 }
 
 /// The env's settings with the image store in a directory of its own.
-fn with_image_dir(env: &TestEnv) -> (Settings, PathBuf) {
+pub(crate) fn with_image_dir(env: &TestEnv) -> (Settings, PathBuf) {
     let dir = std::env::temp_dir().join(&env.db_name).join("images");
     let mut settings = env.settings.clone();
     settings.images.local_dir = dir.clone();
@@ -157,7 +157,7 @@ fn with_image_dir(env: &TestEnv) -> (Settings, PathBuf) {
 }
 
 /// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;

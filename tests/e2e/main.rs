@@ -35,6 +35,7 @@ mod metrics_names;
 mod pii;
 mod publish_outcomes;
 mod push;
+mod push_images;
 mod push_key;
 mod push_progress;
 mod rate_limit;

@@ -85,6 +85,7 @@ pub(crate) fn args(file: &Path, key: &str) -> PushArgs {
         window: 16,
         batch_size: kyc_cli::push::DEFAULT_BATCH_SIZE,
         idle_timeout: 20,
+        images: Default::default(),
     }
 }
 

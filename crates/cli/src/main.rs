@@ -169,13 +169,21 @@ async fn main() -> anyhow::Result<()> {
             let report = push::run(&settings, args).await?;
             let secs = report.elapsed.as_secs_f64();
             println!(
-                "pushed {} records in {secs:.1}s ({:.0}/s): {} accepted, {} rejected{}; results in {}",
+                "pushed {} records in {secs:.1}s ({:.0}/s): {} accepted, {} rejected{}{}; results in {}",
                 report.records,
                 report.records as f64 / secs.max(1e-9),
                 report.accepted,
                 report.rejected,
                 if report.skipped > 0 {
                     format!(" ({} lines already had results)", report.skipped)
+                } else {
+                    String::new()
+                },
+                if report.images_stored + report.images_failed > 0 {
+                    format!(
+                        "; {} images stored, {} failed",
+                        report.images_stored, report.images_failed
+                    )
                 } else {
                     String::new()
                 },

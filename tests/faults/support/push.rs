@@ -34,6 +34,7 @@ pub fn push_args(file: &Path, key: &str, idle_timeout: u64) -> PushArgs {
         window: 1000,
         batch_size: push::DEFAULT_BATCH_SIZE,
         idle_timeout,
+        images: Default::default(),
     }
 }
 

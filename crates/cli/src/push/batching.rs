@@ -153,6 +153,7 @@ mod tests {
         input::Record {
             line,
             body: vec![b'x'; len],
+            images: None,
         }
     }
 

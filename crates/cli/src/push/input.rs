@@ -4,7 +4,14 @@
 //! a JSON object is still sent: the worker answers `invalid_payload` for it, so
 //! every line gets a result from the same place). CSV: the header row names the
 //! contract's fields; each row becomes a JSON object of its non-empty cells.
+//!
+//! Image columns (`idImage`, `idBackImage`, `selfieImage`, `addressImage`, as
+//! `@relative/path.jpg` or Base64 text) are not submission fields: they are taken
+//! out of the record into [`RecordImages`] and uploaded once the record is
+//! accepted (`super::images`).
 
+use kyc_core::wire::ImageKind;
+use serde::de::{MapAccess, Visitor};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -14,6 +21,19 @@ use std::path::Path;
 pub struct Record {
     pub line: u64,
     pub body: Vec<u8>,
+    /// The record's image columns, if it has any.
+    pub images: Option<Box<RecordImages>>,
+}
+
+/// The image columns of a record, and the two fields an upload repeats.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordImages {
+    /// The record's `admin` (the upload's `admin` part).
+    pub admin: Option<String>,
+    /// The record's `idType` (needed with `idImage` and `idBackImage`).
+    pub id_type: Option<String>,
+    /// Each image as written: `@path` (relative to the input file) or Base64.
+    pub images: Vec<(ImageKind, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -70,10 +90,8 @@ fn read_jsonl(
         if body.is_empty() {
             continue;
         }
-        if !emit(Record {
-            line,
-            body: body.to_vec(),
-        }) {
+        let (body, images) = split_images(body);
+        if !emit(Record { line, body, images }) {
             return Ok(());
         }
     }
@@ -88,7 +106,7 @@ fn read_csv(source: impl Read, mut emit: impl FnMut(Record) -> bool) -> std::io:
     let mut record = csv::StringRecord::new();
     loop {
         let line_before = reader.position().line();
-        let body = match reader.read_record(&mut record) {
+        let (body, images) = match reader.read_record(&mut record) {
             Ok(false) => return Ok(()),
             Ok(true) => row_to_json(&headers, &record),
             // A row that is not CSV (unbalanced quotes, wrong number of cells) is
@@ -99,26 +117,40 @@ fn read_csv(source: impl Read, mut emit: impl FnMut(Record) -> bool) -> std::io:
                     csv::ErrorKind::UnequalLengths { .. } | csv::ErrorKind::Utf8 { .. }
                 ) =>
             {
-                b"not a CSV row".to_vec()
+                (b"not a CSV row".to_vec(), None)
             }
             Err(e) => return Err(std::io::Error::other(e)),
         };
         let line = record.position().map_or(line_before, |p| p.line());
-        if !emit(Record { line, body }) {
+        if !emit(Record { line, body, images }) {
             return Ok(());
         }
     }
 }
 
 /// The row as a JSON object of its non-empty cells, in column order (so "the first
-/// bad field" means the first column, as it would for a JSON line).
-fn row_to_json(headers: &csv::StringRecord, row: &csv::StringRecord) -> Vec<u8> {
+/// bad field" means the first column, as it would for a JSON line), and its
+/// image columns apart.
+fn row_to_json(
+    headers: &csv::StringRecord,
+    row: &csv::StringRecord,
+) -> (Vec<u8>, Option<Box<RecordImages>>) {
     let mut out = Vec::with_capacity(row.as_slice().len() + 16 * row.len());
+    let mut images = RecordImages::default();
     out.push(b'{');
     for (name, value) in headers.iter().zip(row.iter()) {
         // An empty cell is an absent field (`docs/api.md` §2: "" counts as absent).
         if value.is_empty() {
             continue;
+        }
+        if let Some(kind) = ImageKind::parse(name) {
+            images.images.push((kind, value.to_owned()));
+            continue;
+        }
+        match name {
+            "admin" => images.admin = Some(value.to_owned()),
+            "idType" => images.id_type = Some(value.to_owned()),
+            _ => {}
         }
         if out.len() > 1 {
             out.push(b',');
@@ -130,7 +162,76 @@ fn row_to_json(headers: &csv::StringRecord, row: &csv::StringRecord) -> Vec<u8> 
             .expect("a &str written as JSON into a Vec cannot fail");
     }
     out.push(b'}');
-    out
+    let images = (!images.images.is_empty()).then(|| Box::new(images));
+    (out, images)
+}
+
+/// A JSON line's body without its image members, and those members. A line
+/// that names no image (the common case, found by a scan for `Image"`) is kept
+/// byte for byte; so is one that is not a JSON object, or whose image members
+/// are not strings (the worker then rejects it as it would any unknown member).
+/// Members keep their order, so "the first bad field" stays the first.
+fn split_images(body: &[u8]) -> (Vec<u8>, Option<Box<RecordImages>>) {
+    let unchanged = || (body.to_vec(), None);
+    if !body.windows(6).any(|w| w == b"Image\"") {
+        return unchanged();
+    }
+    let Ok(Members(members)) = serde_json::from_slice::<Members>(body) else {
+        return unchanged();
+    };
+    let mut images = RecordImages::default();
+    let mut kept = Vec::with_capacity(members.len());
+    for (name, value) in members {
+        match (ImageKind::parse(&name), value) {
+            (Some(kind), serde_json::Value::String(text)) => images.images.push((kind, text)),
+            (_, value) => {
+                match (name.as_str(), &value) {
+                    ("admin", serde_json::Value::String(v)) => images.admin = Some(v.clone()),
+                    ("idType", serde_json::Value::String(v)) => images.id_type = Some(v.clone()),
+                    _ => {}
+                }
+                kept.push((name, value));
+            }
+        }
+    }
+    if images.images.is_empty() {
+        return unchanged();
+    }
+    let mut out = Vec::with_capacity(body.len());
+    out.push(b'{');
+    for (i, (name, value)) in kept.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, name).expect("writing JSON into a Vec cannot fail");
+        out.push(b':');
+        serde_json::to_writer(&mut out, value).expect("writing JSON into a Vec cannot fail");
+    }
+    out.push(b'}');
+    (out, Some(Box::new(images)))
+}
+
+/// A JSON object's members in their order, duplicates kept.
+struct Members(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Ordered;
+        impl<'de> Visitor<'de> for Ordered {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(entry) = map.next_entry()? {
+                    members.push(entry);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Ordered)
+    }
 }
 
 /// Counts the records a file will yield (for the progress bar's length): one
@@ -156,4 +257,71 @@ pub fn count(path: &Path, format: Format) -> std::io::Result<u64> {
         Format::Jsonl => lines,
         Format::Csv => lines.saturating_sub(1),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(text: &str, format: Format) -> Vec<Record> {
+        let mut out = Vec::new();
+        read_from(text.as_bytes(), format, |r| {
+            out.push(r);
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn image_members_leave_the_body_in_order_and_other_lines_stay_byte_for_byte() {
+        let text = concat!(
+            r#"{"userid":"u1","idImage":"@front.jpg","admin":"a@x.io","idType":"passport","selfieImage":"iVBOR"}"#,
+            "\n",
+            r#"{"userid":"u2",  "admin":"a@x.io"}"#,
+            "\n",
+            r#"{"userid":"u3","idImage":42}"#,
+            "\n",
+            r#"not json but "Image""#,
+            "\n",
+        );
+        let got = records(text, Format::Jsonl);
+        assert_eq!(
+            got[0].body,
+            br#"{"userid":"u1","admin":"a@x.io","idType":"passport"}"#
+        );
+        let images = got[0].images.as_deref().expect("images");
+        assert_eq!(images.admin.as_deref(), Some("a@x.io"));
+        assert_eq!(images.id_type.as_deref(), Some("passport"));
+        assert_eq!(
+            images.images,
+            [
+                (ImageKind::IdImage, "@front.jpg".to_owned()),
+                (ImageKind::SelfieImage, "iVBOR".to_owned())
+            ]
+        );
+        assert_eq!(got[1].body, br#"{"userid":"u2",  "admin":"a@x.io"}"#);
+        assert!(got[1].images.is_none());
+        // Not a string: left for the worker to reject as an unknown member.
+        assert_eq!(got[2].body, br#"{"userid":"u3","idImage":42}"#);
+        assert!(got[2].images.is_none());
+        assert_eq!(got[3].body, br#"not json but "Image""#);
+    }
+
+    #[test]
+    fn image_columns_of_csv_are_taken_apart_and_empty_cells_are_absent() {
+        let text =
+            "userid,admin,idType,idImage,selfieImage\nu1,a@x.io,passport,@f.jpg,\nu2,a@x.io,,,\n";
+        let got = records(text, Format::Csv);
+        assert_eq!(
+            got[0].body,
+            br#"{"userid":"u1","admin":"a@x.io","idType":"passport"}"#
+        );
+        assert_eq!(
+            got[0].images.as_deref().unwrap().images,
+            [(ImageKind::IdImage, "@f.jpg".to_owned())]
+        );
+        assert_eq!(got[1].body, br#"{"userid":"u2","admin":"a@x.io"}"#);
+        assert!(got[1].images.is_none());
+    }
 }

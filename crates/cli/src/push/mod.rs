@@ -8,15 +8,21 @@
 //! twice — and its line number as correlation id, results coming back to this
 //! run's private reply queue. Each result event that comes back becomes one line of the
 //! results file. `--resume` skips lines that already have a result.
+//!
+//! A record's image columns (`images`) leave its body before it is published;
+//! once its accepted result arrives they are uploaded through the intake, and
+//! its result line, written then, says what became of each.
 
 mod batching;
+mod images;
 mod input;
 mod progress;
 mod publishing;
 mod results;
 
-pub use input::{Format, Record, read_from};
-pub use results::ResultLine;
+pub use images::ImageArgs;
+pub use input::{Format, Record, RecordImages, read_from};
+pub use results::{ImageResult, ResultLine};
 
 use batching::{Gathering, MAX_BATCHED_RECORD, settle_batch};
 use publishing::{CHUNK, Publishing, settle};
@@ -27,14 +33,15 @@ use futures_util::stream::FuturesUnordered;
 use kyc_bus::lapin::Consumer;
 use kyc_bus::{ConfirmChannel, Topology, headers};
 use kyc_config::Settings;
-use kyc_core::wire::{ReplyMode, SubmissionHeadersV2};
+use kyc_core::wire::{ImageKind, ReplyMode, SubmissionHeadersV2};
 use progress::Progress;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PushArgs {
@@ -72,6 +79,8 @@ pub struct PushArgs {
     /// Give up when no result has arrived for this many seconds (are workers running?).
     #[arg(long, default_value_t = 120)]
     pub idle_timeout: u64,
+    #[command(flatten)]
+    pub images: ImageArgs,
 }
 
 impl PushArgs {
@@ -108,6 +117,9 @@ pub struct PushReport {
     pub skipped: u64,
     pub accepted: u64,
     pub rejected: u64,
+    /// Images uploaded (or found stored by an earlier run) and images that failed.
+    pub images_stored: u64,
+    pub images_failed: u64,
     pub elapsed: Duration,
     pub results: PathBuf,
 }
@@ -117,6 +129,14 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     let started = Instant::now();
     let api_key = api_key(&args)?;
     anyhow::ensure!(args.window > 0, "--window must be at least 1");
+    anyhow::ensure!(
+        args.images.image_concurrency > 0,
+        "--image-concurrency must be at least 1"
+    );
+    let uploader = match &args.images.intake_url {
+        Some(url) => Some(images::Uploader::new(url, &api_key, &args.file)?),
+        None => None,
+    };
     anyhow::ensure!(
         (1..=kyc_core::wire::MAX_BATCH_RECORDS).contains(&args.batch_size),
         "--batch-size must be 1 to {}",
@@ -130,7 +150,7 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     let done = if args.resume {
         results::done_lines(&results_path).context("reading the results file")?
     } else {
-        HashSet::new()
+        HashMap::new()
     };
     let total = input::count(&args.file, format)
         .with_context(|| format!("reading {}", args.file.display()))?;
@@ -161,14 +181,24 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     let (_reply_channel, reply_queue, consumer) = kyc_bus::private_queue(&connection).await?;
     let writer = results::Writer::open(&results_path, !args.resume)?;
 
-    let progress = Progress::new(total, done.len() as u64);
+    let skipping = done.values().filter(|p| p.complete).count() as u64;
+    let progress = Progress::new(total, skipping);
     let (expected_tx, expected_rx) = watch::channel(None);
+    let pending = PendingImages::default();
+    // Records whose images wait for their result or their upload: a bound on
+    // the image data held in memory.
+    let image_slots = Arc::new(Semaphore::new(args.window));
     let collector = tokio::spawn(collect(
         consumer,
         writer,
         progress.clone(),
         expected_rx,
         Duration::from_secs(args.idle_timeout),
+        uploader.map(|uploader| Uploads {
+            uploader,
+            pending: pending.clone(),
+            slots: Arc::new(Semaphore::new(args.images.image_concurrency)),
+        }),
     ));
 
     // The reader thread feeds a bounded channel: memory stays flat however large
@@ -209,10 +239,40 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
     let mut gathering = Gathering::new(args.batch_size);
     let (mut published, mut skipped) = (0u64, 0u64);
     while let Some(chunk) = rx.recv().await {
-        for record in chunk {
-            if done.contains(&record.line) {
+        for mut record in chunk {
+            let previous = done.get(&record.line);
+            if previous.is_some_and(|p| p.complete) {
                 skipped += 1;
                 continue;
+            }
+            if let Some(images) = record.images.take() {
+                anyhow::ensure!(
+                    args.images.intake_url.is_some(),
+                    "line {} has image columns: --intake-url (KYC_INTAKE_URL) is required to upload them",
+                    record.line
+                );
+                // Slots free up only as results arrive, so while waiting for
+                // one, send the batch being gathered and keep the publishes
+                // moving.
+                let slot = loop {
+                    if let Ok(slot) = image_slots.clone().try_acquire_owned() {
+                        break slot;
+                    }
+                    if let Some(batch) = gathering.take() {
+                        batches_in_flight.push(publishing.publish_batch(batch, 0));
+                    }
+                    tokio::select! {
+                        slot = image_slots.clone().acquire_owned() => {
+                            break slot.expect("the semaphore is never closed");
+                        }
+                        settled = settle_batch(&publishing, &mut batches_in_flight),
+                            if !batches_in_flight.is_empty() => settled?,
+                        settled = settle(&publishing, &mut in_flight),
+                            if !in_flight.is_empty() => settled?,
+                    }
+                };
+                let stored = previous.map(|p| p.stored.clone()).unwrap_or_default();
+                pending.insert(record.line, images, stored, slot);
             }
             published += 1;
             progress.published();
@@ -260,6 +320,8 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
         skipped,
         accepted: counts.accepted,
         rejected: counts.rejected,
+        images_stored: counts.images_stored,
+        images_failed: counts.images_failed,
         elapsed: started.elapsed(),
         results: results_path,
     })
@@ -290,6 +352,62 @@ pub fn message_id(line: u64, body: &[u8]) -> String {
 struct Counts {
     accepted: u64,
     rejected: u64,
+    images_stored: u64,
+    images_failed: u64,
+}
+
+impl Counts {
+    fn write(&mut self, writer: &mut results::Writer, result: &ResultLine) -> std::io::Result<()> {
+        for image in result.images.values() {
+            if image.is_stored() {
+                self.images_stored += 1;
+            } else {
+                self.images_failed += 1;
+            }
+        }
+        writer.write(result)
+    }
+}
+
+/// Images of published records, by line, until their result arrives.
+#[derive(Debug, Clone, Default)]
+struct PendingImages(Arc<Mutex<HashMap<u64, Pending>>>);
+
+#[derive(Debug)]
+struct Pending {
+    images: Box<RecordImages>,
+    /// Kinds an earlier run stored.
+    stored: BTreeSet<ImageKind>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl PendingImages {
+    fn insert(
+        &self,
+        line: u64,
+        images: Box<RecordImages>,
+        stored: BTreeSet<ImageKind>,
+        slot: OwnedSemaphorePermit,
+    ) {
+        let pending = Pending {
+            images,
+            stored,
+            _slot: slot,
+        };
+        self.0.lock().expect("never poisoned").insert(line, pending);
+    }
+
+    fn take(&self, line: u64) -> Option<Pending> {
+        self.0.lock().expect("never poisoned").remove(&line)
+    }
+}
+
+/// What the collector needs to upload images.
+struct Uploads {
+    uploader: images::Uploader,
+    pending: PendingImages,
+    /// Uploads in flight at once (`--image-concurrency`).
+    slots: Arc<Semaphore>,
 }
 
 /// Receives result events, writes one result line per input line (the first
@@ -301,10 +419,12 @@ async fn collect(
     progress: Progress,
     mut expected: watch::Receiver<Option<u64>>,
     idle: Duration,
+    uploads: Option<Uploads>,
 ) -> anyhow::Result<Counts> {
     let mut seen: HashSet<u64> = HashSet::new();
     let mut counts = Counts::default();
     let mut publishing_done = false;
+    let mut uploading = FuturesUnordered::new();
     loop {
         if let Some(n) = *expected.borrow()
             && seen.len() as u64 >= n
@@ -314,6 +434,9 @@ async fn collect(
         tokio::select! {
             changed = expected.changed(), if !publishing_done => {
                 publishing_done = changed.is_err() || expected.borrow().is_some();
+            }
+            Some(result) = uploading.next(), if !uploading.is_empty() => {
+                counts.write(&mut writer, &result)?;
             }
             next = tokio::time::timeout(idle, consumer.next()) => {
                 let delivery = match next {
@@ -343,18 +466,36 @@ async fn collect(
                         continue;
                     };
                     if seen.insert(line) {
-                        let result = ResultLine::of(line, &reply.event);
+                        let mut result = ResultLine::of(line, &reply.event);
                         if result.accepted() {
                             counts.accepted += 1;
                         } else {
                             counts.rejected += 1;
                         }
-                        writer.write(&result)?;
                         progress.result(result.accepted());
+                        // A rejected record's images are not sent.
+                        let pending = uploads.as_ref().and_then(|u| u.pending.take(line));
+                        match (pending, &uploads) {
+                            (Some(pending), Some(uploads)) if result.accepted() => {
+                                let uploader = uploads.uploader.clone();
+                                let slots = uploads.slots.clone();
+                                uploading.push(async move {
+                                    let _slot = slots.acquire_owned().await;
+                                    result.images = uploader
+                                        .upload(result.submission_id, &pending.images, &pending.stored)
+                                        .await;
+                                    result
+                                });
+                            }
+                            _ => counts.write(&mut writer, &result)?,
+                        }
                     }
                 }
             }
         }
+    }
+    while let Some(result) = uploading.next().await {
+        counts.write(&mut writer, &result)?;
     }
     writer.flush()?;
     Ok(counts)

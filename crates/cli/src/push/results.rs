@@ -1,8 +1,9 @@
-//! The results file: one JSON line per input line, written as results arrive.
+//! The results file: one JSON line per input line, written as results arrive
+//! (for a line with images, once its images are uploaded too).
 
-use kyc_core::wire::{EventKind, ResultEventV1};
+use kyc_core::wire::{EventKind, ImageKind, ResultEventV1};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
@@ -20,6 +21,48 @@ pub struct ResultLine {
     pub error_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// What became of each image column of an accepted line (none for a line
+    /// without images, or a rejected one: its images are not sent).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<ImageKind, ImageResult>,
+}
+
+/// What became of one image of a line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageResult {
+    /// `stored` (answered 200: sealed, written and its reference queued) or
+    /// `failed`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl ImageResult {
+    /// `stored`.
+    pub fn stored() -> ImageResult {
+        ImageResult {
+            status: "stored".into(),
+            error_code: None,
+            message: None,
+        }
+    }
+
+    /// `failed`, with the code and message that say why.
+    pub fn failed(code: impl Into<String>, message: impl Into<String>) -> ImageResult {
+        ImageResult {
+            status: "failed".into(),
+            error_code: Some(code.into()),
+            message: Some(message.into()),
+        }
+    }
+
+    /// Whether the image is stored.
+    pub fn is_stored(&self) -> bool {
+        self.status == "stored"
+    }
 }
 
 impl ResultLine {
@@ -30,6 +73,7 @@ impl ResultLine {
             status: event.event.status().to_owned(),
             error_code: event.error_code.map(|c| c.as_str().to_owned()),
             message: event.message.clone(),
+            images: BTreeMap::new(),
         }
     }
 
@@ -38,18 +82,37 @@ impl ResultLine {
     }
 }
 
+/// What an earlier run did with one line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Previous {
+    /// The line has its result and every image it sent is stored: skip it.
+    pub complete: bool,
+    /// Images of the line stored by some run (a line with a failed image is
+    /// sent again, and only its other images are uploaded).
+    pub stored: BTreeSet<ImageKind>,
+}
+
 /// The lines that already have a result in `path` (for `--resume`); a missing
-/// file has none. A torn last line (an interrupted write) is ignored.
-pub fn done_lines(path: &Path) -> std::io::Result<HashSet<u64>> {
+/// file has none. A torn last line (an interrupted write) is ignored. A line can
+/// have several results (a resumed line whose image had failed): they add up.
+pub fn done_lines(path: &Path) -> std::io::Result<HashMap<u64, Previous>> {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
         Err(e) => return Err(e),
     };
-    let mut done = HashSet::new();
+    let mut done: HashMap<u64, Previous> = HashMap::new();
     for line in BufReader::new(file).lines() {
         if let Ok(result) = serde_json::from_str::<ResultLine>(&line?) {
-            done.insert(result.line);
+            let previous = done.entry(result.line).or_default();
+            previous.complete |= result.images.values().all(ImageResult::is_stored);
+            previous.stored.extend(
+                result
+                    .images
+                    .iter()
+                    .filter(|(_, r)| r.is_stored())
+                    .map(|(k, _)| *k),
+            );
         }
     }
     Ok(done)
