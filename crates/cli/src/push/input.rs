@@ -269,7 +269,7 @@ mod tests {
             out.push(r);
             true
         })
-        .unwrap();
+        .expect("reading from memory");
         out
     }
 
@@ -318,7 +318,7 @@ mod tests {
             br#"{"userid":"u1","admin":"a@x.io","idType":"passport"}"#
         );
         assert_eq!(
-            got[0].images.as_deref().unwrap().images,
+            got[0].images.as_deref().expect("images").images,
             [(ImageKind::IdImage, "@f.jpg".to_owned())]
         );
         assert_eq!(got[1].body, br#"{"userid":"u2","admin":"a@x.io"}"#);
