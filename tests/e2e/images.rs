@@ -26,7 +26,7 @@ pub(crate) fn jpeg(marker: &str) -> Vec<u8> {
 }
 
 /// One part of a multipart body.
-enum Part<'a> {
+pub(crate) enum Part<'a> {
     Text(&'a str, String),
     File(&'a str, &'a str, Vec<u8>),
 }
@@ -60,20 +60,20 @@ fn multipart(parts: &[Part<'_>]) -> Vec<u8> {
     body
 }
 
-struct Client {
+pub(crate) struct Client {
     base: String,
     http: reqwest::Client,
 }
 
-struct Answer {
-    status: u16,
-    content_type: Option<String>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) content_type: Option<String>,
     retry_after: Option<String>,
-    bytes: Vec<u8>,
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
     }
 
@@ -85,7 +85,7 @@ impl Answer {
 }
 
 impl Client {
-    fn new(api: &kyc_testkit::Running) -> Client {
+    pub(crate) fn new(api: &kyc_testkit::Running) -> Client {
         let _ = Api::new(api.addr.unwrap()); // installs the TLS provider
         Client {
             base: format!("http://{}", api.addr.unwrap()),
@@ -126,7 +126,7 @@ impl Client {
         Client::answer(request.send().await.unwrap()).await
     }
 
-    async fn put(&self, key: &str, parts: &[Part<'_>]) -> Answer {
+    pub(crate) async fn put(&self, key: &str, parts: &[Part<'_>]) -> Answer {
         self.put_raw(
             Some(key),
             &format!("multipart/form-data; boundary={BOUNDARY}"),
@@ -135,7 +135,7 @@ impl Client {
         .await
     }
 
-    async fn get(&self, key: &str, path: &str) -> Answer {
+    pub(crate) async fn get(&self, key: &str, path: &str) -> Answer {
         let request = self
             .http
             .get(format!("{}{path}", self.base))
@@ -144,7 +144,7 @@ impl Client {
     }
 }
 
-fn text(name: &str, value: impl Into<String>) -> Part<'_> {
+pub(crate) fn text(name: &str, value: impl Into<String>) -> Part<'_> {
     Part::Text(name, value.into())
 }
 
@@ -174,7 +174,7 @@ pub(crate) fn files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// A submission stored for the key's project.
-async fn stored_submission(env: &TestEnv, api: &Api, key: &str, userid: &str) -> Uuid {
+pub(crate) async fn stored_submission(env: &TestEnv, api: &Api, key: &str, userid: &str) -> Uuid {
     let reply = api.submit(key, &record(userid)).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     let id = reply.submission_id();
@@ -194,7 +194,7 @@ async fn image_rows(env: &TestEnv, id: Uuid) -> Vec<(String, String)> {
     .unwrap()
 }
 
-async fn await_rows(
+pub(crate) async fn await_rows(
     env: &TestEnv,
     id: Uuid,
     what: &str,
@@ -221,7 +221,7 @@ fn pg_dump(url: &str) -> Vec<u8> {
     output.stdout
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 

@@ -22,6 +22,7 @@ mod forbidden_dead_letters;
 mod happy_path;
 mod idempotency;
 mod images;
+mod images_s3;
 mod isolation;
 mod key_rotation;
 mod kycctl;

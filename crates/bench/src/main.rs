@@ -31,13 +31,14 @@
 //!   [`raw_publish`]; and [`ours`], our intake and worker started in-process;
 //! - [`report`]: the table / JSON output and peak memory;
 //! - one module per subcommand: [`intake`], [`e2e`], [`pipeline`], [`broker`],
-//!   [`webhooks`].
+//!   [`webhooks`], [`images`].
 
 mod bare_intake;
 mod bare_worker;
 mod broker;
 mod e2e;
 mod env;
+mod images;
 mod intake;
 mod list;
 mod load;
@@ -90,6 +91,9 @@ pub enum BenchCommand {
     /// Webhook deliveries per second to a local receiver: a bare HTTP client vs
     /// the dispatcher.
     Webhooks(webhooks::WebhooksArgs),
+    /// Image uploads per second (200 KB JPEGs) through `PUT
+    /// /v3/submission/image` vs raw writes to the image store.
+    Images(images::ImagesArgs),
 }
 
 /// Flags every bench takes.
@@ -118,6 +122,7 @@ async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Broker(args) => broker::run(settings, args).await?,
         BenchCommand::List(args) => list::run(settings, args).await?,
         BenchCommand::Webhooks(args) => webhooks::run(settings, args).await?,
+        BenchCommand::Images(args) => images::run(settings, args).await?,
     };
     report.print();
     Ok(())

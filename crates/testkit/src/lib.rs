@@ -10,6 +10,7 @@
 //! - [`TestEnv`]: one test's isolated world on top of both, so tests run in
 //!   parallel on one broker and one server and never see each other's messages;
 //! - [`http`] and [`amqp`]: the intake's API and the broker as a client sees them;
+//! - [`s3`]: a real S3-protocol server (`s3s-fs`) on loopback for the image store;
 //! - the example records ([`full_record`], [`record`]), built from the contract's
 //!   example in `kyc_core::example`.
 //!
@@ -21,6 +22,7 @@ mod env;
 pub mod http;
 pub mod process;
 pub mod run;
+pub mod s3;
 pub mod scratch;
 pub mod webhooks;
 
