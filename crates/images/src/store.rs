@@ -21,6 +21,9 @@ pub enum ImageStoreError {
     /// The object does not exist.
     #[error("image object {0} not found")]
     NotFound(String),
+    /// A written object could not be flushed to disk (`local` backend).
+    #[error("image object {0} not flushed to disk: {1}")]
+    Durability(String, #[source] std::io::Error),
     /// The store could not be reached or refused the operation.
     #[error("image store: {0}")]
     Store(#[source] object_store::Error),
@@ -51,6 +54,9 @@ pub struct StoredObject {
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     inner: Arc<dyn ObjectStore>,
+    /// The folder of the `local` backend, whose writes [`ImageStore::put`]
+    /// makes durable itself (`object_store` leaves them in the page cache).
+    local_dir: Option<Arc<std::path::Path>>,
 }
 
 impl ImageStore {
@@ -87,23 +93,46 @@ impl ImageStore {
         std::fs::create_dir_all(dir).map_err(|e| {
             ImageStoreError::Settings(format!("images.local_dir {}: {e}", dir.display()))
         })?;
-        let store = LocalFileSystem::new_with_prefix(dir)
+        let dir = std::fs::canonicalize(dir).map_err(|e| {
+            ImageStoreError::Settings(format!("images.local_dir {}: {e}", dir.display()))
+        })?;
+        let store = LocalFileSystem::new_with_prefix(&dir)
             .map_err(|e| ImageStoreError::Settings(e.to_string()))?
             .with_automatic_cleanup(true);
-        Ok(ImageStore::new(Arc::new(store)))
+        Ok(ImageStore {
+            inner: Arc::new(store),
+            local_dir: Some(dir.into()),
+        })
     }
 
     /// A store around any `object_store` implementation.
     pub fn new(inner: Arc<dyn ObjectStore>) -> ImageStore {
-        ImageStore { inner }
+        ImageStore {
+            inner,
+            local_dir: None,
+        }
     }
 
-    /// Writes `sealed` under `key`, durably once this returns `Ok` (the local
-    /// backend writes a temporary file and renames it; S3 answers after storing).
+    /// Writes `sealed` under `key`, durably once this returns `Ok`: S3 answers
+    /// after storing; the local backend writes a temporary file and renames it
+    /// (`object_store`), then this flushes the file and its folder to disk, so
+    /// that a power cut after a 200 cannot lose an object its reference names.
     pub async fn put(&self, key: &str, sealed: Vec<u8>) -> Result<(), ImageStoreError> {
-        self.inner
-            .put(&Path::from(key), PutPayload::from(sealed))
-            .await?;
+        let path = Path::from(key);
+        self.inner.put(&path, PutPayload::from(sealed)).await?;
+        if let Some(dir) = &self.local_dir {
+            let file = dir.join(path.as_ref());
+            tokio::task::spawn_blocking(move || {
+                std::fs::File::open(&file)?.sync_all()?;
+                match file.parent() {
+                    Some(folder) => std::fs::File::open(folder)?.sync_all(),
+                    None => Ok(()),
+                }
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .map_err(|e| ImageStoreError::Durability(key.to_owned(), e))?;
+        }
         Ok(())
     }
 

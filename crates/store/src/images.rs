@@ -89,11 +89,14 @@ impl Store {
         let at: OffsetDateTime = sqlx::query_scalar("SELECT now()")
             .fetch_one(&mut *tx)
             .await?;
-        // FOR SHARE: an erasure (an UPDATE of this row) waits for this
-        // transaction, and one committed before it is seen here.
+        // FOR NO KEY UPDATE: an erasure (an UPDATE of this row) waits for this
+        // transaction, and one committed before it is seen here; and two
+        // references of one submission (several workers, or one worker's
+        // concurrent handling) take turns, so that when neither finds a row of
+        // the kind yet, the second still sees the first's and keeps the newer.
         let exists: Option<(Uuid,)> = sqlx::query_as(
             "SELECT id FROM submissions
-             WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL FOR SHARE",
+             WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL FOR NO KEY UPDATE",
         )
         .bind(reference.submission_id)
         .bind(reference.project_id)

@@ -14,6 +14,7 @@
 use crate::Worker;
 use crate::dead_letter::{DeadReason, dead_letter};
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use kyc_bus::lapin::message::Delivery;
 use kyc_bus::lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions};
 use kyc_bus::lapin::types::FieldTable;
@@ -25,8 +26,8 @@ use kyc_store::images::Recorded;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Image references the broker sends ahead on the images lane. Each is handled
-/// on its own (a small transaction and an object delete at most).
+/// Image references the broker sends ahead on the images lane, and handled at
+/// once (each a small transaction, an object delete at most, and a confirm).
 const IMAGES_PREFETCH: u16 = 16;
 
 /// What became of one reference, for the metrics.
@@ -63,40 +64,22 @@ impl Worker {
             )
             .await?;
         tracing::info!(queue = %queue, "consuming");
+        // References are independent (the store orders two of one submission
+        // and kind by their receive time), so up to the prefetch are handled at
+        // once: each waits on its own transaction and confirm, not on the others.
         let result = async {
+            let mut handling = FuturesUnordered::new();
             loop {
-                let next = tokio::select! {
+                tokio::select! {
                     () = stop.cancelled() => return Ok::<(), anyhow::Error>(()),
-                    next = consumer.next() => next,
-                };
-                let Some(delivery) = next else {
-                    anyhow::bail!("the images consumer was cancelled by the broker");
-                };
-                let delivery = delivery?;
-                let mut delays = kyc_bus::backoff();
-                loop {
-                    match self.handle_image(&delivery, images, publisher).await {
-                        Ok(handled) => {
-                            metrics::counter!("kyc_worker_images_total", "outcome" => match handled {
-                                Handled::Stored => "stored",
-                                Handled::Unused => "unused",
-                                Handled::DeadLettered => "dead_lettered",
-                            })
-                            .increment(1);
-                            break;
-                        }
-                        Err(e) => {
-                            let delay = delays.next().unwrap_or(Duration::from_secs(5));
-                            tracing::warn!(error = %e, ?delay, "image reference not handled; retrying");
-                            tokio::select! {
-                                // Unacknowledged: it returns to the queue.
-                                () = stop.cancelled() => return Ok(()),
-                                () = tokio::time::sleep(delay) => {}
-                            }
-                        }
+                    Some(handled) = handling.next(), if !handling.is_empty() => handled?,
+                    next = consumer.next(), if handling.len() < usize::from(IMAGES_PREFETCH) => {
+                        let Some(delivery) = next else {
+                            anyhow::bail!("the images consumer was cancelled by the broker");
+                        };
+                        handling.push(self.settle_image(delivery?, images, publisher, stop));
                     }
                 }
-                delivery.acker.ack(BasicAckOptions::default()).await?;
             }
         }
         .await;
@@ -106,6 +89,42 @@ impl Worker {
         let _ =
             tokio::time::timeout(Duration::from_secs(2), channel.close(200, "bye".into())).await;
         result
+    }
+
+    /// Handles one reference, retrying with back-off while the database or the
+    /// broker does not answer, then acknowledges it. On `stop` it returns
+    /// without the ack: the reference goes back to the queue.
+    async fn settle_image(
+        &self,
+        delivery: Delivery,
+        images: &ImageStore,
+        publisher: &Publisher,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut delays = kyc_bus::backoff();
+        loop {
+            match self.handle_image(&delivery, images, publisher).await {
+                Ok(handled) => {
+                    metrics::counter!("kyc_worker_images_total", "outcome" => match handled {
+                        Handled::Stored => "stored",
+                        Handled::Unused => "unused",
+                        Handled::DeadLettered => "dead_lettered",
+                    })
+                    .increment(1);
+                    break;
+                }
+                Err(e) => {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(error = %e, ?delay, "image reference not handled; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        Ok(())
     }
 
     /// Handles one reference up to (not including) its ack. `Err` is worth a

@@ -186,7 +186,7 @@ async fn store_all(
     uploads: Vec<Upload>,
 ) -> Result<(), ApiError> {
     let images = &app.images;
-    let references: Vec<(ImageReferenceV1, Vec<u8>)> = uploads
+    let (references, sealed): (Vec<ImageReferenceV1>, Vec<Vec<u8>>) = uploads
         .into_iter()
         .map(|u| {
             let object_key = kyc_images::new_object_key();
@@ -206,17 +206,18 @@ async fn store_all(
             };
             (reference, sealed)
         })
-        .collect();
+        .unzip();
     let written = futures_util::future::join_all(
         references
             .iter()
-            .map(|(r, sealed)| images.store.put(&r.object_key, sealed.clone())),
+            .zip(sealed)
+            .map(|(r, sealed)| images.store.put(&r.object_key, sealed)),
     )
     .await;
     if let Some(Err(e)) = written.iter().find(|w| w.is_err()) {
         tracing::warn!(error = %e, "image store write failed");
         let unavailable = ApiError::Unavailable(Unavailable::Images(e.to_string()));
-        for ((r, _), w) in references.iter().zip(&written) {
+        for (r, w) in references.iter().zip(&written) {
             if w.is_ok() {
                 images.store.delete_best_effort(&r.object_key).await;
             }
@@ -224,9 +225,9 @@ async fn store_all(
         return Err(unavailable);
     }
     let published =
-        futures_util::future::join_all(references.iter().map(|(r, _)| publish(app, r))).await;
+        futures_util::future::join_all(references.iter().map(|r| publish(app, r))).await;
     let mut failure = None;
-    for ((r, _), outcome) in references.iter().zip(published) {
+    for (r, outcome) in references.iter().zip(published) {
         if let Err(e) = outcome {
             images.store.delete_best_effort(&r.object_key).await;
             failure.get_or_insert(e);
