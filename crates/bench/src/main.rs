@@ -31,7 +31,7 @@
 //!   [`raw_publish`]; and [`ours`], our intake and worker started in-process;
 //! - [`report`]: the table / JSON output and peak memory;
 //! - one module per subcommand: [`intake`], [`e2e`], [`pipeline`], [`broker`],
-//!   [`webhooks`], [`images`].
+//!   [`webhooks`], [`images`], [`lanes`].
 
 mod bare_intake;
 mod bare_worker;
@@ -40,6 +40,7 @@ mod e2e;
 mod env;
 mod images;
 mod intake;
+mod lanes;
 mod list;
 mod load;
 mod ours;
@@ -94,6 +95,10 @@ pub enum BenchCommand {
     /// Image uploads per second (200 KB JPEGs) through `PUT
     /// /v3/submission/image` vs raw writes to the image store.
     Images(images::ImagesArgs),
+    /// Time-to-persisted of single submissions (`?wait`) at a fixed rate: idle,
+    /// during a push in batch messages (bulk lane), and during a push of one
+    /// message per record (no lanes).
+    Lanes(lanes::LanesArgs),
 }
 
 /// Flags every bench takes.
@@ -123,6 +128,7 @@ async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::List(args) => list::run(settings, args).await?,
         BenchCommand::Webhooks(args) => webhooks::run(settings, args).await?,
         BenchCommand::Images(args) => images::run(settings, args).await?,
+        BenchCommand::Lanes(args) => lanes::run(settings, args).await?,
     };
     report.print();
     Ok(())
