@@ -41,11 +41,50 @@ pub struct LinkOptions {
 struct Live {
     generation: u64,
     connection: Connection,
-    channels: Vec<Channel>,
+    channels: Vec<Slot>,
     next: AtomicUsize,
     /// The broker blocked publishing (memory or disk alarm).
     blocked: AtomicBool,
 }
+
+/// One publishing channel of a live connection, replaceable on its own.
+#[derive(Debug)]
+struct Slot {
+    channel: std::sync::Mutex<Channel>,
+    /// Publish rounds on it refused (nacked) in a row, none confirmed since.
+    refused: AtomicU64,
+    /// A replacement is being opened.
+    replacing: AtomicBool,
+}
+
+impl Slot {
+    fn new(channel: Channel) -> Slot {
+        Slot {
+            channel: std::sync::Mutex::new(channel),
+            refused: AtomicU64::new(0),
+            replacing: AtomicBool::new(false),
+        }
+    }
+
+    fn channel(&self) -> Channel {
+        self.channel
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Refused publish rounds in a row on one channel after which it is replaced
+/// by a fresh one. A quorum queue can go on refusing a channel opened while
+/// its leader moved — seen with RabbitMQ 3.10 when a cluster node is killed: a
+/// client that reconnected to another node in that instant had every publish
+/// nacked for as long as it kept its channels, while fresh channels were
+/// served. A queue that is full (`reject-publish`) refuses fresh channels too:
+/// then this only costs a channel now and then.
+const REFUSED_ROUNDS_BEFORE_NEW_CHANNEL: u64 = 4;
+
+/// How long a replaced channel stays open for the confirms still due on it.
+const REPLACED_CHANNEL_GRACE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 enum State {
@@ -60,6 +99,8 @@ pub(crate) struct Lease {
     pub channel: Channel,
     pub generation: u64,
     pub blocked: bool,
+    /// Which publishing channel of the connection it is.
+    pub slot: usize,
 }
 
 /// Handle to a supervised connection. Cheap to clone.
@@ -124,12 +165,46 @@ impl Link {
             State::Up(live) => {
                 let i = live.next.fetch_add(1, Ordering::Relaxed) % live.channels.len();
                 Some(Lease {
-                    channel: live.channels[i].clone(),
+                    channel: live.channels[i].channel(),
                     generation: live.generation,
                     blocked: live.blocked.load(Ordering::Relaxed),
+                    slot: i,
                 })
             }
             State::Down => None,
+        }
+    }
+
+    /// A publish round on `lease` was refused (nacked) with nothing confirmed:
+    /// after [`REFUSED_ROUNDS_BEFORE_NEW_CHANNEL`] such rounds in a row, the
+    /// channel is replaced by a fresh one of the same connection.
+    pub(crate) fn report_refused(&self, lease: &Lease) {
+        let live = match &*self.state.borrow() {
+            State::Up(live) if live.generation == lease.generation => live.clone(),
+            _ => return,
+        };
+        let Some(slot) = live.channels.get(lease.slot) else {
+            return;
+        };
+        let rounds = slot.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if rounds < REFUSED_ROUNDS_BEFORE_NEW_CHANNEL || slot.replacing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let index = lease.slot;
+        tokio::spawn(async move {
+            replace_channel(&live, index).await;
+        });
+    }
+
+    /// A publish on `lease` was confirmed: its channel's refusals are over.
+    pub(crate) fn report_confirmed(&self, lease: &Lease) {
+        if let State::Up(live) = &*self.state.borrow()
+            && live.generation == lease.generation
+            && let Some(slot) = live.channels.get(lease.slot)
+            && slot.refused.load(Ordering::Relaxed) != 0
+        {
+            slot.refused.store(0, Ordering::Relaxed);
         }
     }
 
@@ -256,13 +331,7 @@ async fn establish(
     let events: EventStream = Box::pin(connection.events_listener());
     let mut channels = Vec::with_capacity(options.channels.max(1));
     for _ in 0..options.channels.max(1) {
-        let channel = connection.create_channel().await?;
-        // Confirms on every publishing channel: success is a broker ack, never
-        // "the bytes left our socket".
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        channels.push(channel);
+        channels.push(Slot::new(confirming_channel(&connection).await?));
     }
     Ok((
         Live {
@@ -275,4 +344,44 @@ async fn establish(
         events,
         address,
     ))
+}
+
+/// A channel of `connection` in publisher-confirm mode: success is a broker
+/// ack, never "the bytes left our socket".
+async fn confirming_channel(connection: &Connection) -> Result<Channel, lapin::Error> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}
+
+/// Opens a fresh publishing channel in slot `index` of `live`; the old one is
+/// closed once the confirms still due on it have had their time. On failure
+/// the slot keeps its channel (a broken connection is the supervisor's).
+async fn replace_channel(live: &Live, index: usize) {
+    let slot = &live.channels[index];
+    match confirming_channel(&live.connection).await {
+        Ok(fresh) => {
+            let old = std::mem::replace(
+                &mut *slot
+                    .channel
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                fresh,
+            );
+            slot.refused.store(0, Ordering::Relaxed);
+            tracing::warn!(
+                generation = live.generation,
+                channel = index,
+                "every publish on a channel was refused; replaced it with a fresh one"
+            );
+            tokio::spawn(async move {
+                tokio::time::sleep(REPLACED_CHANNEL_GRACE).await;
+                let _ = old.close(200, "replaced".into()).await;
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "could not open a replacement channel"),
+    }
+    slot.replacing.store(false, Ordering::Release);
 }

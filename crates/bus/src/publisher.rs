@@ -141,7 +141,21 @@ impl Publisher {
         if outcome.as_ref().is_err_and(PublishError::breaks_channel) {
             self.link.report_failure(lease.generation);
         }
+        self.note_refusals(&lease, std::slice::from_ref(&outcome));
         outcome
+    }
+
+    /// Tells the link about rounds where the broker refused everything on a
+    /// channel (see [`Link::report_refused`]); a confirm ends the count.
+    fn note_refusals(&self, lease: &crate::link::Lease, outcomes: &[Result<(), PublishError>]) {
+        if outcomes.iter().any(Result::is_ok) {
+            self.link.report_confirmed(lease);
+        } else if outcomes
+            .iter()
+            .any(|o| matches!(o, Err(PublishError::Nacked)))
+        {
+            self.link.report_refused(lease);
+        }
     }
 
     /// Publishes several messages on one channel, all in flight at once, under one
@@ -202,6 +216,7 @@ impl Publisher {
         {
             self.link.report_failure(lease.generation);
         }
+        self.note_refusals(&lease, &outcomes);
         outcomes
     }
 }
