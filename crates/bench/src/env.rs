@@ -105,7 +105,13 @@ impl BenchEnv {
             .await
             .context("bench database")?;
 
+        let dir = std::env::temp_dir().join(format!("kyc-bench-{tag}"));
         let mut settings = base.clone();
+        if settings.images.backend == kyc_config::settings::ImageBackend::Local {
+            // The run's own folder, removed at cleanup (not `kyc-images` in the
+            // working directory).
+            settings.images.local_dir = dir.join("images");
+        }
         settings.database.url = SecretString::from(db.url().to_owned());
         settings.amqp.prefix = prefix.clone();
         settings.http.addr = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -155,7 +161,7 @@ impl BenchEnv {
 
         Ok(BenchEnv {
             settings,
-            dir: std::env::temp_dir().join(format!("kyc-bench-{tag}")),
+            dir,
             amqp_url,
             store,
             ours,

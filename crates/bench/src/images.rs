@@ -94,10 +94,7 @@ pub async fn run(settings: &Settings, args: ImagesArgs) -> anyhow::Result<Report
         report.param("images", args.images);
         report.param("kb", args.kb);
         report.param("concurrency", args.concurrency);
-        let mut settings = env.settings.clone();
-        if settings.images.backend == ImageBackend::Local {
-            settings.images.local_dir = env.dir.join("images");
-        }
+        let settings = env.settings.clone();
         report.param(
             "backend",
             match settings.images.backend {
