@@ -35,6 +35,8 @@ pub enum Table {
     Submissions,
     /// The bare worker's [`SCRATCH_TABLE`].
     Scratch,
+    /// `submission_images`.
+    Images,
 }
 
 impl Table {
@@ -42,6 +44,7 @@ impl Table {
         match self {
             Table::Submissions => "submissions",
             Table::Scratch => SCRATCH_TABLE,
+            Table::Images => "submission_images",
         }
     }
 }

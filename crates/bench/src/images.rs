@@ -17,8 +17,7 @@
 //! The submissions the images belong to are stored first (not timed).
 
 use crate::Common;
-use crate::env::BenchEnv;
-use crate::env::with_env;
+use crate::env::{BenchEnv, Table, with_env};
 use crate::record;
 use crate::report::{Phase, Ratio, Report, Role, memory::Peak};
 use futures_util::StreamExt;
@@ -136,12 +135,8 @@ pub async fn run(settings: &Settings, args: ImagesArgs) -> anyhow::Result<Report
             .await
             .into_iter()
             .collect::<anyhow::Result<_>>()?;
-        env.wait_rows(
-            crate::env::Table::Submissions,
-            n as u64,
-            Duration::from_secs(300),
-        )
-        .await?;
+        env.wait_rows(Table::Submissions, n as u64, Duration::from_secs(300))
+            .await?;
         // The intake is measured alone; the worker comes back afterwards.
         worker.shutdown().await?;
         // A few distinct images, used in turn: an image is stored once per
@@ -213,7 +208,9 @@ pub async fn run(settings: &Settings, args: ImagesArgs) -> anyhow::Result<Report
         let peak = Peak::start();
         let started = Instant::now();
         let worker = kyc_testkit::run::start_worker(&settings, env.stop.child_token())?;
-        let recorded = wait_image_rows(env, n).await?;
+        let recorded = env
+            .wait_rows(Table::Images, n as u64, Duration::from_secs(600))
+            .await?;
         let mut recording = Phase::new(
             "worker: references recorded, events published",
             Role::Ours,
@@ -229,22 +226,4 @@ pub async fn run(settings: &Settings, args: ImagesArgs) -> anyhow::Result<Report
         Ok(report)
     })
     .await
-}
-
-/// Waits until the worker has recorded `n` images; when that was seen.
-async fn wait_image_rows(env: &BenchEnv, n: usize) -> anyhow::Result<Instant> {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM submission_images")
-            .fetch_one(env.store.pool())
-            .await?;
-        if rows >= n as i64 {
-            return Ok(Instant::now());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {rows} of {n} images recorded after 10 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

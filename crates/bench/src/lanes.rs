@@ -23,11 +23,7 @@ use crate::load::{Load, Plan};
 use crate::ours::{OurIntake, OurWorker};
 use crate::record;
 use crate::report::{Report, Role, memory::Peak};
-use clap::{Args, FromArgMatches};
-use kyc_cli::push::PushArgs;
 use kyc_config::Settings;
-use std::io::Write;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -95,9 +91,16 @@ pub async fn run(settings: &Settings, args: LanesArgs) -> anyhow::Result<Report>
                 "batch"
             };
             let file = env.dir.join(format!("{tag}.jsonl"));
-            write_file(&file, tag, args.records)?;
+            std::fs::create_dir_all(&env.dir)?;
+            record::write_jsonl_tagged(&file, tag, args.records)?;
             let before = env.rows(Table::Submissions).await?;
-            let push = push_args(&file, &env.api_key, batch_size)?;
+            let push = crate::pipeline::push_args(
+                &file,
+                &env.dir.join(format!("{tag}.results.jsonl")),
+                &env.api_key,
+                1000,
+                batch_size.unwrap_or(kyc_cli::push::DEFAULT_BATCH_SIZE),
+            )?;
             let settings = env.settings.clone();
             let peak = Peak::start();
             let started = Instant::now();
@@ -131,34 +134,4 @@ pub async fn run(settings: &Settings, args: LanesArgs) -> anyhow::Result<Report>
         Ok(report)
     })
     .await
-}
-
-/// `n` valid records, userids `<tag>-<i>`, as JSON Lines.
-fn write_file(path: &Path, tag: &str, n: u64) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for i in 0..n {
-        serde_json::to_writer(&mut out, &record::full(&format!("{tag}-{i}")))?;
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-/// The push's arguments as `kycctl push` parses them (defaults included).
-fn push_args(file: &Path, api_key: &str, batch_size: Option<usize>) -> anyhow::Result<PushArgs> {
-    let mut argv = vec![
-        "push".to_owned(),
-        file.display().to_string(),
-        "--api-key".to_owned(),
-        api_key.to_owned(),
-    ];
-    if let Some(size) = batch_size {
-        argv.push("--batch-size".to_owned());
-        argv.push(size.to_string());
-    }
-    let matches = PushArgs::augment_args(clap::Command::new("push")).try_get_matches_from(argv)?;
-    Ok(PushArgs::from_arg_matches(&matches)?)
 }

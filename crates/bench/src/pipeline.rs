@@ -305,7 +305,7 @@ fn median(mut rounds: Vec<(Phase, bool)>) -> (Phase, bool) {
 
 /// `kycctl push FILE --api-key … --results … --window … --batch-size …`, parsed by push's own
 /// flag definitions so every other flag keeps its default.
-fn push_args(
+pub(crate) fn push_args(
     file: &Path,
     results: &Path,
     api_key: &str,

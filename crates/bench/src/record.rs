@@ -23,9 +23,15 @@ pub fn body() -> bytes::Bytes {
 
 /// Writes `n` records (distinct `userid`s) as JSON Lines.
 pub fn write_jsonl(path: &Path, n: u64) -> std::io::Result<()> {
+    write_jsonl_tagged(path, "user", n)
+}
+
+/// Writes `n` records as JSON Lines, `userid`s `<tag>-<i>`: files with
+/// different tags name different submissions.
+pub fn write_jsonl_tagged(path: &Path, tag: &str, n: u64) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     for i in 0..n {
-        serde_json::to_writer(&mut out, &full(&format!("user-{i}")))?;
+        serde_json::to_writer(&mut out, &full(&format!("{tag}-{i}")))?;
         out.write_all(b"\n")?;
     }
     out.flush()
