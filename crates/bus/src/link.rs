@@ -101,6 +101,8 @@ pub(crate) struct Lease {
     pub blocked: bool,
     /// Which publishing channel of the connection it is.
     pub slot: usize,
+    /// The connection it came from, for the refusal count of its slot.
+    live: Arc<Live>,
 }
 
 /// Handle to a supervised connection. Cheap to clone.
@@ -169,6 +171,7 @@ impl Link {
                     generation: live.generation,
                     blocked: live.blocked.load(Ordering::Relaxed),
                     slot: i,
+                    live: live.clone(),
                 })
             }
             State::Down => None,
@@ -179,13 +182,8 @@ impl Link {
     /// after [`REFUSED_ROUNDS_BEFORE_NEW_CHANNEL`] such rounds in a row, the
     /// channel is replaced by a fresh one of the same connection.
     pub(crate) fn report_refused(&self, lease: &Lease) {
-        let live = match &*self.state.borrow() {
-            State::Up(live) if live.generation == lease.generation => live.clone(),
-            _ => return,
-        };
-        let Some(slot) = live.channels.get(lease.slot) else {
-            return;
-        };
+        let live = lease.live.clone();
+        let slot = &live.channels[lease.slot];
         let rounds = slot.refused.fetch_add(1, Ordering::Relaxed) + 1;
         if rounds < REFUSED_ROUNDS_BEFORE_NEW_CHANNEL || slot.replacing.swap(true, Ordering::AcqRel)
         {
@@ -198,12 +196,10 @@ impl Link {
     }
 
     /// A publish on `lease` was confirmed: its channel's refusals are over.
+    /// On every publish: one atomic load, no lock.
     pub(crate) fn report_confirmed(&self, lease: &Lease) {
-        if let State::Up(live) = &*self.state.borrow()
-            && live.generation == lease.generation
-            && let Some(slot) = live.channels.get(lease.slot)
-            && slot.refused.load(Ordering::Relaxed) != 0
-        {
+        let slot = &lease.live.channels[lease.slot];
+        if slot.refused.load(Ordering::Relaxed) != 0 {
             slot.refused.store(0, Ordering::Relaxed);
         }
     }
