@@ -48,7 +48,7 @@ impl Default for ImageArgs {
 const MAX_FILE_BYTES: u64 = 64 << 20;
 
 /// Sends records' images to the intake.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Uploader {
     http: reqwest::Client,
     url: String,

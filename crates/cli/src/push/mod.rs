@@ -195,7 +195,7 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
         expected_rx,
         Duration::from_secs(args.idle_timeout),
         uploader.map(|uploader| Uploads {
-            uploader,
+            uploader: Arc::new(uploader),
             pending: pending.clone(),
             slots: Arc::new(Semaphore::new(args.images.image_concurrency)),
         }),
@@ -404,7 +404,7 @@ impl PendingImages {
 
 /// What the collector needs to upload images.
 struct Uploads {
-    uploader: images::Uploader,
+    uploader: Arc<images::Uploader>,
     pending: PendingImages,
     /// Uploads in flight at once (`--image-concurrency`).
     slots: Arc<Semaphore>,
