@@ -149,8 +149,15 @@ async fn image_failures_are_told_per_line_and_resume_uploads_only_what_is_missin
         ),
         // 2: a file not there yet.
         line("img-2", &[("selfieImage", "@later.png")]),
-        // 3: not an image by its bytes: the intake's own answer.
-        line("img-3", &[("addressImage", &BASE64.encode(b"plain text"))]),
+        // 3: not an image by its bytes: the intake refuses the call with
+        // both images, then each alone, so the selfie is stored all the same.
+        line(
+            "img-3",
+            &[
+                ("selfieImage", &png),
+                ("addressImage", &BASE64.encode(b"plain text")),
+            ],
+        ),
         // 4: a rejected record's images are not sent.
         rejected.to_string(),
         // 5: no images at all.
@@ -169,7 +176,7 @@ async fn image_failures_are_told_per_line_and_resume_uploads_only_what_is_missin
     push_args.images.intake_url = Some(format!("http://{}", intake.addr.unwrap()));
     let report = push::run(&settings, push_args.clone()).await.unwrap();
     assert_eq!((report.accepted, report.rejected), (4, 1));
-    assert_eq!((report.images_stored, report.images_failed), (1, 3));
+    assert_eq!((report.images_stored, report.images_failed), (2, 3));
     let results = last_results(&report.results);
     assert_eq!(
         image_status(&results[&1]),
@@ -184,13 +191,16 @@ async fn image_failures_are_told_per_line_and_resume_uploads_only_what_is_missin
     );
     assert_eq!(
         image_status(&results[&3]),
-        BTreeMap::from([("addressImage", ("failed", Some("invalid_data")))])
+        BTreeMap::from([
+            ("addressImage", ("failed", Some("invalid_data"))),
+            ("selfieImage", ("stored", None))
+        ])
     );
     assert_eq!(results[&4].error_code.as_deref(), Some("missing_data"));
     assert!(results[&4].images.is_empty());
     assert!(results[&5].images.is_empty());
-    eventually(Duration::from_secs(10), "the one stored image", || async {
-        (image_count(&env, project).await == 1).then_some(())
+    eventually(Duration::from_secs(10), "the two stored images", || async {
+        (image_count(&env, project).await == 2).then_some(())
     })
     .await;
 
@@ -210,8 +220,41 @@ async fn image_failures_are_told_per_line_and_resume_uploads_only_what_is_missin
         image_status(&results[&1])["idImage"],
         ("failed", Some("invalid_image_path"))
     );
-    eventually(Duration::from_secs(10), "two stored images", || async {
-        (image_count(&env, project).await == 2).then_some(())
+    eventually(Duration::from_secs(10), "three stored images", || async {
+        (image_count(&env, project).await == 3).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_the_intake_answers_429_are_retried_until_stored() {
+    let env = TestEnv::new().await;
+    let (mut settings, _store_dir) = with_image_dir(&env);
+    // One request per second for the project: most of the 8 concurrent
+    // uploads are refused 429 at first and must be retried to be stored.
+    settings.http.rate_limit_per_second = 1;
+    let (project, key) = env.project(false).await;
+    let intake = env.start_intake_with(&settings).await;
+    let _worker = env.start_worker_with(&settings).await;
+    let dir = temp_dir(&env);
+    const N: usize = 6;
+    let lines: Vec<String> = (0..N)
+        .map(|i| {
+            let mut line = record(&format!("img-limited-{i}"));
+            line["selfieImage"] = BASE64.encode(PNG).into();
+            line.to_string()
+        })
+        .collect();
+    let file = write_file(&dir, "limited.jsonl", &lines);
+    let mut push_args = args(&file, &key);
+    push_args.images.intake_url = Some(format!("http://{}", intake.addr.unwrap()));
+    let report = push::run(&settings, push_args).await.unwrap();
+    assert_eq!(
+        (report.accepted, report.images_stored, report.images_failed),
+        (N as u64, N as u64, 0)
+    );
+    eventually(Duration::from_secs(20), "every image recorded", || async {
+        (image_count(&env, project).await == N as i64).then_some(())
     })
     .await;
 }
