@@ -2,12 +2,15 @@
 //! result per line with the right code whatever the batch size, ids per record
 //! so that pushing again with another batch size stores nothing twice, the
 //! whole batch sealed in the §7 envelope, and a record the database refuses
-//! dead-lettered alone while the rest of its batch is stored.
+//! dead-lettered alone while the rest of its batch is stored. The result
+//! events of batch records travel grouped (`kyc.result-batch.v1`), one event per
+//! record all the same.
 
 use crate::dead_letters::refuse_poison_rows;
 use crate::push::{args, cases, read_results, temp_dir, write_file};
 use kyc_cli::dlq::{self, Selection};
 use kyc_cli::push::{self, ResultLine};
+use kyc_testkit::amqp::Tap;
 use kyc_testkit::{TestEnv, eventually, record};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -83,6 +86,53 @@ async fn batches_answer_every_line_and_another_batch_size_stores_nothing_twice()
     );
     assert!(env.duplicated_userids().await.is_empty());
     assert_eq!(env.rows_per_userid().await.len(), valid as usize);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_of_batch_records_come_grouped_one_per_record() {
+    let env = TestEnv::new().await;
+    let (project, key) = env.project(false).await;
+    let mut events = Tap::events(&env.topology).await;
+    let _worker = env.start_worker().await;
+    let dir = temp_dir(&env);
+    let mut lines: Vec<String> = cases().into_iter().map(|c| c.line).collect();
+    lines.extend((0..40).map(|i| record(&format!("g-{i}")).to_string()));
+    let file = write_file(&dir, "grouped.jsonl", &lines);
+    let mut push_args = args(&file, &key);
+    push_args.batch_size = 9;
+    push::run(&env.settings, push_args).await.unwrap();
+    let results = read_results(&push::default_results_path(&file));
+    assert_eq!(results.len(), lines.len());
+
+    // Every line's result is announced, once: as many events as lines, each
+    // the verdict its line got.
+    let mut seen = BTreeMap::new();
+    let mut received = 0;
+    while seen.len() < results.len() {
+        let Some((_, event)) = events.next(Duration::from_secs(30)).await else {
+            panic!("only {} of {} events", seen.len(), results.len())
+        };
+        received += 1;
+        seen.insert(event.submission_id, event);
+    }
+    assert_eq!(received, results.len(), "an event announced twice");
+    for line in results.values() {
+        let event = &seen[&line.submission_id];
+        assert_eq!(event.project_id, project);
+        assert_eq!(
+            (event.event.status(), event.error_code.map(|c| c.as_str())),
+            (line.status.as_str(), line.error_code.as_deref()),
+            "line {}",
+            line.line
+        );
+    }
+    // In fewer messages than records: grouped per kind and project.
+    assert!(
+        (1..results.len() / 2).contains(&events.grouped_messages),
+        "{} grouped messages for {} records",
+        events.grouped_messages,
+        results.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -216,6 +216,64 @@ async fn a_submission_reaches_the_projects_webhook_signed() {
     assert_eq!(attempts, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_records_announced_grouped_get_one_webhook_each() {
+    let env = TestEnv::new().await;
+    let settings = dispatcher_settings(&env.settings, "0,100,200");
+    let intake = env.start_intake().await;
+    let _worker = env.start_worker().await;
+    let _dispatcher = start_dispatcher(&settings);
+    let (project, api_key) = env.project(false).await;
+    let receiver = Receiver::start(|_| Answer::Status(200)).await;
+    let (_, secret) = add_endpoint(&env, project, &receiver.url()).await;
+
+    // One batch request: its records' results travel as grouped events.
+    let mut stranger = record("grouped-stranger");
+    stranger["admin"] = "stranger@example.com".into();
+    let mut records: Vec<serde_json::Value> =
+        (0..20).map(|i| record(&format!("grouped-{i}"))).collect();
+    records.push(stranger);
+    let api = Api::new(intake.addr.expect("the intake's address"));
+    let reply = api
+        .post(
+            "/v3/submission/migration/batch",
+            Some(&api_key),
+            serde_json::to_vec(&records).expect("json"),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let queued: BTreeSet<String> = reply.body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["submissionId"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(queued.len(), 20, "the stranger is refused at the edge");
+
+    eventually(DELIVERY_TIMEOUT, "a webhook per record", || async {
+        (receiver.count() >= queued.len()).then_some(())
+    })
+    .await;
+    let got = receiver.received();
+    assert_eq!(got.len(), queued.len(), "one POST per event: {got:?}");
+    let delivered: BTreeSet<String> = got
+        .iter()
+        .map(|hook| {
+            assert!(verifies(&secret, hook), "{hook:?}");
+            let body = hook.json();
+            assert_eq!(body["type"], "submission.accepted");
+            body["data"]["submissionId"]
+                .as_str()
+                .expect("an id")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(delivered, queued, "each record's webhook, once");
+    let ids: BTreeSet<&str> = got.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), got.len(), "a webhook-id per event");
+}
+
 /// The `standardwebhooks` package from PyPI verifies the request, when
 /// `target/schemathesis-venv` has it (`scripts/webhooks-venv` installs it; CI
 /// runs that before the tests, and under `CI` its absence fails the test).

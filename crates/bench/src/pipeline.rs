@@ -120,7 +120,7 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
             "ceiling: raw publish → bare worker (UNNEST of id+jsonb, one event per row); \
              raw publish + worker: the same feed → our worker (validate, typed columns, sealed \
              PII, one event per record); push + worker: kycctl push (headers, message ids, \
-             reply queue) → our worker (event per record, one batched reply per batch)"
+             reply queue) → our worker (events grouped per kind and project, one batched reply per batch)"
                 .to_owned(),
         );
         Ok(report)

@@ -337,6 +337,48 @@ pub fn encode_reply_batch<'a>(
     out
 }
 
+/// The AMQP `type` property of a [`ResultBatchEventV1`] on the events exchange.
+pub const RESULT_BATCH_TYPE: &str = "kyc.result-batch.v1";
+
+/// Several result events of one project and one kind in one message of the
+/// events exchange (AMQP `type` [`RESULT_BATCH_TYPE`], the routing key of the
+/// events it carries): how the results of bulk records are announced
+/// (`docs/api.md` §6). Each event is exactly the [`ResultEventV1`] a single
+/// message would have had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultBatchEventV1 {
+    /// The events, in no particular order.
+    pub events: Vec<ResultEventV1>,
+}
+
+/// The result events a message of the events exchange carries: one for a plain
+/// result event, several for a [`ResultBatchEventV1`] (told apart by the message
+/// `type`).
+pub fn decode_events(
+    kind: Option<&str>,
+    body: &[u8],
+) -> Result<Vec<ResultEventV1>, serde_json::Error> {
+    if kind == Some(RESULT_BATCH_TYPE) {
+        return Ok(serde_json::from_slice::<ResultBatchEventV1>(body)?.events);
+    }
+    Ok(vec![serde_json::from_slice(body)?])
+}
+
+/// The body of a [`ResultBatchEventV1`] built from result events already
+/// serialised (each the JSON of one [`ResultEventV1`]), without parsing them again.
+pub fn encode_result_batch<'a>(events: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(br#"{"events":["#);
+    for (i, event) in events.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(event);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
 mod batch;
 pub use batch::{
     BatchRecordV1, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, SUBMISSION_BATCH_ROUTING_KEY,

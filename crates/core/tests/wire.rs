@@ -232,6 +232,30 @@ fn an_encoded_batch_reads_back_as_the_same_results() {
     );
 }
 
+#[test]
+fn a_result_batch_event_reads_back_as_the_events_it_was_built_from() {
+    let accepted = ResultEventV1::accepted(SUBMISSION, PROJECT, AT);
+    let mut other = ResultEventV1::accepted(PROJECT, PROJECT, AT);
+    other.idempotency_key = Some("k \"1\"".into());
+    let bodies = [
+        serde_json::to_vec(&accepted).unwrap(),
+        serde_json::to_vec(&other).unwrap(),
+    ];
+    let body = wire::encode_result_batch(bodies.iter().map(Vec::as_slice));
+    let value: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(value["events"][1]["idempotencyKey"], "k \"1\"");
+    let events = wire::decode_events(Some(wire::RESULT_BATCH_TYPE), &body).unwrap();
+    assert_eq!(events, vec![accepted.clone(), other]);
+    // A plain event (no type, or another type) is one event; a batch read as a
+    // plain event is not one.
+    assert_eq!(
+        wire::decode_events(None, &bodies[0]).unwrap(),
+        vec![accepted]
+    );
+    assert!(wire::decode_events(None, &body).is_err());
+    assert!(wire::decode_events(Some(wire::RESULT_BATCH_TYPE), &bodies[0]).is_err());
+}
+
 // ---------------------------------------------------------------------------
 // Submission headers
 // ---------------------------------------------------------------------------

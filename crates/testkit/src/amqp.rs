@@ -67,6 +67,10 @@ pub fn with_api_key(api_key: &str) -> BasicProperties {
 pub struct Tap {
     pub queue: String,
     consumer: Consumer,
+    /// Events of a `kyc.result-batch.v1` message not yet handed out by `next`.
+    pending: std::collections::VecDeque<ResultEventV1>,
+    /// How many `kyc.result-batch.v1` messages `next` has read.
+    pub grouped_messages: usize,
     _connection: Connection,
 }
 
@@ -103,14 +107,21 @@ impl Tap {
         Tap {
             queue: name,
             consumer,
+            pending: std::collections::VecDeque::new(),
+            grouped_messages: 0,
             _connection: connection,
         }
     }
 
-    /// The next message's correlation id and event, or `None` after `timeout`.
-    /// Lifecycle events (`submission.updated`/`.deleted`, AMQP type
-    /// `kyc.lifecycle.v1`) share the exchange and are skipped.
+    /// The next result event and the correlation id of its message, or `None`
+    /// after `timeout`. The events of a grouped message (`kyc.result-batch.v1`)
+    /// come one by one, without a correlation id. Lifecycle events
+    /// (`submission.updated`/`.deleted`, AMQP type `kyc.lifecycle.v1`) share the
+    /// exchange and are skipped.
     pub async fn next(&mut self, timeout: Duration) -> Option<(Option<String>, ResultEventV1)> {
+        if let Some(event) = self.pending.pop_front() {
+            return Some((None, event));
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         let delivery = loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -118,13 +129,19 @@ impl Tap {
                 .await
                 .ok()??
                 .ok()?;
-            let lifecycle = delivery
-                .properties
-                .kind()
-                .as_ref()
-                .is_some_and(|k| k.as_str() == "kyc.lifecycle.v1");
-            if !lifecycle {
-                break delivery;
+            let kind = delivery.properties.kind().as_ref().map(|k| k.to_string());
+            match kind.as_deref() {
+                Some("kyc.lifecycle.v1") => continue,
+                Some(kyc_core::wire::RESULT_BATCH_TYPE) => {
+                    let events = kyc_core::wire::decode_events(kind.as_deref(), &delivery.data)
+                        .expect("grouped result events are valid JSON");
+                    self.grouped_messages += 1;
+                    self.pending.extend(events);
+                    if let Some(event) = self.pending.pop_front() {
+                        return Some((None, event));
+                    }
+                }
+                _ => break delivery,
             }
         };
         let correlation = delivery

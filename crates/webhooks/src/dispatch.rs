@@ -191,11 +191,14 @@ impl Dispatcher {
                 }
                 let mut events: Vec<NewWebhookEvent> = Vec::with_capacity(batch.len());
                 for delivery in &batch {
-                    match route(delivery.routing_key.as_str(), &delivery.data) {
-                        Routed::Event(event) => {
-                            metrics::counter!("kyc_webhook_events_total", "type" => event.event_type.clone())
-                                .increment(1);
-                            events.push(event);
+                    let message_type = delivery.properties.kind().as_ref().map(|k| k.as_str());
+                    match route(delivery.routing_key.as_str(), message_type, &delivery.data) {
+                        Routed::Events(routed) => {
+                            for event in routed {
+                                metrics::counter!("kyc_webhook_events_total", "type" => event.event_type.clone())
+                                    .increment(1);
+                                events.push(event);
+                            }
                         }
                         Routed::Unknown => {
                             metrics::counter!("kyc_webhook_events_total", "type" => "unknown")

@@ -2,7 +2,7 @@
 //! endpoint receives, routed by the message's kind. Ids and outcome only, never
 //! personal data.
 
-use kyc_core::wire::{EventKind, ResultEventV1};
+use kyc_core::wire::{EventKind, ResultEventV1, decode_events};
 use kyc_store::webhooks::NewWebhookEvent;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
@@ -15,8 +15,9 @@ const EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x6b79_632d_7765_6268_6f6f_6b2d_65
 /// What became of a message of the webhooks queue.
 #[derive(Debug)]
 pub enum Routed {
-    /// An event to deliver.
-    Event(NewWebhookEvent),
+    /// Events to deliver: one for a plain result event, several for a
+    /// `kyc.result-batch.v1` message.
+    Events(Vec<NewWebhookEvent>),
     /// A kind of message no webhook describes (yet): acknowledged and counted.
     Unknown,
     /// A known kind whose body does not parse: acknowledged, counted and logged.
@@ -29,18 +30,17 @@ pub fn webhook_id(event_id: Uuid) -> String {
 }
 
 /// Routes a message of the events exchange by its routing key
-/// (`<type>.<projectId>`), the type being `submission.accepted` and so on.
-pub fn route(routing_key: &str, body: &[u8]) -> Routed {
+/// (`<type>.<projectId>`), the type being `submission.accepted` and so on; its
+/// AMQP `type` tells a single result event from a group of them.
+pub fn route(routing_key: &str, message_type: Option<&str>, body: &[u8]) -> Routed {
     let kind = routing_key
         .rsplit_once('.')
         .map_or(routing_key, |(kind, _)| kind);
     match kind {
-        "submission.accepted" | "submission.rejected" => {
-            match serde_json::from_slice::<ResultEventV1>(body) {
-                Ok(event) => Routed::Event(submission_event(&event)),
-                Err(e) => Routed::Malformed(format!("{kind}: {e}")),
-            }
-        }
+        "submission.accepted" | "submission.rejected" => match decode_events(message_type, body) {
+            Ok(events) => Routed::Events(events.iter().map(submission_event).collect()),
+            Err(e) => Routed::Malformed(format!("{kind}: {e}")),
+        },
         // Later kinds (images, updates, deletions) get their own arm and body.
         _ => Routed::Unknown,
     }
@@ -98,13 +98,16 @@ mod tests {
         event.idempotency_key = Some("k-1".to_owned());
         let key = event.routing_key();
         let body = serde_json::to_vec(&event).expect("json");
-        let Routed::Event(first) = route(&key, &body) else {
+        let Routed::Events(first) = route(&key, None, &body) else {
             panic!("routed")
         };
-        let Routed::Event(again) = route(&key, &body) else {
+        let Routed::Events(again) = route(&key, None, &body) else {
             panic!("routed")
         };
         assert_eq!(first, again);
+        let [first] = first.as_slice() else {
+            panic!("one event: {first:?}")
+        };
         let json: serde_json::Value = serde_json::from_str(&first.body).expect("json");
         assert_eq!(json["type"], "submission.accepted");
         assert_eq!(json["timestamp"], "2026-12-01T10:00:00Z");
@@ -119,7 +122,41 @@ mod tests {
             Some(4),
             "nothing but ids and outcome: {json}"
         );
-        assert!(matches!(route("image.created.x", b"{}"), Routed::Unknown));
-        assert!(matches!(route(&key, b"nope"), Routed::Malformed(_)));
+        assert!(matches!(
+            route("image.created.x", None, b"{}"),
+            Routed::Unknown
+        ));
+        assert!(matches!(route(&key, None, b"nope"), Routed::Malformed(_)));
+    }
+
+    #[test]
+    fn a_result_batch_becomes_one_webhook_per_event_with_the_ids_single_events_get() {
+        let at = datetime!(2026-12-01 10:00:00 UTC);
+        let project = Uuid::now_v7();
+        let events = [
+            ResultEventV1::accepted(Uuid::now_v7(), project, at),
+            ResultEventV1::accepted(Uuid::now_v7(), project, at),
+        ];
+        let bodies: Vec<Vec<u8>> = events
+            .iter()
+            .map(|e| serde_json::to_vec(e).expect("json"))
+            .collect();
+        let group = kyc_core::wire::encode_result_batch(bodies.iter().map(Vec::as_slice));
+        let key = events[0].routing_key();
+        let Routed::Events(grouped) = route(&key, Some(kyc_core::wire::RESULT_BATCH_TYPE), &group)
+        else {
+            panic!("routed")
+        };
+        let single: Vec<NewWebhookEvent> = bodies
+            .iter()
+            .flat_map(|body| match route(&key, None, body) {
+                Routed::Events(events) => events,
+                other => panic!("routed: {other:?}"),
+            })
+            .collect();
+        assert_eq!(grouped.len(), 2);
+        assert_eq!(grouped, single, "grouped or not, the same webhooks");
+        // Read without its type, a group is malformed, not silently dropped.
+        assert!(matches!(route(&key, None, &group), Routed::Malformed(_)));
     }
 }

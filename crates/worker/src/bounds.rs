@@ -101,6 +101,7 @@ pub(crate) async fn screen(
     Ok(Screened::Refused(Some(Box::new(Announcement {
         event,
         reply,
+        grouped: false,
     }))))
 }
 

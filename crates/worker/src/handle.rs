@@ -150,6 +150,7 @@ impl Worker {
             match slot {
                 Slot::Stored(k, reply, source) => {
                     let outcome = &outcomes[k];
+                    let grouped = source.is_some();
                     let verdict = match &verdicts[k] {
                         Ok(verdict) => verdict,
                         Err(detail) => {
@@ -191,6 +192,7 @@ impl Worker {
                     announcements.push(Announcement {
                         event: event(outcome, verdict, now),
                         reply,
+                        grouped,
                     });
                 }
                 Slot::Refused(announcement) => {
@@ -212,7 +214,11 @@ impl Worker {
                         let mut event =
                             ResultEventV1::rejected(submission_id, Uuid::nil(), &rejection, now);
                         event.idempotency_key = idempotency_key;
-                        announcements.push(Announcement { event, reply });
+                        announcements.push(Announcement {
+                            event,
+                            reply,
+                            grouped: false,
+                        });
                     }
                 }
             }
@@ -222,12 +228,17 @@ impl Worker {
         dead_letter_built(publisher, &self.options.topology, &letters).await?;
         announcements.extend(self.give_up(&outcomes, given_up, now).await?);
 
-        announce(publisher, &self.options.topology, &announcements)
-            .instrument(tracing::debug_span!(
-                "announce",
-                events = announcements.len()
-            ))
-            .await?;
+        announce(
+            publisher,
+            &self.options.topology,
+            &announcements,
+            self.options.group_events,
+        )
+        .instrument(tracing::debug_span!(
+            "announce",
+            events = announcements.len()
+        ))
+        .await?;
 
         // Messages that could not be stored at all go back with a reject, which
         // counts toward the queue's delivery limit; on their last delivery they
@@ -361,6 +372,7 @@ impl Worker {
             announcements.push(Announcement {
                 event: event(&outcomes[k], &verdict, now),
                 reply,
+                grouped: false,
             });
         }
         Ok(announcements)

@@ -173,6 +173,7 @@ pub(crate) async fn decide_batch(
         BatchDecision::Refused(Some(Box::new(Announcement {
             event,
             reply: reply.clone(),
+            grouped: false,
         })))
     };
     if body.len() > MAX_BATCH_BYTES {
@@ -221,6 +222,7 @@ pub(crate) async fn decide_batch(
             records.push(RecordDecision::Refused(Box::new(Announcement {
                 event,
                 reply,
+                grouped: true,
             })));
             continue;
         }

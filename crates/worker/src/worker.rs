@@ -24,6 +24,9 @@ pub struct WorkerOptions {
     /// Unacknowledged batch messages sent ahead on the bulk lane
     /// (`KYC__WORKER__BULK_PREFETCH`).
     pub bulk_prefetch: u16,
+    /// Bulk records' events grouped per kind and project
+    /// (`KYC__WORKER__GROUP_EVENTS`, `announce`).
+    pub group_events: bool,
     /// How long a result or dead-letter publish waits for its confirm
     /// (`KYC__AMQP__CONFIRM_TIMEOUT_MS`).
     pub confirm_timeout: Duration,
@@ -104,6 +107,7 @@ impl Worker {
             prefetch: settings.worker.prefetch,
             bulk_batch_messages: settings.worker.bulk_batch_messages,
             bulk_prefetch: settings.worker.bulk_prefetch,
+            group_events: settings.worker.group_events,
             confirm_timeout: settings.amqp.confirm_timeout(),
             body_limit: settings.http.body_limit_bytes,
             name: "kyc-worker".to_owned(),

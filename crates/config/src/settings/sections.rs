@@ -211,6 +211,11 @@ pub struct Worker {
     /// push ahead on the bulk lane (≥ `bulk_batch_messages`). Small: each is many
     /// records held in memory.
     pub bulk_prefetch: u16,
+    /// `KYC__WORKER__GROUP_EVENTS`: announce the results of the records of batch
+    /// messages as one `kyc.result-batch.v1` message per kind, project and
+    /// worker batch (`true`), or one event message per record (`false`, for
+    /// consumers that read only single events).
+    pub group_events: bool,
     /// How long the worker may take to finish its batch after SIGTERM.
     pub drain_timeout_ms: u64,
     /// `KYC__WORKER__METRICS_ADDR`: where the worker serves `/metrics`
@@ -226,6 +231,7 @@ impl Default for Worker {
             prefetch: 1_000,
             bulk_batch_messages: 5,
             bulk_prefetch: 10,
+            group_events: true,
             drain_timeout_ms: 20_000,
             metrics_addr: None,
         }
