@@ -43,6 +43,7 @@ mod intake;
 mod lanes;
 mod list;
 mod load;
+mod memory;
 mod ours;
 mod pipeline;
 mod raw_publish;
@@ -99,6 +100,9 @@ pub enum BenchCommand {
     /// during a push in batch messages (bulk lane), and during a push of one
     /// message per record (no lanes).
     Lanes(lanes::LanesArgs),
+    /// Peak RSS of `kyc-intake`, `kyc-worker` and `kycctl push`, each a process
+    /// of its own at default settings, under wrk and a large push.
+    Memory(memory::MemoryArgs),
 }
 
 /// Flags every bench takes.
@@ -129,6 +133,7 @@ async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Webhooks(args) => webhooks::run(settings, args).await?,
         BenchCommand::Images(args) => images::run(settings, args).await?,
         BenchCommand::Lanes(args) => lanes::run(settings, args).await?,
+        BenchCommand::Memory(args) => memory::run(settings, args).await?,
     };
     report.print();
     Ok(())

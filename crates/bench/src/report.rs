@@ -295,7 +295,16 @@ pub mod memory {
 
     /// `VmHWM` from `/proc/self/status`, in MiB.
     pub fn peak_mib() -> Option<f64> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        peak_mib_at("/proc/self/status")
+    }
+
+    /// `VmHWM` of another process (`/proc/<pid>/status`), in MiB.
+    pub fn process_peak_mib(pid: u32) -> Option<f64> {
+        peak_mib_at(&format!("/proc/{pid}/status"))
+    }
+
+    fn peak_mib_at(path: &str) -> Option<f64> {
+        let status = std::fs::read_to_string(path).ok()?;
         let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
         let kib: f64 = line
             .trim_start_matches("VmHWM:")
