@@ -8,7 +8,11 @@
 //!   message id per message) into W `kyc_worker::Worker`s;
 //! - ours, end to end: W `kyc_worker::Worker`s consuming while `kycctl push` (the real
 //!   `kyc_cli::push::run`) sends a JSONL file of N valid records; records/s from
-//!   the start of the push until it has every result (and N rows are stored).
+//!   the start of the push until it has every result (and N rows are stored);
+//! - ours, over HTTP: W workers and our intake (in this process) while the same
+//!   file goes to `POST /v3/submission/migration/batch` as NDJSON bodies of
+//!   `--http-batch` records over `--http-connections` connections; records/s
+//!   from the first request until N rows are stored.
 //!
 //! Between phases the queues are purged and the tables emptied: push names its
 //! messages by line, so a second run of the same file would otherwise find its
@@ -41,7 +45,14 @@ pub struct PipelineArgs {
     /// Records per batch message for push (`kycctl push --batch-size`).
     #[arg(long, default_value_t = kyc_cli::push::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
-    /// Rounds of the three phases, interleaved; each phase reports its median round.
+    /// Records per request to the HTTP batch endpoint (at most its limit, 1,000
+    /// by default).
+    #[arg(long, default_value_t = 1000)]
+    pub http_batch: usize,
+    /// Connections posting to the HTTP batch endpoint at once.
+    #[arg(long, default_value_t = 4)]
+    pub http_connections: usize,
+    /// Rounds of the four phases, interleaved; each phase reports its median round.
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
     /// Give up on a phase after this long.
@@ -82,7 +93,7 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
             // Rounds interleave the three phases, so a slow spell of the machine
             // (or of the broker's log housekeeping) hits all of them alike; each
             // phase is reported by its median round.
-            let mut rounds: [Vec<(Phase, bool)>; 3] = Default::default();
+            let mut rounds: [Vec<(Phase, bool)>; 4] = Default::default();
             for round in 1..=args.rounds {
                 if args.rounds > 1 {
                     eprintln!(
@@ -93,16 +104,19 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
                 rounds[0].push(ceiling(env, &args, shape, &body, workers).await?);
                 rounds[1].push(worker_only(env, &args, &body, workers).await?);
                 rounds[2].push(push(env, &args, &file, workers).await?);
+                rounds[3].push(http_batch(env, &args, &file, workers).await?);
             }
-            let [ceiling, worker_only, phase] = rounds.map(median);
+            let [ceiling, worker_only, phase, http] = rounds.map(median);
             report
                 .ratios
                 .push(Ratio::throughput(&worker_only.0, &ceiling.0));
             report.ratios.push(Ratio::throughput(&phase.0, &ceiling.0));
             push_phases.push(phase.0.clone());
+            push_phases.push(http.0.clone());
             report.push(ceiling.0, ceiling.1);
             report.push(worker_only.0, worker_only.1);
             report.push(phase.0, phase.1);
+            report.push(http.0, http.1);
         }
         for phase in &push_phases {
             report.ratios.push(Ratio::throughput(phase, &unnest));
@@ -120,7 +134,9 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
             "ceiling: raw publish → bare worker (UNNEST of id+jsonb, one event per row); \
              raw publish + worker: the same feed → our worker (validate, typed columns, sealed \
              PII, one event per record); push + worker: kycctl push (headers, message ids, \
-             reply queue) → our worker (events grouped per kind and project, one batched reply per batch)"
+             reply queue) → our worker (events grouped per kind and project, one batched reply per batch); \
+             HTTP batch + worker: the same file as NDJSON requests to our intake's batch endpoint \
+             (validated at the edge, queued as batch messages under one confirm) → our worker"
                 .to_owned(),
         );
         Ok(report)
@@ -280,6 +296,115 @@ async fn push(
         done.duration_since(started).as_secs_f64(),
     );
     phase.peak_rss_mib = peak.read();
+    env.truncate(Table::Submissions).await?;
+    env.purge().await?;
+
+    Ok((phase, peak.own))
+}
+
+/// Our workers consuming while the file goes, `--http-batch` records per
+/// request, to our intake's batch endpoint over `--http-connections` connections.
+async fn http_batch(
+    env: &BenchEnv,
+    args: &PipelineArgs,
+    file: &Path,
+    workers: usize,
+) -> anyhow::Result<(Phase, bool)> {
+    use std::io::BufRead;
+    eprintln!("bench pipeline: HTTP batch endpoint + {workers} of our worker(s) …");
+    anyhow::ensure!(args.http_batch > 0, "--http-batch must be at least 1");
+    let peak = Peak::start();
+    let intake = crate::ours::OurIntake::start(env).await?;
+    let ours: Vec<OurWorker> = (0..workers)
+        .map(|_| OurWorker::start(env))
+        .collect::<anyhow::Result<_>>()?;
+    // Request bodies are read from the file as they are needed, a few ahead.
+    let (bodies, next) = tokio::sync::mpsc::channel::<Vec<u8>>(args.http_connections * 2);
+    let (path, per_request) = (file.to_owned(), args.http_batch);
+    let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut lines = std::io::BufReader::new(std::fs::File::open(path)?).lines();
+        loop {
+            let mut body = Vec::with_capacity(per_request * 600);
+            for _ in 0..per_request {
+                match lines.next() {
+                    Some(line) => {
+                        body.extend_from_slice(line?.as_bytes());
+                        body.push(b'\n');
+                    }
+                    None => break,
+                }
+            }
+            if body.is_empty() || bodies.blocking_send(body).is_err() {
+                return Ok(());
+            }
+        }
+    });
+    let next = std::sync::Arc::new(tokio::sync::Mutex::new(next));
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v3/submission/migration/batch", intake.addr);
+    let started = Instant::now();
+    let senders: Vec<_> = (0..args.http_connections.max(1))
+        .map(|_| {
+            let (next, client, url, key) = (
+                next.clone(),
+                client.clone(),
+                url.clone(),
+                env.api_key.clone(),
+            );
+            tokio::spawn(async move {
+                let mut queued = 0u64;
+                loop {
+                    let Some(body) = next.lock().await.recv().await else {
+                        return anyhow::Ok(queued);
+                    };
+                    let response = client
+                        .post(&url)
+                        .header("x-api-key", &key)
+                        .header("content-type", "application/x-ndjson")
+                        .body(body)
+                        .send()
+                        .await?;
+                    let status = response.status();
+                    let answer: serde_json::Value = response.json().await?;
+                    anyhow::ensure!(status.is_success(), "batch endpoint: {status} {answer}");
+                    let results = answer["results"].as_array().cloned().unwrap_or_default();
+                    let refused: Vec<&serde_json::Value> = results
+                        .iter()
+                        .filter(|r| r.get("submissionId").is_none())
+                        .collect();
+                    anyhow::ensure!(refused.is_empty(), "refused records: {refused:?}");
+                    queued += results.len() as u64;
+                }
+            })
+        })
+        .collect();
+    let mut queued = 0;
+    for sender in senders {
+        queued += sender.await??;
+    }
+    reader.await??;
+    anyhow::ensure!(
+        queued == args.records,
+        "the batch endpoint queued {queued} of {} records",
+        args.records
+    );
+    let done = env
+        .wait_rows(Table::Submissions, args.records, args.timeout)
+        .await?;
+    for worker in ours {
+        worker.stop().await?;
+    }
+    intake.stop().await?;
+    let mut phase = Phase::new(
+        format!("HTTP batch endpoint + {workers} worker(s)"),
+        Role::Ours,
+        args.records,
+        done.duration_since(started).as_secs_f64(),
+    );
+    phase.peak_rss_mib = peak.read();
+    phase
+        .extra
+        .insert("records_per_request", args.http_batch as f64);
     env.truncate(Table::Submissions).await?;
     env.purge().await?;
 
