@@ -453,6 +453,81 @@ async fn gone_disables_the_endpoint() {
     assert!(listed.contains("\"enabled\":true"), "{listed}");
 }
 
+/// Deliveries of a project that are not `delivered` yet, and rows still leased.
+async fn undelivered_and_leased(env: &TestEnv, project: Uuid) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE d.status <> 'delivered'),
+                count(*) FILTER (WHERE d.lease_token IS NOT NULL)
+         FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
+         WHERE w.project_id = $1",
+    )
+    .bind(project)
+    .fetch_one(env.store.pool())
+    .await
+    .expect("count deliveries")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_run_ahead_but_an_endpoint_never_has_more_than_its_limit_in_flight() {
+    let env = TestEnv::new().await;
+    let mut settings = dispatcher_settings(&env.settings, "0,100,200");
+    settings.webhooks.per_endpoint_in_flight = 2;
+    let (project, _) = env.project(false).await;
+    let receiver = Receiver::start(|_| Answer::After(20, 200)).await;
+    add_endpoint(&env, project, &receiver.url()).await;
+    let (_connection, channel) = kyc_testkit::amqp::channel(&env.topology).await;
+    for i in 0..40 {
+        publish(&env, &channel, &accepted(project, &format!("ahead-{i}"))).await;
+    }
+    let _dispatcher = start_dispatcher(&settings);
+
+    eventually(DELIVERY_TIMEOUT, "40 deliveries delivered", || async {
+        let (undelivered, _) = undelivered_and_leased(&env, project).await;
+        (undelivered == 0 && receiver.count() >= 40).then_some(())
+    })
+    .await;
+    assert_eq!(receiver.count(), 40, "one POST per event");
+    assert!(
+        receiver.max_concurrent() <= 2,
+        "{} requests at once to an endpoint limited to 2",
+        receiver.max_concurrent()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_dispatcher_releases_the_claims_it_did_not_attempt() {
+    let env = TestEnv::new().await;
+    let mut settings = dispatcher_settings(&env.settings, "0,100,200");
+    settings.webhooks.per_endpoint_in_flight = 1;
+    let (project, _) = env.project(false).await;
+    let receiver = Receiver::start(|_| Answer::After(300, 200)).await;
+    add_endpoint(&env, project, &receiver.url()).await;
+    let (_connection, channel) = kyc_testkit::amqp::channel(&env.topology).await;
+    for i in 0..10 {
+        publish(&env, &channel, &accepted(project, &format!("release-{i}"))).await;
+    }
+    let dispatcher = start_dispatcher(&settings);
+    // The first attempt is under way: the claims ahead of it wait in memory.
+    eventually(DELIVERY_TIMEOUT, "a first attempt", || async {
+        (receiver.count() > 0).then_some(())
+    })
+    .await;
+    dispatcher.shutdown().await.expect("a clean stop");
+    let (undelivered, leased) = undelivered_and_leased(&env, project).await;
+    assert!(undelivered > 0, "the stop came before the end");
+    assert_eq!(
+        leased, 0,
+        "every claim not attempted is released at the stop"
+    );
+
+    // Another dispatcher delivers them all.
+    let _again = start_dispatcher(&settings);
+    eventually(DELIVERY_TIMEOUT, "every delivery", || async {
+        (undelivered_and_leased(&env, project).await.0 == 0).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_receiver_does_not_delay_another_projects_deliveries() {
     let env = TestEnv::new().await;

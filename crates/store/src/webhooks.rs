@@ -3,7 +3,9 @@
 //!
 //! A delivery is one (event, endpoint) pair. The dispatcher records an event and
 //! its deliveries in one transaction before it acknowledges the AMQP message
-//! ([`Store::record_webhook_events`]); it then claims due deliveries with
+//! ([`Store::record_webhook_events`], or [`Store::record_webhook_events_claimed`],
+//! which also hands it the new deliveries under a lease for their first
+//! attempt); it then claims due deliveries with
 //! `FOR UPDATE SKIP LOCKED` and a lease ([`Store::claim_webhook_deliveries`]), so
 //! several dispatchers share the work, and a crashed one's claims are taken again
 //! when their lease runs out. Signing secrets are sealed with the data key, bound
@@ -15,6 +17,19 @@ use std::collections::HashMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+/// The deliveries of fresh events (`$1`): one per enabled endpoint of the
+/// event's project subscribed to its type, as `(id, event_id, endpoint_id,
+/// project_id)`. A macro so that it joins the statements as a literal.
+macro_rules! new_deliveries {
+    () => {
+        "SELECT gen_random_uuid(), e.id, w.id, e.project_id
+         FROM webhook_events e
+         JOIN webhook_endpoints w ON w.project_id = e.project_id AND w.enabled
+             AND (cardinality(w.event_types) = 0 OR e.type = ANY (w.event_types))
+         WHERE e.id = ANY ($1)"
+    };
+}
 
 /// The column the current signing secret is sealed for.
 const SECRET_COLUMN: &str = "secret_enc";
@@ -368,38 +383,15 @@ impl Store {
         &self,
         events: &[NewWebhookEvent],
     ) -> Result<u64, StoreError> {
-        if events.is_empty() {
-            return Ok(0);
-        }
-        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-        let projects: Vec<Uuid> = events.iter().map(|e| e.project_id).collect();
-        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-        let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
         let mut tx = self.pool.begin().await?;
-        // Only the events new to the table get deliveries.
-        let fresh: Vec<Uuid> = sqlx::query_scalar(
-            "INSERT INTO webhook_events (id, project_id, type, body)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[])
-             ON CONFLICT (id) DO NOTHING
-             RETURNING id",
-        )
-        .bind(&ids)
-        .bind(&projects)
-        .bind(&types)
-        .bind(&bodies)
-        .fetch_all(&mut *tx)
-        .await?;
+        let fresh = insert_events(&mut tx, events).await?;
         let mut created = 0;
         if !fresh.is_empty() {
-            created = sqlx::query(
-                "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, project_id)
-                 SELECT gen_random_uuid(), e.id, w.id, e.project_id
-                 FROM webhook_events e
-                 JOIN webhook_endpoints w ON w.project_id = e.project_id AND w.enabled
-                     AND (cardinality(w.event_types) = 0 OR e.type = ANY (w.event_types))
-                 WHERE e.id = ANY ($1)
-                 ON CONFLICT (event_id, endpoint_id) DO NOTHING",
-            )
+            created = sqlx::query(concat!(
+                "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, project_id) ",
+                new_deliveries!(),
+                " ON CONFLICT (event_id, endpoint_id) DO NOTHING"
+            ))
             .bind(&fresh)
             .execute(&mut *tx)
             .await?
@@ -407,6 +399,73 @@ impl Store {
         }
         tx.commit().await?;
         Ok(created)
+    }
+
+    /// As [`Store::record_webhook_events`], with the new deliveries claimed by
+    /// the caller for `lease` in the same transaction: their first attempt needs
+    /// no claim. Returns them, ready to attempt. (A redelivered event's
+    /// deliveries, recorded before, are left to the claims.)
+    pub async fn record_webhook_events_claimed(
+        &self,
+        key: &DataKey,
+        events: &[NewWebhookEvent],
+        lease: Duration,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let fresh = insert_events(&mut tx, events).await?;
+        if fresh.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let token = Uuid::now_v7();
+        let created: Vec<(Uuid, Uuid, Uuid)> = sqlx::query_as(concat!(
+            "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, project_id,
+                 lease_until, lease_token)
+             SELECT d.*, now() + $2 * interval '1 millisecond', $3::uuid FROM (",
+            new_deliveries!(),
+            ") d ON CONFLICT (event_id, endpoint_id) DO NOTHING
+             RETURNING id, event_id, endpoint_id"
+        ))
+        .bind(&fresh)
+        .bind(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+        .bind(token)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut endpoints: Vec<Uuid> = created.iter().map(|(_, _, e)| *e).collect();
+        endpoints.sort_unstable();
+        endpoints.dedup();
+        let rows: Vec<TargetRow> = sqlx::query_as(
+            "SELECT id, url, secret_key_id, secret_enc, previous_key_id, previous_secret_enc,
+                    previous_expires_at
+             FROM webhook_endpoints WHERE id = ANY ($1)",
+        )
+        .bind(&endpoints)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let now = OffsetDateTime::now_utc();
+        let mut targets: HashMap<Uuid, (String, Vec<String>)> = HashMap::new();
+        for (id, url, key_id, sealed, pkey, psealed, pexp) in rows {
+            let secrets = open_secrets(key, id, &key_id, &sealed, (pkey, psealed, pexp), now)?;
+            targets.insert(id, (url, secrets));
+        }
+        let bodies: HashMap<Uuid, &str> = events.iter().map(|e| (e.id, e.body.as_str())).collect();
+        Ok(created
+            .into_iter()
+            .filter_map(|(id, event_id, endpoint_id)| {
+                let (url, secrets) = targets.get(&endpoint_id)?;
+                Some(ClaimedDelivery {
+                    id,
+                    event_id,
+                    endpoint_id,
+                    url: url.clone(),
+                    body: (*bodies.get(&event_id)?).to_owned(),
+                    attempts: 0,
+                    secrets: secrets.clone(),
+                    lease_token: token,
+                })
+            })
+            .collect())
     }
 
     /// Claims up to `max` due deliveries of enabled endpoints for `lease`,
@@ -520,28 +579,14 @@ impl Store {
                     psealed,
                     pexp,
                 )| {
-                    let mut secrets = vec![
-                        key.open(&key_id, CURRENT_FORMAT, endpoint_id, SECRET_COLUMN, &sealed)
-                            .ok_or(StoreError::Unopenable {
-                                column: "webhook_endpoints.secret_enc",
-                            })?,
-                    ];
-                    if let (Some(pkey), Some(psealed), Some(pexp)) = (pkey, psealed, pexp)
-                        && pexp > now
-                    {
-                        secrets.push(
-                            key.open(
-                                &pkey,
-                                CURRENT_FORMAT,
-                                endpoint_id,
-                                PREVIOUS_COLUMN,
-                                &psealed,
-                            )
-                            .ok_or(StoreError::Unopenable {
-                                column: "webhook_endpoints.previous_secret_enc",
-                            })?,
-                        );
-                    }
+                    let secrets = open_secrets(
+                        key,
+                        endpoint_id,
+                        &key_id,
+                        &sealed,
+                        (pkey, psealed, pexp),
+                        now,
+                    )?;
                     Ok(ClaimedDelivery {
                         id,
                         event_id,
@@ -555,6 +600,26 @@ impl Store {
                 },
             )
             .collect()
+    }
+
+    /// Lets go of claims that were not attempted (`(delivery, lease token)`), so
+    /// any dispatcher can claim them again at once; a claim that has changed
+    /// hands since is left alone. Returns how many were released.
+    pub async fn release_webhook_claims(&self, claims: &[(Uuid, Uuid)]) -> Result<u64, StoreError> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = claims.iter().copied().unzip();
+        let released = sqlx::query(
+            "UPDATE webhook_deliveries d SET lease_until = NULL, lease_token = NULL
+             FROM unnest($1::uuid[], $2::uuid[]) AS u (id, token)
+             WHERE d.id = ANY ($1) AND d.id = u.id AND d.lease_token = u.token",
+        )
+        .bind(&ids)
+        .bind(&tokens)
+        .execute(&self.pool)
+        .await?;
+        Ok(released.rows_affected())
     }
 
     /// Records attempts of claimed deliveries, in one transaction, and moves each
@@ -828,4 +893,78 @@ impl Store {
         .fetch_one(&self.pool)
         .await?)
     }
+}
+
+/// An endpoint's URL and sealed secrets: id, url, key id, secret, previous key
+/// id, previous secret, when the previous one expires.
+type TargetRow = (
+    Uuid,
+    String,
+    String,
+    Vec<u8>,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<OffsetDateTime>,
+);
+
+/// Inserts the events new to the table; their ids (a redelivered event is not
+/// new and gets no deliveries).
+async fn insert_events(
+    tx: &mut sqlx::PgConnection,
+    events: &[NewWebhookEvent],
+) -> Result<Vec<Uuid>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    let projects: Vec<Uuid> = events.iter().map(|e| e.project_id).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
+    Ok(sqlx::query_scalar(
+        "INSERT INTO webhook_events (id, project_id, type, body)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[])
+         ON CONFLICT (id) DO NOTHING
+         RETURNING id",
+    )
+    .bind(&ids)
+    .bind(&projects)
+    .bind(&types)
+    .bind(&bodies)
+    .fetch_all(tx)
+    .await?)
+}
+
+/// The signing secrets of an endpoint, opened: the current one, then the
+/// previous one while its overlap (`previous.2`) lasts.
+fn open_secrets(
+    key: &DataKey,
+    endpoint_id: Uuid,
+    key_id: &str,
+    sealed: &[u8],
+    previous: (Option<String>, Option<Vec<u8>>, Option<OffsetDateTime>),
+    now: OffsetDateTime,
+) -> Result<Vec<String>, StoreError> {
+    let mut secrets = vec![
+        key.open(key_id, CURRENT_FORMAT, endpoint_id, SECRET_COLUMN, sealed)
+            .ok_or(StoreError::Unopenable {
+                column: "webhook_endpoints.secret_enc",
+            })?,
+    ];
+    if let (Some(pkey), Some(psealed), Some(pexp)) = previous
+        && pexp > now
+    {
+        secrets.push(
+            key.open(
+                &pkey,
+                CURRENT_FORMAT,
+                endpoint_id,
+                PREVIOUS_COLUMN,
+                &psealed,
+            )
+            .ok_or(StoreError::Unopenable {
+                column: "webhook_endpoints.previous_secret_enc",
+            })?,
+        );
+    }
+    Ok(secrets)
 }

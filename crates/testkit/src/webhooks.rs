@@ -24,6 +24,8 @@ pub enum Answer {
     Status(u16),
     /// Never (the request hangs until the client gives up).
     Hang,
+    /// This status after this many milliseconds.
+    After(u64, u16),
 }
 
 /// One request a receiver got.
@@ -56,6 +58,8 @@ type Script = Arc<dyn Fn(usize) -> Answer + Send + Sync>;
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
     script: Script,
+    /// Requests being answered now, and the most there ever were at once.
+    concurrency: Arc<Mutex<(usize, usize)>>,
 }
 
 /// An HTTP receiver on loopback, stopped when dropped.
@@ -64,6 +68,7 @@ pub struct Receiver {
     /// Where it listens.
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
+    concurrency: Arc<Mutex<(usize, usize)>>,
     stop: CancellationToken,
 }
 
@@ -89,9 +94,11 @@ impl Receiver {
             .expect("bind a loopback receiver");
         let addr = listener.local_addr().expect("its address");
         let received = Arc::new(Mutex::new(Vec::new()));
+        let concurrency = Arc::new(Mutex::new((0, 0)));
         let shared = Shared {
             received: received.clone(),
             script: Arc::new(script),
+            concurrency: concurrency.clone(),
         };
         let app = axum::Router::new()
             .fallback(axum::routing::post(receive))
@@ -106,6 +113,7 @@ impl Receiver {
         Receiver {
             addr,
             received,
+            concurrency,
             stop,
         }
     }
@@ -121,6 +129,11 @@ impl Receiver {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The most requests it was answering at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.concurrency.lock().unwrap_or_else(|e| e.into_inner()).1
     }
 
     /// How many requests arrived.
@@ -158,14 +171,38 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
         });
         received.len() - 1
     };
+    let _answering = Answering::start(&shared.concurrency);
+    let status =
+        |status: u16| StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match (shared.script)(n) {
-        Answer::Status(status) => {
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-        }
+        Answer::Status(code) => status(code),
         Answer::Hang => {
             std::future::pending::<()>().await;
             StatusCode::OK
         }
+        Answer::After(ms, code) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            status(code)
+        }
+    }
+}
+
+/// One request being answered, counted in and out (also when the client gives
+/// up and the handler is dropped).
+struct Answering(Arc<Mutex<(usize, usize)>>);
+
+impl Answering {
+    fn start(concurrency: &Arc<Mutex<(usize, usize)>>) -> Answering {
+        let mut c = concurrency.lock().unwrap_or_else(|e| e.into_inner());
+        c.0 += 1;
+        c.1 = c.1.max(c.0);
+        Answering(concurrency.clone())
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).0 -= 1;
     }
 }
 

@@ -2,6 +2,18 @@
 //! with their deliveries to PostgreSQL (acknowledging only after the commit);
 //! another claims due deliveries and attempts them, each attempt a task of its
 //! own, within a global and a per-endpoint limit of attempts in flight.
+//!
+//! A fresh event's deliveries are claimed in the transaction that records them
+//! and handed straight to the deliver loop, so their first attempt costs no
+//! claim; claims (`FOR UPDATE SKIP LOCKED`) find retries, deliveries another
+//! dispatcher recorded, and whatever was let go.
+//!
+//! Claims run ahead of the slots: an endpoint gets up to [`AHEAD`] times its
+//! limit claimed at once, kept in memory and attempted as its slots free, so a
+//! busy endpoint costs one claim per few dozen deliveries instead of one per
+//! handful. A claimed row waits in memory only while its lease still covers a
+//! whole attempt; past that it is let go (and claimed again once the lease has
+//! run out), so no row is ever attempted under an expired lease.
 
 use crate::event::{Routed, route, webhook_id};
 use crate::signature;
@@ -17,7 +29,7 @@ use kyc_store::webhooks::{
 use kyc_store::{DataKey, Store};
 use rand::RngExt;
 use secrecy::ExposeSecret;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -34,6 +46,20 @@ const RESPONSE_READ_LIMIT: usize = 64 * 1024;
 const BATCH: usize = 500;
 /// How long a partial batch waits for more events.
 const LINGER: Duration = Duration::from_millis(5);
+/// Rows claimed ahead per endpoint, as a multiple of its in-flight limit, for
+/// an endpoint whose speed is not known yet.
+const AHEAD: usize = 4;
+/// Rows claimed ahead per endpoint at most, however fast it answers.
+const MAX_AHEAD: usize = 4_096;
+/// What an attempt's lease covers beyond its timeout: recording it.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
+/// A claimed delivery waiting in memory for a slot of its endpoint.
+#[derive(Debug)]
+struct Queued {
+    claim: ClaimedDelivery,
+    at: Instant,
+}
 
 /// The webhook dispatcher. Run any number of them: they share the queue and the
 /// deliveries table.
@@ -51,13 +77,24 @@ pub struct Dispatcher {
     timeout: Duration,
     poll: Duration,
     per_endpoint: usize,
+    max_in_flight: usize,
     slots: Arc<Semaphore>,
     in_flight: Arc<Mutex<HashMap<Uuid, usize>>>,
+    /// Each endpoint's recent attempt time (moving average), which sets how
+    /// many of its rows may wait in memory.
+    latency: Mutex<HashMap<Uuid, Duration>>,
     wake: Arc<Notify>,
+    /// Set when events were recorded: there may be new deliveries to claim.
+    fresh: std::sync::atomic::AtomicBool,
     /// Finished attempts on their way to [`record_loop`], which writes them in
     /// batches: a slot is free again as soon as its HTTP exchange is over.
     finished: mpsc::UnboundedSender<FinishedAttempt>,
     finished_rx: Mutex<Option<mpsc::UnboundedReceiver<FinishedAttempt>>>,
+    /// The deliveries of freshly recorded events, claimed in the transaction
+    /// that recorded them, on their way from the consumer to the deliver loop:
+    /// their first attempt needs no claim of its own.
+    handoff: mpsc::UnboundedSender<Vec<ClaimedDelivery>>,
+    handoff_rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<ClaimedDelivery>>>>,
 }
 
 impl Dispatcher {
@@ -77,9 +114,12 @@ impl Dispatcher {
             },
         );
         let (finished, finished_rx) = mpsc::unbounded_channel();
+        let (handoff, handoff_rx) = mpsc::unbounded_channel();
         Ok(Dispatcher {
             finished,
             finished_rx: Mutex::new(Some(finished_rx)),
+            handoff,
+            handoff_rx: Mutex::new(Some(handoff_rx)),
             store,
             key,
             topology,
@@ -94,9 +134,12 @@ impl Dispatcher {
             timeout: w.timeout(),
             poll: w.poll_interval(),
             per_endpoint: w.per_endpoint_in_flight,
+            max_in_flight: w.max_in_flight,
             slots: Arc::new(Semaphore::new(w.max_in_flight)),
             in_flight: Arc::new(Mutex::new(HashMap::new())),
+            latency: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
+            fresh: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -123,7 +166,13 @@ impl Dispatcher {
             .ok_or_else(|| anyhow::anyhow!("a dispatcher runs once"))?;
         let recorder = tokio::spawn(record_loop(this.store.clone(), records));
         let attempts = TaskTracker::new();
-        this.deliver_loop(&stop, &attempts).await;
+        let handoff = this
+            .handoff_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("a dispatcher runs once"))?;
+        this.deliver_loop(&stop, &attempts, handoff).await;
         attempts.close();
         let _ = tokio::time::timeout(this.timeout + Duration::from_secs(1), attempts.wait()).await;
         let _ = consume.await;
@@ -211,11 +260,14 @@ impl Dispatcher {
                         }
                     }
                 }
-                self.record(&events, stop).await?;
+                let claimed = self.record(&events, stop).await?;
                 if let Some(last) = batch.last() {
                     last.acker.ack(BasicAckOptions { multiple: true }).await?;
                 }
-                self.wake.notify_one();
+                if !claimed.is_empty() {
+                    // The deliver loop gone (stopping): the leases run out.
+                    let _ = self.handoff.send(claimed);
+                }
             }
         }
         .await;
@@ -227,16 +279,21 @@ impl Dispatcher {
         result
     }
 
-    /// Writes the events until it succeeds; nothing is acknowledged before.
+    /// Writes the events until it succeeds (nothing is acknowledged before);
+    /// their new deliveries, claimed for this dispatcher.
     async fn record(
         &self,
         events: &[NewWebhookEvent],
         stop: &CancellationToken,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<ClaimedDelivery>> {
         let mut delays = kyc_bus::backoff();
         loop {
-            match self.store.record_webhook_events(events).await {
-                Ok(_) => return Ok(()),
+            match self
+                .store
+                .record_webhook_events_claimed(&self.key, events, self.lease())
+                .await
+            {
+                Ok(claimed) => return Ok(claimed),
                 Err(e) => {
                     let delay = delays.next().unwrap_or(Duration::from_secs(5));
                     tracing::warn!(error = %e, ?delay, "could not store events; retrying");
@@ -249,82 +306,269 @@ impl Dispatcher {
         }
     }
 
-    /// Claims due deliveries while there is room, and attempts each in a task.
-    async fn deliver_loop(self: &Arc<Self>, stop: &CancellationToken, attempts: &TaskTracker) {
-        // An attempt ends within the timeout; the margin covers recording it.
-        let lease = self.timeout + Duration::from_secs(10);
+    /// How long a claim holds a delivery: an attempt ends within the timeout,
+    /// and the margin covers recording it.
+    fn lease(&self) -> Duration {
+        self.timeout + LEASE_MARGIN
+    }
+
+    /// Claims due deliveries ahead of the free slots, and attempts each in a task
+    /// as its endpoint has room.
+    async fn deliver_loop(
+        self: &Arc<Self>,
+        stop: &CancellationToken,
+        attempts: &TaskTracker,
+        mut handoff: mpsc::UnboundedReceiver<Vec<ClaimedDelivery>>,
+    ) {
+        use std::sync::atomic::Ordering;
+        let lease = self.lease();
+        // A queued claim is attempted only while a whole attempt still fits in
+        // its lease, with a margin to record it.
+        let usable = lease.saturating_sub(self.timeout + Duration::from_secs(2));
+        let mut queue: HashMap<Uuid, VecDeque<Queued>> = HashMap::new();
+        let mut claim_due = true;
+        let mut last_claim: Option<Instant> = None;
         while !stop.is_cancelled() {
-            let free = self.slots.available_permits();
-            let (full, counts) = {
-                let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                let full: Vec<Uuid> = in_flight
-                    .iter()
-                    .filter(|(_, n)| **n >= self.per_endpoint)
-                    .map(|(id, _)| *id)
-                    .collect();
-                (full, in_flight.clone())
-            };
-            let claimed = if free == 0 {
-                Ok(Vec::new())
-            } else {
-                let per_endpoint = self.per_endpoint;
-                self.store
-                    .claim_webhook_deliveries(
-                        &self.key,
-                        free,
-                        &full,
-                        |endpoint| {
-                            per_endpoint.saturating_sub(counts.get(&endpoint).copied().unwrap_or(0))
-                        },
-                        lease,
-                    )
-                    .await
-            };
-            let claimed = match claimed {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not claim deliveries");
-                    Vec::new()
-                }
-            };
-            let all_taken = free > 0 && claimed.len() == free;
-            for claim in claimed {
-                let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                    break;
-                };
-                *self
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(claim.endpoint_id)
-                    .or_insert(0) += 1;
-                let this = self.clone();
-                attempts.spawn(async move {
-                    let endpoint = claim.endpoint_id;
-                    this.attempt(claim).await;
-                    {
-                        let mut in_flight =
-                            this.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                        if let Some(n) = in_flight.get_mut(&endpoint) {
-                            *n -= 1;
-                            if *n == 0 {
-                                in_flight.remove(&endpoint);
-                            }
-                        }
-                    }
-                    drop(permit);
-                    this.wake.notify_one();
-                });
+            if self.dispatch(&mut queue, usable, attempts) {
+                claim_due = true;
             }
-            if all_taken {
+            if self.fresh.swap(false, Ordering::AcqRel)
+                || last_claim.is_none_or(|at| at.elapsed() >= self.poll)
+            {
+                claim_due = true;
+            }
+            let free = self.slots.available_permits();
+            if claim_due && free > 0 {
+                let queued: usize = queue.values().map(VecDeque::len).sum();
+                let max = (self.max_in_flight * AHEAD)
+                    .max(MAX_AHEAD)
+                    .saturating_sub(queued);
+                let claimed = self.claim(&queue, max, lease).await;
+                last_claim = Some(Instant::now());
+                // A full claim may have left more behind: claim again at once.
+                claim_due = max > 0 && claimed.len() == max;
+                let at = Instant::now();
+                for claim in claimed {
+                    queue
+                        .entry(claim.endpoint_id)
+                        .or_default()
+                        .push_back(Queued { claim, at });
+                }
+                self.dispatch(&mut queue, usable, attempts);
+            }
+            if claim_due {
                 continue;
             }
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = self.wake.notified() => {}
+                fresh = handoff.recv() => {
+                    if let Some(fresh) = fresh {
+                        self.take_over(&mut queue, fresh).await;
+                    }
+                }
                 () = tokio::time::sleep(self.poll) => {}
             }
         }
+        // Claims not attempted go back at once rather than when their lease
+        // runs out.
+        handoff.close();
+        let mut unused: Vec<(Uuid, Uuid)> = queue
+            .into_values()
+            .flatten()
+            .map(|q| (q.claim.id, q.claim.lease_token))
+            .collect();
+        while let Ok(fresh) = handoff.try_recv() {
+            unused.extend(fresh.iter().map(|c| (c.id, c.lease_token)));
+        }
+        if let Err(e) = self.store.release_webhook_claims(&unused).await {
+            tracing::warn!(error = %e, n = unused.len(), "could not release claims; they return when their leases run out");
+        }
+    }
+
+    /// Queues the deliveries the consumer claimed for their first attempt, each
+    /// endpoint up to [`Dispatcher::ahead`] (in flight and queued together);
+    /// the rest are released at once for later claims, so a burst
+    /// for a slow endpoint is not held in memory past its leases.
+    async fn take_over(
+        &self,
+        queue: &mut HashMap<Uuid, VecDeque<Queued>>,
+        fresh: Vec<ClaimedDelivery>,
+    ) {
+        let counts = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let at = Instant::now();
+        let mut released = Vec::new();
+        for claim in fresh {
+            let waiting = queue.entry(claim.endpoint_id).or_default();
+            let busy = counts.get(&claim.endpoint_id).copied().unwrap_or(0);
+            if busy + waiting.len() < self.ahead(claim.endpoint_id) {
+                waiting.push_back(Queued { claim, at });
+            } else {
+                released.push((claim.id, claim.lease_token));
+            }
+        }
+        queue.retain(|_, waiting| !waiting.is_empty());
+        if released.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.release_webhook_claims(&released).await {
+            tracing::warn!(error = %e, n = released.len(), "could not release claims; they return when their leases run out");
+        }
+        // There is more to claim than was kept.
+        self.fresh.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Claims up to `max` due deliveries, each endpoint up to
+    /// [`Dispatcher::ahead`] (in flight and queued together), and none for an
+    /// endpoint whose queue still holds a round of attempts.
+    async fn claim(
+        &self,
+        queue: &HashMap<Uuid, VecDeque<Queued>>,
+        max: usize,
+        lease: Duration,
+    ) -> Vec<ClaimedDelivery> {
+        if max == 0 {
+            return Vec::new();
+        }
+        let counts = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let per_endpoint = self.per_endpoint;
+        let room = |endpoint: Uuid| {
+            let queued = queue.get(&endpoint).map_or(0, VecDeque::len);
+            if queued >= per_endpoint {
+                return 0;
+            }
+            self.ahead(endpoint)
+                .saturating_sub(counts.get(&endpoint).copied().unwrap_or(0) + queued)
+        };
+        let full: Vec<Uuid> = counts
+            .keys()
+            .chain(queue.keys())
+            .copied()
+            .filter(|endpoint| room(*endpoint) == 0)
+            .collect();
+        match self
+            .store
+            .claim_webhook_deliveries(&self.key, max, &full, room, lease)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim deliveries");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Starts an attempt for every queued claim whose endpoint has room, while
+    /// slots are free; lets go of claims whose lease no longer covers an
+    /// attempt. `true` if an endpoint's queue fell below one round of
+    /// attempts (time to claim more for it).
+    fn dispatch(
+        self: &Arc<Self>,
+        queue: &mut HashMap<Uuid, VecDeque<Queued>>,
+        usable: Duration,
+        attempts: &TaskTracker,
+    ) -> bool {
+        let mut low = false;
+        queue.retain(|endpoint, waiting| {
+            while waiting.front().is_some_and(|q| q.at.elapsed() > usable) {
+                waiting.pop_front();
+                metrics::counter!("kyc_webhook_claims_expired_total").increment(1);
+            }
+            let before = waiting.len();
+            while !waiting.is_empty() {
+                let busy = self
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(endpoint)
+                    .copied()
+                    .unwrap_or(0);
+                if busy >= self.per_endpoint {
+                    break;
+                }
+                let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                if let Some(queued) = waiting.pop_front() {
+                    self.spawn_attempt(queued.claim, permit, attempts);
+                }
+            }
+            if before >= self.per_endpoint && waiting.len() < self.per_endpoint {
+                low = true;
+            }
+            !waiting.is_empty()
+        });
+        low
+    }
+
+    /// How many of `endpoint`'s rows may be claimed at once (in flight and
+    /// queued): as many as its slots can attempt in half the time a queued claim
+    /// stays usable, at its recent speed; [`AHEAD`] times its limit while its
+    /// speed is unknown; never more than [`MAX_AHEAD`].
+    fn ahead(&self, endpoint: Uuid) -> usize {
+        let floor = self.per_endpoint * AHEAD;
+        let latency = self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&endpoint)
+            .copied();
+        let Some(latency) = latency else {
+            return floor;
+        };
+        let usable = LEASE_MARGIN.saturating_sub(Duration::from_secs(2)) / 2;
+        let rounds = usable.as_secs_f64() / latency.as_secs_f64().max(0.001);
+        ((self.per_endpoint as f64 * rounds) as usize).clamp(floor, MAX_AHEAD.max(floor))
+    }
+
+    /// Folds an attempt's duration into `endpoint`'s moving average.
+    fn observe(&self, endpoint: Uuid, took: Duration) {
+        let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        let average = latency.entry(endpoint).or_insert(took);
+        *average = average.mul_f64(0.8) + took.mul_f64(0.2);
+    }
+
+    /// Attempts `claim` in a task of its own, holding `permit` and a place in its
+    /// endpoint's count until it is done.
+    fn spawn_attempt(
+        self: &Arc<Self>,
+        claim: ClaimedDelivery,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        attempts: &TaskTracker,
+    ) {
+        *self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(claim.endpoint_id)
+            .or_insert(0) += 1;
+        let this = self.clone();
+        attempts.spawn(async move {
+            let endpoint = claim.endpoint_id;
+            let started = Instant::now();
+            this.attempt(claim).await;
+            this.observe(endpoint, started.elapsed());
+            {
+                let mut in_flight = this.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(n) = in_flight.get_mut(&endpoint) {
+                    *n -= 1;
+                    if *n == 0 {
+                        in_flight.remove(&endpoint);
+                    }
+                }
+            }
+            drop(permit);
+            this.wake.notify_one();
+        });
     }
 
     /// One attempt of a claimed delivery, recorded.
