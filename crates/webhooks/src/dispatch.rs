@@ -20,6 +20,7 @@ use crate::signature;
 use crate::target::{GuardedResolver, Policy};
 use futures_util::StreamExt;
 use kyc_bus::Topology;
+use kyc_bus::lapin::Acker;
 use kyc_bus::lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions};
 use kyc_bus::lapin::types::FieldTable;
 use kyc_config::Settings;
@@ -46,6 +47,12 @@ const RESPONSE_READ_LIMIT: usize = 64 * 1024;
 const BATCH: usize = 500;
 /// How long a partial batch waits for more events.
 const LINGER: Duration = Duration::from_millis(5);
+/// A written batch: its deliveries, claimed, and the acker of its last message.
+type Recorded = (Vec<ClaimedDelivery>, Option<Acker>);
+
+/// Batches of events being written at once (the prefetch should hold as many
+/// batches for the next one to be waiting).
+const RECORDING: usize = 2;
 /// Rows claimed ahead per endpoint, as a multiple of its in-flight limit, for
 /// an endpoint whose speed is not known yet.
 const AHEAD: usize = 4;
@@ -186,7 +193,7 @@ impl Dispatcher {
     }
 
     /// Reconnects with back-off until `stop`.
-    async fn consume_loop(&self, stop: &CancellationToken) {
+    async fn consume_loop(self: &Arc<Self>, stop: &CancellationToken) {
         let mut delays = kyc_bus::backoff();
         while !stop.is_cancelled() {
             match self.consume(stop).await {
@@ -203,7 +210,7 @@ impl Dispatcher {
         }
     }
 
-    async fn consume(&self, stop: &CancellationToken) -> anyhow::Result<()> {
+    async fn consume(self: &Arc<Self>, stop: &CancellationToken) -> anyhow::Result<()> {
         let connection = kyc_bus::connect(&self.amqp_url, "kyc-webhooks").await?;
         let channel =
             kyc_bus::open_consumer_channel(&connection, &self.topology, self.prefetch).await?;
@@ -217,14 +224,30 @@ impl Dispatcher {
             )
             .await?;
         tracing::info!(queue = %self.topology.webhooks_queue(), "consuming events");
+        // Batches being written, oldest first: up to [`RECORDING`] at once, each
+        // acknowledged (with every message before it) once it and all older ones
+        // are committed, so the broker's next batch is read while one is written.
+        let mut recording = futures_util::stream::FuturesOrdered::new();
         let result = async {
             loop {
-                let first = tokio::select! {
-                    () = stop.cancelled() => return Ok(()),
-                    next = consumer.next() => match next {
-                        Some(delivery) => delivery?,
-                        None => anyhow::bail!("the consumer was cancelled by the broker"),
-                    },
+                let first = loop {
+                    tokio::select! {
+                        () = stop.cancelled() => {
+                            while let Some(done) = recording.next().await {
+                                self.settle(done).await?;
+                            }
+                            return Ok(());
+                        }
+                        done = recording.next(), if !recording.is_empty() => {
+                            if let Some(done) = done {
+                                self.settle(done).await?;
+                            }
+                        }
+                        next = consumer.next(), if recording.len() < RECORDING => match next {
+                            Some(delivery) => break delivery?,
+                            None => anyhow::bail!("the consumer was cancelled by the broker"),
+                        },
+                    }
                 };
                 let mut batch = vec![first];
                 let linger = tokio::time::sleep(LINGER);
@@ -260,14 +283,12 @@ impl Dispatcher {
                         }
                     }
                 }
-                let claimed = self.record(&events, stop).await?;
-                if let Some(last) = batch.last() {
-                    last.acker.ack(BasicAckOptions { multiple: true }).await?;
-                }
-                if !claimed.is_empty() {
-                    // The deliver loop gone (stopping): the leases run out.
-                    let _ = self.handoff.send(claimed);
-                }
+                let acker = batch.last().map(|last| last.acker.clone());
+                let (this, stop) = (self.clone(), stop.clone());
+                recording.push_back(tokio::spawn(async move {
+                    let claimed = this.record(&events, &stop).await?;
+                    anyhow::Ok((claimed, acker))
+                }));
             }
         }
         .await;
@@ -277,6 +298,23 @@ impl Dispatcher {
         let _ =
             tokio::time::timeout(Duration::from_secs(2), connection.close(200, "bye".into())).await;
         result
+    }
+
+    /// Acknowledges a written batch (and every message before it: older batches
+    /// are settled first) and hands its claimed deliveries to the deliver loop.
+    async fn settle(
+        &self,
+        done: Result<anyhow::Result<Recorded>, tokio::task::JoinError>,
+    ) -> anyhow::Result<()> {
+        let (claimed, acker) = done??;
+        if let Some(acker) = acker {
+            acker.ack(BasicAckOptions { multiple: true }).await?;
+        }
+        if !claimed.is_empty() {
+            // The deliver loop gone (stopping): the leases run out.
+            let _ = self.handoff.send(claimed);
+        }
+        Ok(())
     }
 
     /// Writes the events until it succeeds (nothing is acknowledged before);

@@ -52,7 +52,7 @@ impl Default for Webhooks {
             max_in_flight: 256,
             per_endpoint_in_flight: 8,
             poll_interval_ms: 500,
-            prefetch: 500,
+            prefetch: 1_000,
             allow_http: false,
             allow_loopback: false,
             allow_private: false,
