@@ -88,12 +88,16 @@ async fn batches_answer_every_line_and_another_batch_size_stores_nothing_twice()
     assert_eq!(env.rows_per_userid().await.len(), valid as usize);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_events_of_batch_records_come_grouped_one_per_record() {
+/// Pushes a mixed file in batches through a worker that groups events (or not)
+/// and checks every line's event arrives once with its verdict; how many
+/// grouped messages carried them, and how many records there were.
+async fn push_and_collect_events(group_events: bool) -> (usize, usize) {
     let env = TestEnv::new().await;
     let (project, key) = env.project(false).await;
     let mut events = Tap::events(&env.topology).await;
-    let _worker = env.start_worker().await;
+    let mut settings = env.settings.clone();
+    settings.worker.group_events = group_events;
+    let _worker = env.start_worker_with(&settings).await;
     let dir = temp_dir(&env);
     let mut lines: Vec<String> = cases().into_iter().map(|c| c.line).collect();
     lines.extend((0..40).map(|i| record(&format!("g-{i}")).to_string()));
@@ -126,12 +130,25 @@ async fn the_events_of_batch_records_come_grouped_one_per_record() {
             line.line
         );
     }
+    (events.grouped_messages, results.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_of_batch_records_come_grouped_one_per_record() {
+    let (grouped, records) = push_and_collect_events(true).await;
     // In fewer messages than records: grouped per kind and project.
     assert!(
-        (1..results.len() / 2).contains(&events.grouped_messages),
-        "{} grouped messages for {} records",
-        events.grouped_messages,
-        results.len()
+        (1..records / 2).contains(&grouped),
+        "{grouped} grouped messages for {records} records"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_told_not_to_group_announces_one_message_per_event() {
+    let (grouped, _) = push_and_collect_events(false).await;
+    assert_eq!(
+        grouped, 0,
+        "KYC__WORKER__GROUP_EVENTS=false: single events only"
     );
 }
 
