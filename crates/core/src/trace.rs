@@ -51,9 +51,24 @@ fn hex_into(text: &str, out: &mut [u8]) -> Option<()> {
     Some(())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Lower-case hex of `bytes` into `out` (twice as long): no allocation, no
+/// formatter — the intake writes a `traceparent` twice per request.
+fn hex_to(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
+    }
 }
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    hex_to(bytes, &mut out);
+    String::from_utf8(out).unwrap_or_else(|_| unreachable!("hex digits are ASCII"))
+}
+
+/// The length of a version-00 `traceparent`: `00-` 32 `-` 16 `-` 2.
+pub const TRACEPARENT_LEN: usize = 55;
 
 impl TraceParent {
     /// A new trace with a random trace id and span id, sampled.
@@ -113,6 +128,17 @@ impl TraceParent {
         hex(&self.span_id)
     }
 
+    /// The version-00 header value (`00-<trace id>-<span id>-<flags>`), without
+    /// allocating: what `Display` writes, for callers that write it often.
+    pub fn encode(&self) -> Encoded {
+        let mut out = [b'-'; TRACEPARENT_LEN];
+        out[..2].copy_from_slice(b"00");
+        hex_to(&self.trace_id, &mut out[3..35]);
+        hex_to(&self.span_id, &mut out[36..52]);
+        hex_to(&[self.flags], &mut out[53..55]);
+        Encoded(out)
+    }
+
     /// Whether the caller asked for this trace to be recorded.
     pub fn sampled(&self) -> bool {
         self.flags & SAMPLED != 0
@@ -122,13 +148,18 @@ impl TraceParent {
 /// The header value: `00-<trace id>-<span id>-<flags>` (always version 00).
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            self.trace_id(),
-            self.span_id(),
-            self.flags
-        )
+        f.write_str(self.encode().as_str())
+    }
+}
+
+/// A `traceparent` value written into a fixed buffer ([`TraceParent::encode`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Encoded([u8; TRACEPARENT_LEN]);
+
+impl Encoded {
+    /// The value as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_else(|_| unreachable!("hex digits are ASCII"))
     }
 }
 

@@ -99,11 +99,14 @@ impl<'a> SubmissionHeadersV2<'a> {
             }
         };
         put(HEADER_API_KEY, self.api_key.map(str::to_owned));
-        put(
-            HEADER_SUBMISSION_ID,
-            self.submission_id.map(|id| id.to_string()),
-        );
-        put(HEADER_PROJECT_ID, self.project_id.map(|id| id.to_string()));
+        // Written through the encoders, not `Display`: these run per message.
+        let uuid = |id: Uuid| {
+            id.hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .to_owned()
+        };
+        put(HEADER_SUBMISSION_ID, self.submission_id.map(uuid));
+        put(HEADER_PROJECT_ID, self.project_id.map(uuid));
         put(
             HEADER_TRANSIT_KEY_ID,
             self.transit_key_id.map(str::to_owned),
@@ -122,7 +125,10 @@ impl<'a> SubmissionHeadersV2<'a> {
             HEADER_REPLY_MODE,
             (self.reply_mode == ReplyMode::Batch).then(|| REPLY_MODE_BATCH.to_owned()),
         );
-        put(HEADER_TRACEPARENT, self.traceparent.map(|t| t.to_string()));
+        put(
+            HEADER_TRACEPARENT,
+            self.traceparent.map(|t| t.encode().as_str().to_owned()),
+        );
         pairs
     }
 

@@ -19,7 +19,6 @@
 
 use crate::error::error_response;
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -37,6 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use tracing::Instrument;
 
 /// The bounds of one listener; every field is a setting (`KYC__HTTP__…`).
 #[derive(Debug, Clone)]
@@ -116,36 +116,69 @@ pub async fn serve(
     }
 }
 
-/// The middleware every listener gets, outermost first: per-address limit, JSON
-/// for every error, panic → 500, request timeout.
+/// The middleware every listener gets: [`around`] every request, and inside
+/// it a panic turned into an opaque JSON 500 (the cause logged, never sent).
+///
+/// One middleware function rather than a layer per concern: each layer costs
+/// every request a clone of the service stack and a boxed future, and the
+/// single-record endpoint is measured per microsecond (`docs/benchmarks.md`).
 pub fn layers(router: Router, limits: &EdgeLimits) -> Router {
     use tower_http::catch_panic::CatchPanicLayer;
-    let request_timeout = limits.request_timeout;
-    let per_address = PerAddress::new(limits.per_address_per_second);
+    let edge = Edge {
+        request_timeout: limits.request_timeout,
+        per_address: PerAddress::new(limits.per_address_per_second),
+    };
     router
-        .layer(middleware::from_fn(move |request, next| {
-            answer_within(request_timeout, request, next)
-        }))
-        // A panic becomes an opaque JSON 500; the cause is logged, never sent.
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn_with_state(per_address, limit_address))
-        // Counted and timed per route template, with the final status and code.
-        .layer(middleware::from_fn(crate::metrics::red))
-        // W3C traceparent continued or started; the trace id in every log line.
-        .layer(middleware::from_fn(crate::trace::continue_or_start))
-        // Spans carry method and path only: headers hold the API key.
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(edge, around))
 }
 
-async fn answer_within(limit: Duration, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(?limit, "request not answered within the request timeout");
-            error_response(ErrorBody::from_code(ErrorCode::Unavailable))
+/// What [`around`] needs of the listener's limits.
+#[derive(Debug, Clone)]
+struct Edge {
+    request_timeout: Duration,
+    per_address: PerAddress,
+}
+
+/// Every request, in this order:
+///
+/// 1. counted in flight and timed per route template (`crate::metrics::Red`);
+/// 2. its W3C `traceparent` continued or a trace started, the trace id in every
+///    log line of the request (`crate::trace`), under a debug span with the
+///    method and path only (headers hold the API key);
+/// 3. refused 429 when its client address is over the per-address limit;
+/// 4. answered 503 `unavailable` when not answered within the request timeout;
+/// 5. its error, if any, rewritten as JSON ([`json_errors`]);
+/// 6. counted with its final status and error code, and given the trace's
+///    `traceparent`.
+async fn around(State(edge): State<Edge>, request: Request, next: Next) -> Response {
+    let red = crate::metrics::Red::start(&request);
+    let here = crate::trace::here(&request);
+    let span =
+        tracing::debug_span!("request", method = %request.method(), path = %request.uri().path());
+    let handling = async {
+        if edge.per_address.refuses(&request) {
+            return error_response(ErrorBody::from_code(ErrorCode::RateLimited));
         }
+        match tokio::time::timeout(edge.request_timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => {
+                let limit = edge.request_timeout;
+                tracing::warn!(?limit, "request not answered within the request timeout");
+                error_response(ErrorBody::from_code(ErrorCode::Unavailable))
+            }
+        }
+    };
+    let mut response = crate::trace::within(here, handling).instrument(span).await;
+    if response.status().is_client_error() || response.status().is_server_error() {
+        response = json_errors(response);
     }
+    if response.status().is_server_error() {
+        tracing::error!(status = response.status().as_u16(), "request failed");
+    }
+    red.finish(&response);
+    crate::trace::answer(here, &mut response);
+    response
 }
 
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -165,8 +198,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// Every error the server emits is JSON (`docs/api.md` §3): the router's own
 /// 404/405, extractor rejections and anything else a layer answers in plain
 /// text are rewritten here, keeping their status and headers (`Allow`).
-async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+fn json_errors(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -221,12 +253,13 @@ impl PerAddress {
     }
 }
 
-async fn limit_address(
-    State(limit): State<PerAddress>,
-    request: Request<Body>,
-    next: Next,
-) -> Response {
-    if let Some(limiter) = &limit.0 {
+impl PerAddress {
+    /// Whether the request's client address is over its budget (counting this
+    /// request when it is not).
+    fn refuses(&self, request: &Request) -> bool {
+        let Some(limiter) = &self.0 else {
+            return false;
+        };
         let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -234,13 +267,13 @@ async fn limit_address(
         if let Some(ip) = peer
             && limiter.check_key(&ip).is_err()
         {
-            return error_response(ErrorBody::from_code(ErrorCode::RateLimited));
+            return true;
         }
         // Keys of addresses that have been quiet long enough are dropped, so the
         // map does not grow with every address ever seen.
         if limiter.len() > 100_000 {
             limiter.retain_recent();
         }
+        false
     }
-    next.run(request).await
 }

@@ -11,10 +11,10 @@
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 use kyc_core::trace::TraceParent;
 use kyc_core::wire::HEADER_TRACEPARENT;
+use std::future::Future;
 use tracing::Instrument;
 
 tokio::task_local! {
@@ -26,20 +26,25 @@ pub fn current() -> Option<TraceParent> {
     CURRENT.try_with(|t| *t).ok()
 }
 
-/// The middleware: continue or start the trace, run the request in its span.
-pub async fn continue_or_start(request: Request, next: Next) -> Response {
-    let here = request
+/// The request's trace continued (a child of a valid `traceparent`) or started.
+pub fn here(request: &Request) -> TraceParent {
+    request
         .headers()
         .get(HEADER_TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(TraceParent::parse)
-        .map_or_else(TraceParent::new_root, |parent| parent.child());
+        .map_or_else(TraceParent::new_root, |parent| parent.child())
+}
+
+/// Runs `handling` in `here`'s span, with `here` as [`current`].
+pub async fn within<F: Future>(here: TraceParent, handling: F) -> F::Output {
     let span = tracing::info_span!("trace", trace_id = %here.trace_id(), span_id = %here.span_id());
-    let mut response = CURRENT
-        .scope(here, next.run(request).instrument(span))
-        .await;
-    if let Ok(value) = HeaderValue::from_str(&here.to_string()) {
+    CURRENT.scope(here, handling.instrument(span)).await
+}
+
+/// Tells the client its request's position in the trace.
+pub fn answer(here: TraceParent, response: &mut Response) {
+    if let Ok(value) = HeaderValue::from_str(here.encode().as_str()) {
         response.headers_mut().insert(HEADER_TRACEPARENT, value);
     }
-    response
 }
