@@ -52,6 +52,7 @@ pub async fn run(settings: &Settings, args: E2eArgs) -> anyhow::Result<Report> {
             &env.amqp_url,
             &env.bare,
             env.settings.amqp.publish_channels,
+            false,
             &env.stop,
         )
         .await?;

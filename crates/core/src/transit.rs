@@ -18,7 +18,7 @@
 //! A worker trusts the ids of a message only if it opens under a key of its
 //! [`TransitKeyring`] (the current key or an older one still listed).
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -173,21 +173,17 @@ impl TransitKey {
     fn seal_aad(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let nonce = Nonce::from(nonce);
+        // Nonce, ciphertext and tag in one buffer, encrypted where it lies: one
+        // allocation per message rather than two and a copy.
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
         // Encryption fails only for inputs over 64 GiB, far beyond any body limit.
-        let ciphertext = self
+        let tag = self
             .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
+            .encrypt_inout_detached(&Nonce::from(nonce), aad, (&mut out[NONCE_LEN..]).into())
             .unwrap_or_else(|_| unreachable!("AES-GCM plaintext over 2^36 bytes"));
-        let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
-        out.extend_from_slice(nonce.as_slice());
-        out.extend_from_slice(&ciphertext);
+        out.extend_from_slice(tag.as_slice());
         out
     }
 
