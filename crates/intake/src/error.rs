@@ -105,7 +105,7 @@ pub fn error_response(body: ErrorBody) -> Response {
     let status = StatusCode::from_u16(code.http_status())
         .expect("every error code maps to a valid HTTP status");
     let mut response = (status, Json(body)).into_response();
-    // For the request metrics (`metrics::red`): the code, never the message.
+    // For the request metrics (`metrics::Red`): the code, never the message.
     response.extensions_mut().insert(code);
     if matches!(code, ErrorCode::Unavailable | ErrorCode::RateLimited) {
         response.headers_mut().insert(
