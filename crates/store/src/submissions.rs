@@ -199,17 +199,21 @@ impl Store {
             OffsetDateTime,
             OffsetDateTime,
             Option<OffsetDateTime>,
+            Uuid,
         );
+        // By the primary key alone, the project checked here: with `project_id`
+        // in the WHERE clause a plan made on stale statistics (during a bulk
+        // load) can walk the project's whole listing index instead.
         let row: Option<Row> = sqlx::query_as(
-            "SELECT id, status, error_code, message, received_at, processed_at, deleted_at
-             FROM submissions WHERE id = $1 AND project_id = $2",
+            "SELECT id, status, error_code, message, received_at, processed_at, deleted_at,
+                    project_id
+             FROM submissions WHERE id = $1",
         )
         .bind(id)
-        .bind(project_id)
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.map(
-            |(id, status, code, message, received_at, processed_at, deleted_at)| StoredResult {
+        Ok(row.filter(|r| r.7 == project_id).map(
+            |(id, status, code, message, received_at, processed_at, deleted_at, _)| StoredResult {
                 id,
                 verdict: Verdict::from_row(&status, code, message),
                 received_at,
