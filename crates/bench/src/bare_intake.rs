@@ -36,7 +36,8 @@ struct Shared {
     channels: Vec<Channel>,
     next: AtomicUsize,
     exchange: String,
-    /// Send our intake's message properties too ([`ours_properties`]).
+    /// Send our intake's message properties too
+    /// ([`crate::raw_publish::our_properties`]).
     ours_properties: bool,
 }
 
@@ -105,7 +106,7 @@ async fn submit(State(shared): State<Arc<Shared>>, body: Bytes) -> (StatusCode, 
                 },
                 &body,
                 if shared.ours_properties {
-                    ours_properties()
+                    crate::raw_publish::our_properties()
                 } else {
                     persistent()
                 },
@@ -117,23 +118,4 @@ async fn submit(State(shared): State<Arc<Shared>>, body: Bytes) -> (StatusCode, 
         Ok(Confirmation::Ack(None)) => (StatusCode::OK, r#"{"message":"success"}"#),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "{}"),
     }
-}
-
-/// The properties our intake gives a submission (content type and the wire
-/// headers, `kyc_core::wire::SubmissionHeadersV2`), with fresh ids and times:
-/// with them the bare intake pays the broker what ours pays for them, and
-/// still nothing else (`kyc-bench intake --bare-with-our-properties`).
-fn ours_properties() -> kyc_bus::lapin::BasicProperties {
-    use kyc_core::wire::{SubmissionHeadersV2, TRANSIT_CONTENT_TYPE};
-    let headers = SubmissionHeadersV2 {
-        submission_id: Some(uuid::Uuid::now_v7()),
-        project_id: Some(uuid::Uuid::now_v7()),
-        transit_key_id: Some("bench"),
-        received_at: Some(time::OffsetDateTime::now_utc()),
-        traceparent: Some(kyc_core::trace::TraceParent::new_root()),
-        ..SubmissionHeadersV2::default()
-    };
-    persistent()
-        .with_content_type(TRANSIT_CONTENT_TYPE.into())
-        .with_headers(kyc_bus::headers::encode(&headers))
 }

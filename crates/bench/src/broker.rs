@@ -2,6 +2,9 @@
 //! `P.submissions`, nothing else.
 //!
 //! - ceiling: raw publishing with a window of unconfirmed messages (1000);
+//! - raw publishing with the same window and the message properties our
+//!   intake sends (content type and wire headers): what the broker charges for
+//!   them;
 //! - raw publishing one at a time (each confirm awaited before the next), which
 //!   shows what a window is worth;
 //! - ours: `kyc_bus::Publisher` (over a `Link`, with its in-flight bound and
@@ -69,6 +72,29 @@ pub async fn run(settings: &Settings, args: BrokerArgs) -> anyhow::Result<Report
         env.purge().await?;
         report.push(windowed, peak.own);
 
+        eprintln!(
+            "bench broker: raw, window {}, our properties …",
+            args.window
+        );
+        let peak = Peak::start();
+        let took =
+            raw_publish::publish_with(&many, &env.bare, &body, args.messages, args.window, |_| {
+                raw_publish::our_properties()
+            })
+            .await?;
+        let mut with_properties = Phase::new(
+            format!(
+                "raw, window {}, {channels} channels, our properties",
+                args.window
+            ),
+            Role::Ours,
+            args.messages,
+            took.as_secs_f64(),
+        );
+        with_properties.peak_rss_mib = peak.read();
+        env.purge().await?;
+        report.push(with_properties, peak.own);
+
         eprintln!("bench broker: raw, one at a time …");
         let peak = Peak::start();
         let took =
@@ -105,7 +131,10 @@ pub async fn run(settings: &Settings, args: BrokerArgs) -> anyhow::Result<Report
 
         let phases = &report.phases;
         report.ratios = vec![
+            Ratio::throughput(&phases[3], &phases[0]),
             Ratio::throughput(&phases[2], &phases[0]),
+            // What the broker charges for the intake's content type and wire
+            // headers: the same publishing, with them.
             Ratio::throughput(&phases[1], &phases[0]),
         ];
         Ok(report)

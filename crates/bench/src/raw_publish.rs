@@ -71,3 +71,23 @@ pub async fn publish_with(
         .await?;
     Ok(started.elapsed())
 }
+
+/// The properties our intake gives a submission (content type and the wire
+/// headers, `kyc_core::wire::SubmissionHeadersV2`), with fresh ids and times:
+/// with them the bare intake pays the broker what ours pays for them, and
+/// still nothing else (`kyc-bench intake --bare-with-our-properties`, and a
+/// phase of `kyc-bench broker`).
+pub fn our_properties() -> BasicProperties {
+    use kyc_core::wire::{SubmissionHeadersV2, TRANSIT_CONTENT_TYPE};
+    let headers = SubmissionHeadersV2 {
+        submission_id: Some(uuid::Uuid::now_v7()),
+        project_id: Some(uuid::Uuid::now_v7()),
+        transit_key_id: Some("bench"),
+        received_at: Some(time::OffsetDateTime::now_utc()),
+        traceparent: Some(kyc_core::trace::TraceParent::new_root()),
+        ..SubmissionHeadersV2::default()
+    };
+    persistent()
+        .with_content_type(TRANSIT_CONTENT_TYPE.into())
+        .with_headers(kyc_bus::headers::encode(&headers))
+}
