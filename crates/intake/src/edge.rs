@@ -169,10 +169,7 @@ async fn around(State(edge): State<Edge>, request: Request, next: Next) -> Respo
             }
         }
     };
-    let mut response = crate::trace::within(here, handling).instrument(span).await;
-    if response.status().is_client_error() || response.status().is_server_error() {
-        response = json_errors(response);
-    }
+    let mut response = json_errors(crate::trace::within(here, handling).instrument(span).await);
     if response.status().is_server_error() {
         tracing::error!(status = response.status().as_u16(), "request failed");
     }
