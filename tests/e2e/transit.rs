@@ -7,7 +7,10 @@ use kyc_bus::lapin::types::{AMQPValue, LongString};
 use kyc_bus::lapin::{BasicProperties, Channel};
 use kyc_bus::{Topology, headers};
 use kyc_core::envelope::{EnvelopeKey, encrypt_request};
-use kyc_core::wire::{EventKind, HEADER_PROJECT_ID, TRANSIT_CONTENT_TYPE};
+use kyc_core::wire::{
+    EventKind, HEADER_PROJECT_ID, HEADER_RECEIVED_AT, HEADER_SUBMISSION_ID, HEADER_TRANSIT_KEY_ID,
+    TRANSIT_CONTENT_TYPE, TRANSIT_V2_CONTENT_TYPE,
+};
 use kyc_testkit::amqp::{self, Tap, publish_submission, with_api_key};
 use kyc_testkit::{Api, TEST_TRANSIT_KEY_ID, TestEnv, full_record, record};
 use std::time::Duration;
@@ -94,17 +97,25 @@ async fn queued_messages_carry_neither_the_api_key_nor_the_personal_numbers() {
                 assert!(!contains(&value, secret), "{case}: {what} in header {name}");
             }
         }
-        let headers = headers::decode(&properties);
-        assert_eq!(headers.api_key, None, "{case}: no x-api-key header");
-        assert_eq!(
-            headers.transit_key_id,
-            Some(TEST_TRANSIT_KEY_ID),
-            "{case}: the transit key id travels with the message"
+        let sent_headers: Vec<_> = header_bytes(&properties)
+            .into_iter()
+            .filter(|(name, _)| !headers::is_broker_bookkeeping(name))
+            .collect();
+        assert!(
+            sent_headers.is_empty(),
+            "{case}: transit version 2 sends no headers: {sent_headers:?}"
         );
         assert_eq!(
             properties.content_type().as_ref().map(|c| c.as_str()),
-            Some(TRANSIT_CONTENT_TYPE),
+            Some(TRANSIT_V2_CONTENT_TYPE),
             "{case}: content type"
+        );
+        let framed = headers::decode_message(&properties, &body);
+        assert_eq!(framed.api_key, None, "{case}: no API key");
+        assert_eq!(
+            framed.transit_key_id,
+            Some(TEST_TRANSIT_KEY_ID),
+            "{case}: the transit key id travels with the message"
         );
         assert!(
             serde_json::from_slice::<serde_json::Value>(&body).is_err(),
@@ -121,6 +132,7 @@ async fn queued_messages_carry_neither_the_api_key_nor_the_personal_numbers() {
             }
             None => reply.submission_id(),
         };
+        assert_eq!(framed.submission_id, Some(id), "{case}: the id in the prefix");
         requeue.push((id, properties, body));
     }
 
@@ -165,11 +177,30 @@ async fn forged_altered_and_replayed_seals_are_not_trusted() {
     let mut altered = body.clone();
     let middle = altered.len() / 2;
     altered[middle] ^= 0x01;
-    let replayed = with_header(&genuine, HEADER_PROJECT_ID, &other_project.to_string());
+    // The genuine message claimed for another project: its project id rewritten
+    // in the prefix, or the body passed off as version 1 with header claims.
+    let at = body
+        .windows(16)
+        .position(|w| w == project_id.as_bytes())
+        .expect("the project id in the prefix");
+    let mut replayed = body.clone();
+    replayed[at..at + 16].copy_from_slice(other_project.as_bytes());
+    let as_v1 = [
+        (HEADER_SUBMISSION_ID, genuine_id.to_string()),
+        (HEADER_PROJECT_ID, project_id.to_string()),
+        (HEADER_TRANSIT_KEY_ID, TEST_TRANSIT_KEY_ID.to_owned()),
+        (HEADER_RECEIVED_AT, "2026-01-01T00:00:00Z".to_owned()),
+    ]
+    .iter()
+    .fold(
+        genuine.clone().with_content_type(TRANSIT_CONTENT_TYPE.into()),
+        |properties, (name, value)| with_header(&properties, name, value),
+    );
     let cases = [
         ("forged", forged, genuine.clone()),
         ("altered", altered, genuine.clone()),
-        ("replayed", body.clone(), replayed),
+        ("replayed", replayed, genuine.clone()),
+        ("as-v1", body.clone(), as_v1),
     ];
     for (case, bytes, properties) in &cases {
         publish_submission(
@@ -194,7 +225,7 @@ async fn forged_altered_and_replayed_seals_are_not_trusted() {
     let worker = env.start_worker().await;
 
     let mut seen = std::collections::BTreeMap::new();
-    while seen.len() < 4 {
+    while seen.len() < cases.len() + 1 {
         let (correlation, event) = replies.next(WAIT).await.expect("a reply");
         seen.insert(correlation.unwrap_or_default(), event);
     }

@@ -36,7 +36,7 @@ struct Shared {
     channels: Vec<Channel>,
     next: AtomicUsize,
     exchange: String,
-    /// Send our intake's message properties too
+    /// Send a transit version 1 message's properties too
     /// ([`crate::raw_publish::our_properties`]).
     ours_properties: bool,
 }

@@ -29,8 +29,9 @@ pub struct IntakeArgs {
     /// noisy neighbour better than one long phase).
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
-    /// The bare intake publishes with our message properties (content type and
-    /// wire headers): what the broker charges for them then counts on both sides.
+    /// The bare intake publishes with the properties of a transit version 1
+    /// message (content type and wire headers, which our intake sent before
+    /// version 2): what the broker charges for a header table.
     #[arg(long)]
     pub bare_with_our_properties: bool,
     #[command(flatten)]

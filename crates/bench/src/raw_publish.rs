@@ -72,11 +72,12 @@ pub async fn publish_with(
     Ok(started.elapsed())
 }
 
-/// The properties our intake gives a submission (content type and the wire
+/// The properties of a transit version 1 message (content type and the wire
 /// headers, `kyc_core::wire::SubmissionHeadersV2`), with fresh ids and times:
-/// with them the bare intake pays the broker what ours pays for them, and
-/// still nothing else (`kyc-bench intake --bare-with-our-properties`, and a
-/// phase of `kyc-bench broker`).
+/// what our intake gave a single submission before transit version 2, and
+/// batches and image references still carry. With them the bare intake pays
+/// the broker what a header table costs, and still nothing else (`kyc-bench
+/// intake --bare-with-our-properties`, and a phase of `kyc-bench broker`).
 pub fn our_properties() -> BasicProperties {
     use kyc_core::wire::{SubmissionHeadersV2, TRANSIT_CONTENT_TYPE};
     let headers = SubmissionHeadersV2 {

@@ -50,6 +50,23 @@ pub fn decode(properties: &BasicProperties) -> SubmissionHeadersV2<'_> {
     SubmissionHeadersV2::decode(|name| get(properties, name))
 }
 
+/// A delivery's submission headers, whichever transit version carries them: for
+/// a version 2 body (`kyc_core::transit::Frame`) the values of its prefix (and
+/// `x-api-key` from the headers, which the intake never sends); otherwise the
+/// header table. Nothing here is authenticated: ids are believed only once the
+/// body opens under a transit key.
+pub fn decode_message<'a>(properties: &'a BasicProperties, body: &'a [u8]) -> SubmissionHeadersV2<'a> {
+    let headers = decode(properties);
+    let content_type = properties.content_type().as_ref().map(|c| c.as_str());
+    match kyc_core::transit::Frame::of_message(content_type, body) {
+        Some(frame) => SubmissionHeadersV2 {
+            api_key: headers.api_key,
+            ..frame.headers()
+        },
+        None => headers,
+    }
+}
+
 /// A string header of a message, if present and textual.
 pub fn get<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'a str> {
     let value = properties.headers().as_ref()?.inner().get(name)?;

@@ -146,7 +146,7 @@ async fn close(connection: Connection, channel: Channel) {
 /// nor any header but the ids and death records.
 fn describe(message: &BasicGetMessage, topology: &Topology) -> DeadLetter {
     let properties = &message.delivery.properties;
-    let id = headers::decode(properties)
+    let id = headers::decode_message(properties, &message.delivery.data)
         .submission_id
         .map(|id| id.to_string())
         .or_else(|| {

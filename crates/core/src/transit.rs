@@ -6,6 +6,10 @@
 //! with AES-256-GCM under the current transit key, which only intakes and workers
 //! hold. The message carries no API key.
 //!
+//! A single submission travels in transit version 2 ([`Frame`]): its ids, reply
+//! mode and trace in an authenticated prefix of the body, no headers. Batches,
+//! image references and messages sealed before version 2 use version 1:
+//!
 //! - Message body: `nonce (12 bytes) ‖ ciphertext ‖ tag (16 bytes)`, raw bytes.
 //! - Header [`HEADER_TRANSIT_KEY_ID`](crate::wire::HEADER_TRANSIT_KEY_ID): the id
 //!   of the transit key that sealed it.
@@ -30,9 +34,10 @@ use uuid::Uuid;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
-/// How many bytes sealing adds to a body (nonce and tag): a body at the HTTP
-/// limit is this much longer on the broker.
-pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+/// How many bytes sealing adds to a body at most (a version 2 prefix of the
+/// longest kind, nonce and tag): a body at the HTTP limit is up to this much
+/// longer on the broker.
+pub const SEAL_OVERHEAD: usize = MAX_PREFIX_LEN + NONCE_LEN + TAG_LEN;
 /// The first bytes of every associated data: names the scheme and its version.
 const DOMAIN: &[u8] = b"kyc-ingest/transit/v1\0";
 
@@ -343,6 +348,9 @@ fn batch_aad(ids: &SealedIds<'_>, key_id: &str) -> Vec<u8> {
     aad.extend_from_slice(&ids.associated_data(key_id));
     aad
 }
+
+mod frame;
+pub use frame::{Frame, MAX_PREFIX_LEN};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -33,9 +33,14 @@ pub const HEADER_PROJECT_ID: &str = "x-project-id";
 /// ([`crate::transit::TransitKeyring`]).
 pub const HEADER_TRANSIT_KEY_ID: &str = "x-transit-key-id";
 
-/// The `content_type` of a transit-sealed message body
-/// (`nonce ‖ ciphertext ‖ tag`, `crate::transit`).
+/// The `content_type` of a transit-sealed message body of version 1
+/// (`nonce ‖ ciphertext ‖ tag`, ids in headers, `crate::transit`): batches,
+/// image references, and single submissions of intakes before version 2.
 pub const TRANSIT_CONTENT_TYPE: &str = "application/vnd.kyc.transit-v1";
+/// The `content_type` of a transit-sealed single submission of version 2
+/// (`prefix ‖ nonce ‖ ciphertext ‖ tag`, ids in the authenticated prefix, no
+/// headers: `crate::transit::Frame`).
+pub const TRANSIT_V2_CONTENT_TYPE: &str = "application/vnd.kyc.transit-v2";
 
 /// Routing key of submission messages on the submissions exchange.
 pub const SUBMISSION_ROUTING_KEY: &str = "submission.v1";

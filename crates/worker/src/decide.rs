@@ -4,10 +4,12 @@
 //! Two kinds of message, told apart by whether the body opens under a transit
 //! key (`kyc_core::transit`):
 //!
-//! - **intake messages** open under a key of the worker's keyring, with the ids of
-//!   their headers bound as associated data. Only then are submission id,
-//!   project, receive time and idempotency key taken from the headers: the intake
-//!   authenticated the client, and the seal proves the headers are the intake's.
+//! - **intake messages** open under a key of the worker's keyring, with their ids
+//!   bound as associated data: in the body's prefix (transit version 2, what
+//!   intakes send) or in headers (version 1, what they sent before). Only then
+//!   are submission id, project, receive time and idempotency key believed: the
+//!   intake authenticated the client, and the seal proves the ids are the
+//!   intake's.
 //! - **direct messages** (anything else, including a seal that does not open) are
 //!   authenticated by `x-api-key`; their id, project and time headers are ignored,
 //!   and the submission id derives from the authenticated project and
@@ -17,7 +19,7 @@ use kyc_bus::lapin::BasicProperties;
 use kyc_core::envelope::{self, EncryptionPolicy};
 use kyc_core::submission::RawSubmission;
 use kyc_core::transit::{SealedIds, TransitKeyring};
-use kyc_core::wire::{ReplyMode, SubmissionHeadersV2};
+use kyc_core::wire::{ReplyMode, SubmissionHeadersV2, TRANSIT_V2_CONTENT_TYPE};
 use kyc_core::{ErrorCode, Rejection, Submission, id};
 use kyc_store::submissions::Outcome;
 use kyc_store::{Directory, Project, StoreError};
@@ -114,11 +116,12 @@ pub async fn decide(
     prefix: &str,
     today: time::Date,
 ) -> Result<Decision, StoreError> {
-    // The one place a delivery's headers are read.
-    let headers = kyc_bus::headers::decode(properties);
+    // The one place a delivery's headers are read: from the header table, or
+    // from the prefix of a transit version 2 body.
+    let headers = kyc_bus::headers::decode_message(properties, body);
     let reply = ReplyTo::of(properties, &headers, prefix);
 
-    if let Some((ids, plain)) = open_sealed(&headers, body, transit) {
+    if let Some((ids, plain)) = open_sealed(properties, &headers, body, transit) {
         // An intake authenticated this message: trust its project even if the
         // key has been rotated since (the client already holds a 200).
         let idempotency_key = ids.idempotency_key.map(str::to_owned);
@@ -204,13 +207,20 @@ pub(crate) async fn check(
 }
 
 /// The authenticated ids and the plain body of an intake message: `None` unless
-/// the body opens under the transit key its header names, with exactly the ids
-/// of its headers.
+/// the body opens under a transit key — version 2 with the ids of its own
+/// prefix, version 1 under the key its header names with exactly the ids of its
+/// headers.
 fn open_sealed<'h>(
+    properties: &BasicProperties,
     headers: &SubmissionHeadersV2<'h>,
-    body: &[u8],
+    body: &'h [u8],
     transit: &TransitKeyring,
 ) -> Option<(SealedIds<'h>, Vec<u8>)> {
+    if properties.content_type().as_ref().map(|c| c.as_str()) == Some(TRANSIT_V2_CONTENT_TYPE) {
+        return transit
+            .open_framed(body)
+            .map(|(frame, plain)| (frame.ids, plain));
+    }
     let key_id = headers.transit_key_id?;
     let ids = SealedIds {
         submission_id: headers.submission_id?,

@@ -177,7 +177,7 @@ impl Worker {
                             continue;
                         }
                     };
-                    let trace = crate::trace::continued(&batch[i].properties);
+                    let trace = crate::trace::continued(&batch[i].properties, &batch[i].data);
                     let span =
                         crate::trace::submission_span(&trace, outcome.id, outcome.project_id);
                     span.in_scope(|| tracing::debug!(accepted = verdict.accepted, code = ?verdict.error_code, "stored"));

@@ -1,16 +1,16 @@
 //! The worker's side of one submission's trace (see `kyc_intake::trace`): the
-//! trace the intake sent in the message's `traceparent` header, continued with a
+//! trace the intake sent with the message (`traceparent`), continued with a
 //! span of the worker's own; a new trace for a message without one (a direct
 //! AMQP publisher that sends none).
 
 use kyc_bus::lapin::BasicProperties;
 use kyc_core::trace::TraceParent;
-use kyc_core::wire::HEADER_TRACEPARENT;
 
-/// The worker's position in the trace of the message with these properties.
-pub fn continued(properties: &BasicProperties) -> TraceParent {
-    kyc_bus::headers::get(properties, HEADER_TRACEPARENT)
-        .and_then(TraceParent::parse)
+/// The worker's position in the trace of the message with these properties and
+/// this body (a transit version 2 body carries the trace in its prefix).
+pub fn continued(properties: &BasicProperties, body: &[u8]) -> TraceParent {
+    kyc_bus::headers::decode_message(properties, body)
+        .traceparent
         .map_or_else(TraceParent::new_root, |parent| parent.child())
 }
 

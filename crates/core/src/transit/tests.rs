@@ -174,3 +174,93 @@ fn batch_seals_and_single_seals_do_not_open_as_each_other() {
     let single = ring.seal(&ids, b"{}");
     assert_eq!(ring.open_batch("k1", &ids, &single.body), None);
 }
+
+mod framed {
+    use super::*;
+    use crate::trace::TraceParent;
+    use crate::wire::{ReplyMode, TRANSIT_V2_CONTENT_TYPE};
+
+    fn sealed(ring: &TransitKeyring, project: Uuid) -> (Vec<u8>, TraceParent) {
+        let trace = TraceParent::new_root();
+        let body = ring.seal_framed(&ids(project), ReplyMode::Batch, Some(trace), b"{\"a\":1}");
+        (body, trace)
+    }
+
+    #[test]
+    fn a_framed_message_opens_with_every_value_it_was_sealed_with() {
+        let ring = ring(("k2", 2), &[]);
+        let project = Uuid::from_u128(7);
+        let (body, trace) = sealed(&ring, project);
+        let (frame, plain) = ring.open_framed(&body).unwrap();
+        assert_eq!(plain, b"{\"a\":1}");
+        assert_eq!(frame.key_id, "k2");
+        assert_eq!(frame.ids, ids(project));
+        assert_eq!(frame.reply_mode, ReplyMode::Batch);
+        assert_eq!(frame.traceparent, Some(trace));
+        let headers = frame.headers();
+        assert_eq!(headers.submission_id, Some(ids(project).submission_id));
+        assert_eq!(headers.transit_key_id, Some("k2"));
+        assert_eq!(headers.api_key, None);
+        // No reply mode, no trace, no idempotency key: still a frame.
+        let mut bare = ids(project);
+        bare.idempotency_key = None;
+        let body = ring.seal_framed(&bare, ReplyMode::PerMessage, None, b"{}");
+        let (frame, _) = ring.open_framed(&body).unwrap();
+        assert_eq!((frame.ids, frame.reply_mode, frame.traceparent), (bare, ReplyMode::PerMessage, None));
+    }
+
+    #[test]
+    fn one_changed_byte_anywhere_fails_to_open() {
+        let ring = ring(("k2", 2), &[]);
+        let (body, _) = sealed(&ring, Uuid::from_u128(7));
+        for i in 0..body.len() {
+            let mut changed = body.clone();
+            changed[i] ^= 0x01;
+            assert!(ring.open_framed(&changed).is_none(), "byte {i}");
+        }
+        for len in 0..body.len() {
+            assert!(ring.open_framed(&body[..len]).is_none(), "cut at {len}");
+        }
+    }
+
+    #[test]
+    fn a_framed_message_opens_under_an_older_key_and_never_under_an_unknown_one() {
+        let old = ring(("k1", 1), &[]);
+        let (body, _) = sealed(&old, Uuid::from_u128(7));
+        assert!(ring(("k2", 2), &[("k1", 1)]).open_framed(&body).is_some());
+        assert!(ring(("k2", 2), &[]).open_framed(&body).is_none());
+        // The same id with other key bytes: the tag does not verify.
+        assert!(ring(("k1", 9), &[]).open_framed(&body).is_none());
+    }
+
+    #[test]
+    fn version_1_seals_and_version_2_frames_never_open_as_each_other() {
+        let ring = ring(("k1", 1), &[]);
+        let project = Uuid::from_u128(7);
+        let v1 = ring.seal(&ids(project), b"{}");
+        assert!(ring.open_framed(&v1.body).is_none());
+        let (v2, _) = sealed(&ring, project);
+        assert!(ring.open("k1", &ids(project), &v2).is_none());
+        assert!(ring.open_batch("k1", &ids(project), &v2).is_none());
+    }
+
+    #[test]
+    fn a_frame_is_read_only_under_its_content_type() {
+        let ring = ring(("k1", 1), &[]);
+        let (body, _) = sealed(&ring, Uuid::from_u128(7));
+        assert!(Frame::of_message(Some(TRANSIT_V2_CONTENT_TYPE), &body).is_some());
+        assert!(Frame::of_message(Some("application/json"), &body).is_none());
+        assert!(Frame::of_message(None, &body).is_none());
+        assert!(Frame::of_message(Some(TRANSIT_V2_CONTENT_TYPE), b"{\"a\":1}").is_none());
+    }
+
+    #[test]
+    fn the_longest_prefix_fits_the_seal_overhead() {
+        let ring = ring((&"k".repeat(64), 1), &[]);
+        let key = "i".repeat(200);
+        let mut long = ids(Uuid::from_u128(7));
+        long.idempotency_key = Some(&key);
+        let body = ring.seal_framed(&long, ReplyMode::Batch, Some(TraceParent::new_root()), b"x");
+        assert_eq!(body.len(), 1 + SEAL_OVERHEAD);
+    }
+}

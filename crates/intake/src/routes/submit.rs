@@ -17,11 +17,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use kyc_bus::{Outgoing, headers, persistent};
+use kyc_bus::{Outgoing, persistent};
 use kyc_core::envelope::{self, EncryptedResponse, EncryptionPolicy, EnvelopeKey};
 use kyc_core::transit::SealedIds;
 use kyc_core::wire::{
-    EventKind, ReplyMode, SUBMISSION_ROUTING_KEY, SubmissionHeadersV2, TRANSIT_CONTENT_TYPE,
+    EventKind, ReplyMode, SUBMISSION_ROUTING_KEY, TRANSIT_V2_CONTENT_TYPE,
 };
 use kyc_core::{ErrorBody, ErrorCode, Rejection, id};
 use serde::Serialize;
@@ -237,28 +237,21 @@ async fn publish(app: &AppState, message: Message<'_>) -> Result<(), ApiError> {
         received_at: OffsetDateTime::now_utc(),
         idempotency_key: message.idempotency_key,
     };
-    let sealed = app.transit.seal(&ids, message.body);
-    let wire_headers = SubmissionHeadersV2 {
-        // No API key: the message is authenticated by its seal.
-        api_key: None,
-        submission_id: Some(ids.submission_id),
-        project_id: Some(ids.project_id),
-        transit_key_id: Some(&sealed.key_id),
-        received_at: Some(ids.received_at),
-        idempotency_key: ids.idempotency_key,
-        // Waiting requests share one reply queue: a worker's batch answers them
-        // with one message.
-        reply_mode: if message.reply_to.is_some() {
-            ReplyMode::Batch
-        } else {
-            ReplyMode::PerMessage
-        },
-        // The worker continues the request's trace from here (`crate::trace`).
-        traceparent: crate::trace::current(),
+    // Waiting requests share one reply queue: a worker's batch answers them with
+    // one message.
+    let reply_mode = if message.reply_to.is_some() {
+        ReplyMode::Batch
+    } else {
+        ReplyMode::PerMessage
     };
-    let mut properties = persistent()
-        .with_content_type(TRANSIT_CONTENT_TYPE.into())
-        .with_headers(headers::encode(&wire_headers));
+    // Transit version 2: ids, reply mode and trace (which the worker continues,
+    // `crate::trace`) in the sealed body's authenticated prefix, no header
+    // table — headers cost the broker a quarter of its publish rate. No API
+    // key: the message is authenticated by its seal.
+    let sealed = app
+        .transit
+        .seal_framed(&ids, reply_mode, crate::trace::current(), message.body);
+    let mut properties = persistent().with_content_type(TRANSIT_V2_CONTENT_TYPE.into());
     if let Some(key) = message.idempotency_key {
         properties = properties.with_message_id(key.into());
     }
@@ -274,7 +267,7 @@ async fn publish(app: &AppState, message: Message<'_>) -> Result<(), ApiError> {
         .publish(Outgoing {
             exchange: &exchange,
             routing_key: SUBMISSION_ROUTING_KEY,
-            payload: &sealed.body,
+            payload: &sealed,
             properties,
             mandatory: true,
         })
