@@ -132,7 +132,11 @@ async fn queued_messages_carry_neither_the_api_key_nor_the_personal_numbers() {
             }
             None => reply.submission_id(),
         };
-        assert_eq!(framed.submission_id, Some(id), "{case}: the id in the prefix");
+        assert_eq!(
+            framed.submission_id,
+            Some(id),
+            "{case}: the id in the prefix"
+        );
         requeue.push((id, properties, body));
     }
 
@@ -193,7 +197,9 @@ async fn forged_altered_and_replayed_seals_are_not_trusted() {
     ]
     .iter()
     .fold(
-        genuine.clone().with_content_type(TRANSIT_CONTENT_TYPE.into()),
+        genuine
+            .clone()
+            .with_content_type(TRANSIT_CONTENT_TYPE.into()),
         |properties, (name, value)| with_header(&properties, name, value),
     );
     let cases = [

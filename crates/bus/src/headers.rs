@@ -55,7 +55,10 @@ pub fn decode(properties: &BasicProperties) -> SubmissionHeadersV2<'_> {
 /// `x-api-key` from the headers, which the intake never sends); otherwise the
 /// header table. Nothing here is authenticated: ids are believed only once the
 /// body opens under a transit key.
-pub fn decode_message<'a>(properties: &'a BasicProperties, body: &'a [u8]) -> SubmissionHeadersV2<'a> {
+pub fn decode_message<'a>(
+    properties: &'a BasicProperties,
+    body: &'a [u8],
+) -> SubmissionHeadersV2<'a> {
     let headers = decode(properties);
     let content_type = properties.content_type().as_ref().map(|c| c.as_str());
     match kyc_core::transit::Frame::of_message(content_type, body) {

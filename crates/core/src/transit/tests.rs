@@ -206,7 +206,10 @@ mod framed {
         bare.idempotency_key = None;
         let body = ring.seal_framed(&bare, ReplyMode::PerMessage, None, b"{}");
         let (frame, _) = ring.open_framed(&body).unwrap();
-        assert_eq!((frame.ids, frame.reply_mode, frame.traceparent), (bare, ReplyMode::PerMessage, None));
+        assert_eq!(
+            (frame.ids, frame.reply_mode, frame.traceparent),
+            (bare, ReplyMode::PerMessage, None)
+        );
     }
 
     #[test]

@@ -20,9 +20,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use kyc_bus::{Outgoing, persistent};
 use kyc_core::envelope::{self, EncryptedResponse, EncryptionPolicy, EnvelopeKey};
 use kyc_core::transit::SealedIds;
-use kyc_core::wire::{
-    EventKind, ReplyMode, SUBMISSION_ROUTING_KEY, TRANSIT_V2_CONTENT_TYPE,
-};
+use kyc_core::wire::{EventKind, ReplyMode, SUBMISSION_ROUTING_KEY, TRANSIT_V2_CONTENT_TYPE};
 use kyc_core::{ErrorBody, ErrorCode, Rejection, id};
 use serde::Serialize;
 use std::time::{Duration, Instant};
