@@ -155,6 +155,8 @@ pub async fn ceilings(env: &BenchEnv, n: u64) -> anyhow::Result<(Phase, Phase)> 
         .await?;
     let (rows, _) = prepare(n, &key)?;
     let key_id = key.id().to_owned();
+    // Empty already; this is for the checkpoint, as before every other phase.
+    env.truncate(Table::Submissions).await?;
 
     eprintln!("bench pipeline: storage ceiling, UNNEST …");
     let sql = unnest_sql();
