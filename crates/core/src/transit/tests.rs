@@ -265,5 +265,7 @@ mod framed {
         long.idempotency_key = Some(&key);
         let body = ring.seal_framed(&long, ReplyMode::Batch, Some(TraceParent::new_root()), b"x");
         assert_eq!(body.len(), 1 + SEAL_OVERHEAD);
+        // `docs/api.md` §8 ("Bounds") and §10 name these figures.
+        assert_eq!((MAX_PREFIX_LEN, SEAL_OVERHEAD), (396, 424));
     }
 }
