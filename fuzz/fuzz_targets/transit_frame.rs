@@ -21,7 +21,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let ring = TransitKeyring::new(key, Vec::new()).unwrap();
-    let sealed = ring.seal_framed(&frame.ids, frame.reply_mode, frame.traceparent, &data[prefix_len..]);
+    let sealed = ring.seal_framed(
+        &frame.ids,
+        frame.reply_mode,
+        frame.traceparent,
+        &data[prefix_len..],
+    );
     let (again, plain) = ring.open_framed(&sealed).expect("a fresh seal opens");
     assert_eq!(again, frame);
     assert_eq!(plain, &data[prefix_len..]);
