@@ -42,6 +42,7 @@ mod push_progress;
 mod rate_limit;
 mod restart;
 mod startup;
+mod store_batch;
 mod trace;
 mod transit;
 mod transit_claims;
