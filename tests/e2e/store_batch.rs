@@ -1,7 +1,6 @@
-//! `Store::store_batch`'s two paths: a batch of new ids in one plain insert,
-//! and the conflict-aware insert a batch falls back to when an id is already
-//! stored or erased. Both give every outcome the verdict it would have had on
-//! its own, and store each new id once.
+//! `Store::store_batch` with new, already stored and erased ids in one batch:
+//! every outcome gets the verdict it would have had on its own, and each new
+//! id is stored once.
 
 use kyc_core::{ErrorCode, Rejection};
 use kyc_store::DataKey;

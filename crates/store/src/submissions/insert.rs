@@ -61,7 +61,7 @@ impl<'a> FieldColumn<'a> {
     }
 }
 
-type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+type Query<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, (Uuid,), sqlx::postgres::PgArguments>;
 
 /// One array per column, for a single set-based `INSERT … SELECT FROM UNNEST`:
 /// the outcome's own columns, then one per field of [`FIELDS`], in table order.
@@ -174,16 +174,7 @@ const OVERWRITTEN: [&str; 4] = ["status", "error_code", "message", "pii_key_id"]
 /// limit, before it was dead-lettered) is replaced by an accepted outcome, which
 /// is what a successful replay of that message brings. Every row the statement
 /// wrote, inserted or replaced, is returned.
-static INSERT: LazyLock<String> = LazyLock::new(|| insert_sql(true));
-
-/// [`INSERT`] without its `ON CONFLICT` clause and `RETURNING`: what a batch of
-/// fresh ids needs, at about four fifths of [`INSERT`]'s cost in PostgreSQL
-/// (`docs/benchmarks.md`). A row already there makes it fail with a unique
-/// violation; a tombstoned id makes it insert fewer rows than it was given.
-/// Either way [`Store::store_batch`] rolls it back and uses [`INSERT`].
-static INSERT_FRESH: LazyLock<String> = LazyLock::new(|| insert_sql(false));
-
-fn insert_sql(on_conflict: bool) -> String {
+static INSERT: LazyLock<String> = LazyLock::new(|| {
     let columns: Vec<(&str, &str, String)> = OUTCOME_COLUMNS
         .iter()
         .map(|&(name, array)| (name, array, name.to_owned()))
@@ -207,27 +198,21 @@ fn insert_sql(on_conflict: bool) -> String {
         .map(|column| format!("{column} = EXCLUDED.{column}"))
         .chain(["processed_at = now()".to_owned()])
         .collect();
-    let insert = format!(
+    format!(
         "INSERT INTO submissions ({names})\nSELECT {}\nFROM UNNEST({}) AS t({names})\n\
          WHERE NOT EXISTS (SELECT 1 FROM submission_tombstones z\n\
-                           WHERE z.id = t.id AND z.project_id = t.project_id)",
-        selects.join(", "),
-        params.join(", "),
-    );
-    if !on_conflict {
-        return insert;
-    }
-    format!(
-        "{insert}\n\
+                           WHERE z.id = t.id AND z.project_id = t.project_id)\n\
          ON CONFLICT (id) DO UPDATE SET {}\n\
          WHERE submissions.status = 'rejected' AND submissions.error_code = '{}'\n\
          AND EXCLUDED.status = 'accepted' AND submissions.project_id = EXCLUDED.project_id\n\
          AND submissions.deleted_at IS NULL\n\
          RETURNING id",
+        selects.join(", "),
+        params.join(", "),
         updates.join(", "),
         ErrorCode::ProcessingError.as_str(),
     )
-}
+});
 
 impl Store {
     /// Stores a batch in one transaction with one set-based insert, and returns
@@ -251,31 +236,18 @@ impl Store {
                 c.push(o, key);
             }
         }
-        let mut projects: Vec<Uuid> = c.project_id.clone();
-        projects.sort_unstable();
-        projects.dedup();
-
-        // The common case first: every id is new. One plain insert, no conflict
-        // handling, nothing returned; every outcome's verdict is its own.
-        if self.store_fresh(&c, &projects).await? {
-            // As below: the first outcome of an id is the one stored.
-            let mut first: HashMap<Uuid, Verdict> = HashMap::with_capacity(outcomes.len());
-            for o in outcomes {
-                first.entry(o.id).or_insert_with(|| Verdict::of(o));
-            }
-            return Ok(outcomes.iter().map(|o| first[&o.id].clone()).collect());
-        }
-
         let mut tx = self.pool().begin().await?;
         // Erasures of these projects wait for this batch, and this batch for
         // them: the insert below sees every tombstone committed before it
         // (`crate::lifecycle`).
-        for &project in &projects {
+        let mut projects: Vec<Uuid> = c.project_id.clone();
+        projects.sort_unstable();
+        projects.dedup();
+        for project in projects {
             crate::lifecycle::lock_project(&mut tx, project, false).await?;
         }
         let inserted: Vec<(Uuid,)> = c
-            .bind(sqlx::query(INSERT.as_str()))
-            .try_map(|row: sqlx::postgres::PgRow| sqlx::Row::try_get(&row, 0).map(|id| (id,)))
+            .bind(sqlx::query_as(INSERT.as_str()))
             .fetch_all(&mut *tx)
             .await?;
 
@@ -344,37 +316,5 @@ impl Store {
                 ))
             })
             .collect()
-    }
-
-    /// Stores the batch with [`INSERT_FRESH`] in a transaction of its own, under
-    /// the same project locks as the full path. `true`: every row was inserted
-    /// and committed. `false`: an id was already stored (a redelivery, a replay)
-    /// or erased, and nothing was written. Any other database error is the
-    /// batch's (a record the database refuses, say) and returned as is.
-    async fn store_fresh(&self, c: &Columns<'_>, projects: &[Uuid]) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        for &project in projects {
-            crate::lifecycle::lock_project(&mut tx, project, false).await?;
-        }
-        match c
-            .bind(sqlx::query(INSERT_FRESH.as_str()))
-            .execute(&mut *tx)
-            .await
-        {
-            Ok(done) if done.rows_affected() == c.id.len() as u64 => {
-                tx.commit().await?;
-                Ok(true)
-            }
-            // Fewer rows: some ids are tombstoned. The full path tells which.
-            Ok(_) => {
-                tx.rollback().await?;
-                Ok(false)
-            }
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                tx.rollback().await?;
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 }
