@@ -224,3 +224,55 @@ async fn a_waiting_client_learns_processing_error_when_its_submission_cannot_be_
         "the outcome is stored too"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intake_message_is_listed_by_the_id_in_its_sealed_prefix_and_replayed() {
+    let env = TestEnv::new().await;
+    let (_, key) = env.project(false).await;
+    refuse_poison_rows(&env).await;
+    let intake = env.start_intake().await;
+    let _worker = env.start_worker().await;
+    let api = Api::new(intake.addr.unwrap());
+
+    // No idempotency key, so no message_id: the only id on the message is the
+    // one in its transit version 2 prefix.
+    let reply = api
+        .submit_raw(
+            Some(&key),
+            serde_json::to_vec(&record("poison")).unwrap(),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let id = reply.submission_id();
+
+    let letters = eventually(
+        Duration::from_secs(30),
+        "the intake's message in the dead queue",
+        || async {
+            let letters = dlq::list(&env.settings, 10).await.unwrap();
+            (!letters.is_empty()).then_some(letters)
+        },
+    )
+    .await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].id, id.to_string(), "listed by its submission id");
+    assert_eq!(env.status_of(id).await.as_deref(), Some("rejected"));
+
+    sqlx::query("DROP TRIGGER refuse_poison ON submissions")
+        .execute(env.store.pool())
+        .await
+        .unwrap();
+    let replayed = dlq::replay(&env.settings, &Selection::Ids([id.to_string()].into()))
+        .await
+        .unwrap();
+    assert_eq!(replayed, 1);
+    // Still sealed and still the intake's: stored under the id the client holds.
+    eventually(
+        Duration::from_secs(20),
+        "the replayed row accepted",
+        || async { (env.status_of(id).await.as_deref() == Some("accepted")).then_some(()) },
+    )
+    .await;
+    assert_eq!(env.count_rows().await, 1, "replaced, not added");
+}
