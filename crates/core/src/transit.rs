@@ -176,17 +176,28 @@ impl TransitKey {
     }
 
     fn seal_aad(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+        self.seal_onto(out, Aad::Given(aad), plaintext)
+    }
+
+    /// Appends `nonce ‖ ciphertext ‖ tag` of `plaintext` to `out`: nonce,
+    /// ciphertext and tag in one buffer, encrypted where it lies (one
+    /// allocation per message rather than two and a copy).
+    fn seal_onto(&self, mut out: Vec<u8>, aad: Aad<'_>, plaintext: &[u8]) -> Vec<u8> {
+        let start = out.len();
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        // Nonce, ciphertext and tag in one buffer, encrypted where it lies: one
-        // allocation per message rather than two and a copy.
-        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
+        let (head, rest) = out.split_at_mut(start + NONCE_LEN);
+        let aad = match aad {
+            Aad::Given(aad) => aad,
+            Aad::Prefix => &head[..start],
+        };
         // Encryption fails only for inputs over 64 GiB, far beyond any body limit.
         let tag = self
             .cipher
-            .encrypt_inout_detached(&Nonce::from(nonce), aad, (&mut out[NONCE_LEN..]).into())
+            .encrypt_inout_detached(&Nonce::from(nonce), aad, rest.into())
             .unwrap_or_else(|_| unreachable!("AES-GCM plaintext over 2^36 bytes"));
         out.extend_from_slice(tag.as_slice());
         out
@@ -212,6 +223,13 @@ impl TransitKey {
             )
             .ok()
     }
+}
+
+/// The associated data of a seal: given apart, or the bytes already in the
+/// buffer in front of the nonce (transit version 2's prefix).
+enum Aad<'a> {
+    Given(&'a [u8]),
+    Prefix,
 }
 
 /// The transit keys a process holds: the current one (intakes seal with it) and
@@ -267,6 +285,13 @@ impl TransitKeyring {
         &self.current
     }
 
+    /// The key named `key_id`, current or older.
+    fn key(&self, key_id: &str) -> Option<&TransitKey> {
+        std::iter::once(&self.current)
+            .chain(&self.older)
+            .find(|key| key.id == key_id)
+    }
+
     /// Seals `plaintext` under the current key, binding `ids`.
     pub fn seal(&self, ids: &SealedIds<'_>, plaintext: &[u8]) -> Sealed {
         Sealed {
@@ -279,10 +304,7 @@ impl TransitKeyring {
     /// with exactly these `ids`; `None` for an unknown key id, altered bytes,
     /// altered ids or a forged tag.
     pub fn open(&self, key_id: &str, ids: &SealedIds<'_>, sealed: &[u8]) -> Option<Vec<u8>> {
-        std::iter::once(&self.current)
-            .chain(&self.older)
-            .find(|key| key.id == key_id)?
-            .open(ids, sealed)
+        self.key(key_id)?.open(ids, sealed)
     }
 }
 
@@ -307,9 +329,7 @@ impl TransitKeyring {
     /// Opens what [`seal_batch`](Self::seal_batch) sealed; `None` as for
     /// [`open`](Self::open), and for a single message's seal.
     pub fn open_batch(&self, key_id: &str, ids: &SealedIds<'_>, sealed: &[u8]) -> Option<Vec<u8>> {
-        let key = std::iter::once(&self.current)
-            .chain(&self.older)
-            .find(|key| key.id == key_id)?;
+        let key = self.key(key_id)?;
         key.open_aad(&batch_aad(ids, &key.id), sealed)
     }
 }
@@ -334,9 +354,7 @@ impl TransitKeyring {
     /// Opens what [`seal_image`](Self::seal_image) sealed; `None` as for
     /// [`open`](Self::open), and for any other kind of seal.
     pub fn open_image(&self, key_id: &str, ids: &SealedIds<'_>, sealed: &[u8]) -> Option<Vec<u8>> {
-        let key = std::iter::once(&self.current)
-            .chain(&self.older)
-            .find(|key| key.id == key_id)?;
+        let key = self.key(key_id)?;
         let mut aad = IMAGE_DOMAIN.to_vec();
         aad.extend_from_slice(&ids.associated_data(&key.id));
         key.open_aad(&aad, sealed)

@@ -25,11 +25,9 @@
 //! keep transit version 1 (ids in headers): their header cost is shared by
 //! hundreds of records or dwarfed by the upload.
 
-use super::{NONCE_LEN, Nonce, SealedIds, TAG_LEN, TransitKeyring};
+use super::{Aad, NONCE_LEN, SealedIds, TAG_LEN, TransitKeyring};
 use crate::trace::TraceParent;
 use crate::wire::{ReplyMode, SubmissionHeadersV2, TRANSIT_V2_CONTENT_TYPE};
-use aes_gcm::aead::{Aead, AeadInOut, Payload};
-use rand::Rng;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -197,20 +195,7 @@ impl TransitKeyring {
         };
         let mut out = Vec::with_capacity(MAX_PREFIX_LEN + NONCE_LEN + plaintext.len() + TAG_LEN);
         frame.write_prefix(&mut out);
-        let prefix_len = out.len();
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rng().fill_bytes(&mut nonce);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(plaintext);
-        let (aad, rest) = out.split_at_mut(prefix_len);
-        // Encryption fails only for inputs over 64 GiB, far beyond any body limit.
-        let tag = self
-            .current
-            .cipher
-            .encrypt_inout_detached(&Nonce::from(nonce), aad, (&mut rest[NONCE_LEN..]).into())
-            .unwrap_or_else(|_| unreachable!("AES-GCM plaintext over 2^36 bytes"));
-        out.extend_from_slice(tag.as_slice());
-        out
+        self.current.seal_onto(out, Aad::Prefix, plaintext)
     }
 
     /// The frame and plaintext of a version 2 body that opens under a key of
@@ -218,16 +203,8 @@ impl TransitKeyring {
     /// malformed prefix, an unknown key id, any altered byte or a forged tag.
     pub fn open_framed<'a>(&self, body: &'a [u8]) -> Option<(Frame<'a>, Vec<u8>)> {
         let (frame, prefix_len) = Frame::read(body)?;
-        let key = std::iter::once(&self.current)
-            .chain(&self.older)
-            .find(|key| key.id == frame.key_id)?;
         let (aad, sealed) = body.split_at(prefix_len);
-        if sealed.len() < NONCE_LEN + TAG_LEN {
-            return None;
-        }
-        let (nonce, msg) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_from(nonce).ok()?;
-        let plain = key.cipher.decrypt(&nonce, Payload { msg, aad }).ok()?;
+        let plain = self.key(frame.key_id)?.open_aad(aad, sealed)?;
         Some((frame, plain))
     }
 }
