@@ -282,3 +282,42 @@ async fn a_refused_record_of_an_intake_batch_is_dead_lettered_sealed_and_replaye
     assert_eq!(env.rows_per_userid().await.get("poison"), Some(&1));
     assert_eq!(env.count_rows().await, 3);
 }
+
+/// A body near the 4 MiB limit, 200 records of nearly 20 KB, is queued and
+/// stored whole. The endpoint gathers records by bytes as well as by count (at
+/// most 2 MiB of records a message, as push does), so it goes out as two
+/// messages of 100 rather than one of 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_near_the_limit_is_stored_whole() {
+    const RECORDS: usize = 200;
+    let env = TestEnv::new().await;
+    let (_, key) = env.project(false).await;
+    let intake = env.start_intake().await;
+    let _worker = env.start_worker().await;
+    let api = Api::new(intake.addr.unwrap());
+
+    // Valid records of about 19.5 KB each, white space included (it is part
+    // of the record's bytes as sent): 200 of them are 3.9 MB, one message's
+    // worth by count.
+    let padding = " ".repeat(19_500);
+    let records: Vec<String> = (0..RECORDS)
+        .map(|i| {
+            let compact = serde_json::to_string(&record(&format!("big-{i}"))).unwrap();
+            format!("{{{padding}{}", &compact[1..])
+        })
+        .collect();
+    let body = format!("[{}]", records.join(","));
+    assert!(
+        body.len() > 3_900_000 && body.len() < 4 << 20,
+        "{}",
+        body.len()
+    );
+    let reply = api.post(PATH, Some(&key), body.into_bytes(), &[]).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(ids(&reply.body).iter().flatten().count(), RECORDS);
+
+    eventually(Duration::from_secs(30), "every record stored", || async {
+        (env.rows_per_userid().await.len() == RECORDS).then_some(())
+    })
+    .await;
+}

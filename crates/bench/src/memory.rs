@@ -40,6 +40,9 @@ pub struct MemoryArgs {
     /// `wrk` connections.
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
+    /// Records per batch message for push (`kycctl push --batch-size`).
+    #[arg(long, default_value_t = kyc_cli::push::DEFAULT_BATCH_SIZE)]
+    pub batch_size: usize,
     #[command(flatten)]
     pub common: Common,
 }
@@ -123,6 +126,8 @@ pub async fn run(settings: &Settings, args: MemoryArgs) -> anyhow::Result<Report
             .arg(&file)
             .arg("--api-key")
             .arg(&env.api_key)
+            .arg("--batch-size")
+            .arg(args.batch_size.to_string())
             .arg("--results")
             .arg(env.dir.join("memory.results.jsonl"))
             .stdout(Stdio::null())

@@ -10,13 +10,9 @@ use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::FuturesUnordered;
 use kyc_bus::{Outgoing, PublishError, persistent};
 use kyc_core::wire::{
-    MAX_BATCH_BYTES, SUBMISSION_BATCH_ROUTING_KEY, SUBMISSION_BATCH_TYPE, encode_batch,
-    submission_value,
+    MAX_BATCH_BYTES, MAX_BATCH_RECORD_BYTES, SUBMISSION_BATCH_ROUTING_KEY, SUBMISSION_BATCH_TYPE,
+    encode_batch, submission_value,
 };
-
-/// Record bytes gathered into one batch at most: half the limit a worker takes,
-/// leaving room for the envelope's Base64 (4/3) and the batch's own JSON.
-pub(super) const MAX_BATCH_RECORD_BYTES: usize = MAX_BATCH_BYTES / 2;
 
 /// Records whose body alone is larger than this are sent as single messages:
 /// a worker then answers them on their own (`payload_too_large`, most likely).

@@ -205,11 +205,13 @@ pub struct Worker {
     /// next batch is already local while one is being stored).
     pub prefetch: u16,
     /// `KYC__WORKER__BULK_BATCH_MESSAGES`: batch messages (bulk lane) per
-    /// transaction; each carries up to 1,000 records (`kycctl push` sends 200).
+    /// transaction; each carries up to 1,000 records (`kycctl push` and the batch
+    /// endpoint send 200).
     pub bulk_batch_messages: usize,
     /// `KYC__WORKER__BULK_PREFETCH`: unacknowledged batch messages the broker may
-    /// push ahead on the bulk lane (≥ `bulk_batch_messages`). Small: each is many
-    /// records held in memory.
+    /// push ahead on the bulk lane (≥ `bulk_batch_messages`). Each is held in
+    /// memory: 40 of ours (200 records) are about 8 MiB, 40 of the largest a
+    /// direct publisher may send (4 MiB) 160 MiB.
     pub bulk_prefetch: u16,
     /// `KYC__WORKER__GROUP_EVENTS`: announce the results of the records of batch
     /// messages as one `kyc.result-batch.v1` message per kind, project and
@@ -229,8 +231,8 @@ impl Default for Worker {
             batch_size: 500,
             batch_linger_ms: 20,
             prefetch: 1_000,
-            bulk_batch_messages: 5,
-            bulk_prefetch: 10,
+            bulk_batch_messages: 20,
+            bulk_prefetch: 40,
             group_events: true,
             drain_timeout_ms: 20_000,
             metrics_addr: None,

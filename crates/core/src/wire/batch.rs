@@ -31,6 +31,34 @@ pub const MAX_BATCH_RECORDS: usize = 1_000;
 /// endpoint's default limit.
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
 
+/// Record bytes a publisher gathers into one batch message at most: half of
+/// [`MAX_BATCH_BYTES`], leaving room for the batch's own JSON and the seal or
+/// envelope (Base64 grows by 4/3).
+pub const MAX_BATCH_RECORD_BYTES: usize = MAX_BATCH_BYTES / 2;
+
+/// Splits `records` into runs that each fit one batch message: at most
+/// `max_records` (itself at most [`MAX_BATCH_RECORDS`]) records and
+/// [`MAX_BATCH_RECORD_BYTES`] of their bytes (`bytes` of each). A record larger
+/// than that alone is a run of its own.
+pub fn batch_runs<T>(records: &[T], max_records: usize, bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let max_records = max_records.clamp(1, MAX_BATCH_RECORDS);
+    let mut runs = Vec::new();
+    let (mut start, mut total) = (0, 0);
+    for (i, record) in records.iter().enumerate() {
+        let size = bytes(record);
+        let full = i - start == max_records || total + size > MAX_BATCH_RECORD_BYTES;
+        if full && i > start {
+            runs.push(&records[start..i]);
+            (start, total) = (i, 0);
+        }
+        total += size;
+    }
+    if start < records.len() {
+        runs.push(&records[start..]);
+    }
+    runs
+}
+
 /// The body of a batch message: records, each with its own idempotency key.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +148,26 @@ pub fn submission_value(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_runs_keep_order_and_both_limits() {
+        let lengths = |runs: &[&[usize]]| runs.iter().map(|r| r.len()).collect::<Vec<_>>();
+        // By count: 2,500 small records → 1,000 + 1,000 + 500.
+        let small = vec![10; 2_500];
+        let runs = batch_runs(&small, 5_000, |n| *n);
+        assert_eq!(lengths(&runs), [1_000, 1_000, 500]);
+        let runs = batch_runs(&small, 200, |n| *n);
+        assert_eq!(runs.len(), 13);
+        assert_eq!(runs[12].len(), 100);
+        // By bytes: records of a third of the budget go three to a run, and a
+        // record larger than the budget is a run of its own.
+        let third = MAX_BATCH_RECORD_BYTES / 3;
+        let sized = [third, third, third, third, MAX_BATCH_RECORD_BYTES + 1, 1];
+        let runs = batch_runs(&sized, 1_000, |n| *n);
+        assert_eq!(lengths(&runs), [3, 1, 1, 1]);
+        assert_eq!(runs.concat(), sized, "every record once, in order");
+        assert!(batch_runs(&[] as &[usize], 1_000, |n| *n).is_empty());
+    }
 
     #[test]
     fn encoded_batches_parse_back_with_their_keys_and_bodies() {

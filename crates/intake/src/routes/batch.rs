@@ -25,7 +25,7 @@ use kyc_core::submission::RawSubmission;
 use kyc_core::transit::SealedIds;
 use kyc_core::wire::{
     BatchRecordV1, EventKind, ReplyMode, SUBMISSION_BATCH_ROUTING_KEY, SUBMISSION_BATCH_TYPE,
-    SubmissionBatchV1, SubmissionHeadersV2, TRANSIT_CONTENT_TYPE,
+    SubmissionBatchV1, SubmissionHeadersV2, TRANSIT_CONTENT_TYPE, batch_runs,
 };
 use kyc_core::{ErrorCode, Rejection, id};
 use serde::Serialize;
@@ -35,7 +35,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Records per batch message the endpoint publishes (as `kycctl push`).
+/// Records per batch message the endpoint publishes at most (as `kycctl push`;
+/// `docs/benchmarks.md`, "memory").
 const RECORDS_PER_MESSAGE: usize = 200;
 
 /// The batch endpoint's limits (settings `KYC__HTTP__BATCH_…`).
@@ -300,7 +301,12 @@ async fn publish(
     let received_at = OffsetDateTime::now_utc();
     let exchange = app.topology.submissions_exchange();
     let mut messages = Vec::new();
-    for chunk in queued.chunks(RECORDS_PER_MESSAGE) {
+    // Messages of 200 records (as `kycctl push`), fewer when they pass 2 MiB:
+    // a worker holds up to its bulk prefetch of them (`docs/operations.md`,
+    // "Memory of the bulk lane").
+    for chunk in batch_runs(queued, RECORDS_PER_MESSAGE, |(_, _, _, record)| {
+        record.len()
+    }) {
         let mut records = Vec::with_capacity(chunk.len());
         for (_, submission_id, key, record) in chunk {
             records.push(BatchRecordV1 {
