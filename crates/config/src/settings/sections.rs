@@ -210,7 +210,7 @@ pub struct Worker {
     pub bulk_batch_messages: usize,
     /// `KYC__WORKER__BULK_PREFETCH`: unacknowledged batch messages the broker may
     /// push ahead on the bulk lane (≥ `bulk_batch_messages`). Each is held in
-    /// memory: 40 of ours (200 records) are about 8 MiB, 40 of the largest a
+    /// memory: 40 of ours (200 records) are about 6 MiB, 40 of the largest a
     /// direct publisher may send (4 MiB) 160 MiB.
     pub bulk_prefetch: u16,
     /// `KYC__WORKER__GROUP_EVENTS`: announce the results of the records of batch
