@@ -2,6 +2,7 @@
 //! in input order, edge refusals not queued, 413 beyond the limits, the
 //! envelope over the whole body, idempotency per record and `?wait`.
 
+use crate::dead_letter_support::await_dead_letters;
 use kyc_core::envelope::{EnvelopeKey, encrypt_request};
 use kyc_core::id::submission_id;
 use kyc_testkit::{Api, TestEnv, eventually, record};
@@ -223,13 +224,10 @@ async fn a_refused_record_of_an_intake_batch_is_dead_lettered_sealed_and_replaye
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     let poison_id: uuid::Uuid = ids(&reply.body)[1].clone().unwrap().parse().unwrap();
 
-    let letters = eventually(
+    let letters = await_dead_letters(
+        &env,
         Duration::from_secs(30),
         "the poison record dead-lettered",
-        || async {
-            let letters = dlq::list(&env.settings, 10).await.unwrap();
-            (!letters.is_empty()).then_some(letters)
-        },
     )
     .await;
     assert_eq!(letters.len(), 1, "{letters:?}");

@@ -6,6 +6,7 @@
 //! events of batch records travel grouped (`kyc.result-batch.v1`), one event per
 //! record all the same.
 
+use crate::dead_letter_support::await_dead_letters;
 use crate::dead_letters::refuse_poison_rows;
 use crate::push::{args, cases, read_results, temp_dir, write_file};
 use kyc_cli::dlq::{self, Selection};
@@ -216,13 +217,10 @@ async fn a_record_the_database_refuses_is_dead_lettered_alone_and_replayed() {
     );
 
     // It alone is in the dead queue, named by its key, with the reason.
-    let letters = eventually(
+    let letters = await_dead_letters(
+        &env,
         Duration::from_secs(30),
         "the poison record dead-lettered",
-        || async {
-            let letters = dlq::list(&env.settings, 10).await.unwrap();
-            (!letters.is_empty()).then_some(letters)
-        },
     )
     .await;
     assert_eq!(letters.len(), 1, "{letters:?}");

@@ -4,6 +4,7 @@
 //! learns an outcome; `kycctl dlq list` shows it and `kycctl dlq replay` brings
 //! it back, turning the result into `accepted`.
 
+use crate::dead_letter_support::await_dead_letters;
 use kyc_cli::dlq::{self, Selection};
 use kyc_core::id::submission_id;
 use kyc_core::wire::EventKind;
@@ -65,13 +66,10 @@ async fn a_poison_message_is_dead_lettered_after_the_delivery_limit_and_replayed
         "{event:?}"
     );
 
-    let letters = eventually(
+    let letters = await_dead_letters(
+        &env,
         Duration::from_secs(30),
         "the poison message in the dead queue",
-        || async {
-            let letters = dlq::list(&env.settings, 10).await.unwrap();
-            (!letters.is_empty()).then_some(letters)
-        },
     )
     .await;
     assert_eq!(
@@ -246,13 +244,10 @@ async fn an_intake_message_is_listed_by_the_id_in_its_sealed_prefix_and_replayed
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     let id = reply.submission_id();
 
-    let letters = eventually(
+    let letters = await_dead_letters(
+        &env,
         Duration::from_secs(30),
         "the intake's message in the dead queue",
-        || async {
-            let letters = dlq::list(&env.settings, 10).await.unwrap();
-            (!letters.is_empty()).then_some(letters)
-        },
     )
     .await;
     assert_eq!(letters.len(), 1, "{letters:?}");

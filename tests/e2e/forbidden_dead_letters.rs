@@ -2,12 +2,13 @@
 //! moves it to the dead queue with the reason `forbidden`, still tells the sender
 //! `forbidden`, and `kycctl dlq list` shows it — without its body.
 
+use crate::dead_letter_support::await_dead_letters;
 use crate::kycctl;
 use kyc_bus::headers;
 use kyc_cli::dlq;
 use kyc_core::wire::EventKind;
 use kyc_testkit::amqp::{Tap, channel as open_channel, publish_submission, with_api_key};
-use kyc_testkit::{TestEnv, eventually, record};
+use kyc_testkit::{TestEnv, record};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,13 +41,10 @@ async fn a_direct_message_with_a_revoked_key_is_dead_lettered_with_its_reason() 
     );
 
     // The message itself is in the dead queue, with the reason.
-    let letters = eventually(
+    let letters = await_dead_letters(
+        &env,
         Duration::from_secs(15),
         "the revoked-key message in the dead queue",
-        || async {
-            let letters = dlq::list(&env.settings, 10).await.unwrap();
-            (!letters.is_empty()).then_some(letters)
-        },
     )
     .await;
     assert_eq!(letters.len(), 1, "{letters:?}");
@@ -90,13 +88,10 @@ async fn a_direct_message_with_a_revoked_key_is_dead_lettered_with_its_reason() 
             .unwrap(),
         1
     );
-    let again = eventually(
+    let again = await_dead_letters(
+        &env,
         Duration::from_secs(15),
         "the replayed message dead again",
-        || async {
-            let letters = dlq::list(&env.settings, 10).await.unwrap();
-            (!letters.is_empty()).then_some(letters)
-        },
     )
     .await;
     assert_eq!(again[0].reason, "forbidden");

@@ -11,6 +11,7 @@ mod broker_addresses;
 mod broker_users;
 mod concurrency;
 mod data_keys;
+mod dead_letter_support;
 mod dead_letters;
 mod direct;
 mod edge;
