@@ -141,3 +141,77 @@ async fn a_bulk_backlog_does_not_delay_single_submissions() {
         "the single submission took {waited:?}, by when {stored} bulk rows were stored"
     );
 }
+
+/// A worker's bulk lane has consumers of its own (`worker.bulk_consumers`, 2 by
+/// default): while one transaction waits on the database, another consumer of
+/// the same worker stores the next batch messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_bulk_transaction_does_not_hold_up_the_workers_other_bulk_consumer() {
+    let env = TestEnv::new().await;
+    let (blocked_project, blocked_key) = env.project(false).await;
+    let (free_project, free_key) = env.project(false).await;
+    let _worker = env.start_worker().await;
+    let (_connection, channel) = channel(&env.topology).await;
+    let pool = env.store.pool();
+
+    // A stored row, then held by an open transaction of ours: a batch message
+    // carrying the same record again makes its transaction wait for the row.
+    let body = serde_json::to_vec(&record("held")).unwrap();
+    let batch = encode_batch([(Some("held"), None, &body[..])]);
+    publish_batch(&channel, &env, &batch, with_api_key(&blocked_key)).await;
+    let held = submission_id(blocked_project, Some("held"));
+    env.await_row(held, Duration::from_secs(20)).await;
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM submissions WHERE id = $1 FOR UPDATE")
+        .bind(held)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    publish_batch(&channel, &env, &batch, with_api_key(&blocked_key)).await;
+    kyc_testkit::eventually(
+        Duration::from_secs(20),
+        "a bulk transaction waiting for the held row",
+        || async {
+            let (waiting,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            (waiting > 0).then_some(())
+        },
+    )
+    .await;
+
+    // Another project's migration goes on meanwhile. The broker hands the
+    // lane's messages to both consumers in turn, so some of these may wait
+    // behind the held row in the blocked consumer's prefetch; the rest are
+    // stored by the other consumer while our transaction still holds the row.
+    for i in 0..4 {
+        let key = format!("free-{i}");
+        let body = serde_json::to_vec(&record(&key)).unwrap();
+        let batch = encode_batch([(Some(key.as_str()), None, &body[..])]);
+        publish_batch(&channel, &env, &batch, with_api_key(&free_key)).await;
+    }
+    kyc_testkit::eventually(
+        Duration::from_secs(20),
+        "a record of the other project stored while the row is held",
+        || async {
+            let (stored,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM submissions WHERE project_id = $1")
+                    .bind(free_project)
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+            (stored > 0).then_some(())
+        },
+    )
+    .await;
+    holder.commit().await.unwrap();
+    env.await_userids_stored(
+        &(0..4).map(|i| format!("free-{i}")).collect(),
+        Duration::from_secs(20),
+    )
+    .await;
+}

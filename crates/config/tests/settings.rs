@@ -166,6 +166,10 @@ fn every_validation_rule_names_itself() {
             "worker.prefetch must be at least worker.batch_size",
         ),
         (
+            &[("KYC__WORKER__BULK_CONSUMERS", "0")],
+            "worker.bulk_consumers must be at least 1",
+        ),
+        (
             &[("KYC__AMQP__PREFIX", "a b")],
             "amqp.prefix must be a non-empty name without spaces",
         ),
@@ -231,6 +235,7 @@ fn every_validation_rule_names_itself() {
             ("KYC__WORKER__BATCH_SIZE", "1"),
             ("KYC__WORKER__PREFETCH", "1"),
         ][..],
+        &[("KYC__WORKER__BULK_CONSUMERS", "1")][..],
     ] {
         load(env).unwrap_or_else(|e| panic!("{env:?}: {e}"));
     }

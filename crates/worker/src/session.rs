@@ -34,11 +34,14 @@ impl Worker {
         );
         // The bulk lane publishes under a bound of its own, so that a migration's
         // events never take the single-record lane's room: per record an event,
-        // per batch message a reply and perhaps dead letters, twice over.
+        // per batch message a reply and perhaps dead letters, twice over, for
+        // each of its consumers.
         let bulk_publisher = Publisher::new(
             link,
             self.options.confirm_timeout,
-            2 * self.options.bulk_batch_messages * (2 + kyc_core::wire::MAX_BATCH_RECORDS),
+            2 * self.options.bulk_consumers
+                * self.options.bulk_batch_messages
+                * (2 + kyc_core::wire::MAX_BATCH_RECORDS),
         );
 
         // Consume only once results can be announced: a batch taken earlier would
@@ -66,10 +69,12 @@ impl Worker {
         Ok(())
     }
 
-    /// One consuming session on one connection: both lanes, each on a channel
-    /// and consumer of its own, so that a backlog of batch messages on the bulk
-    /// lane never delays a single-record submission. `Ok` on shutdown; if one
-    /// lane fails, the other stops too and the session is reconnected.
+    /// One consuming session on one connection: both lanes, each on channels
+    /// and consumers of its own, so that a backlog of batch messages on the bulk
+    /// lane never delays a single-record submission. The bulk lane has
+    /// `bulk_consumers` of them: while one commits its transaction, the next
+    /// decides its batch. `Ok` on shutdown; if one consumer fails, the others
+    /// stop too and the session is reconnected.
     async fn consume(
         &self,
         publisher: &Publisher,
@@ -101,20 +106,21 @@ impl Worker {
             session.cancel();
             result
         };
+        let bulk = futures_util::future::join_all((0..o.bulk_consumers).map(|_| async {
+            let result = self.consume_lane(&bulk, bulk_publisher, &session).await;
+            session.cancel();
+            result
+        }));
         let (a, b, c) = tokio::join!(
             async {
                 let result = self.consume_lane(&single, publisher, &session).await;
                 session.cancel();
                 result
             },
-            async {
-                let result = self.consume_lane(&bulk, bulk_publisher, &session).await;
-                session.cancel();
-                result
-            },
+            bulk,
             images,
         );
-        a.and(b).and(c)
+        b.into_iter().fold(a, |all, one| all.and(one)).and(c)
     }
 
     /// Consumes one lane's queue on a channel of its own until `stop`.

@@ -24,6 +24,9 @@ pub struct WorkerOptions {
     /// Unacknowledged batch messages sent ahead on the bulk lane
     /// (`KYC__WORKER__BULK_PREFETCH`).
     pub bulk_prefetch: u16,
+    /// Bulk-lane consumers, each with its own channel and transactions
+    /// (`KYC__WORKER__BULK_CONSUMERS`).
+    pub bulk_consumers: usize,
     /// Bulk records' events grouped per kind and project
     /// (`KYC__WORKER__GROUP_EVENTS`, `announce`).
     pub group_events: bool,
@@ -107,6 +110,7 @@ impl Worker {
             prefetch: settings.worker.prefetch,
             bulk_batch_messages: settings.worker.bulk_batch_messages,
             bulk_prefetch: settings.worker.bulk_prefetch,
+            bulk_consumers: settings.worker.bulk_consumers,
             group_events: settings.worker.group_events,
             confirm_timeout: settings.amqp.confirm_timeout(),
             body_limit: settings.http.body_limit_bytes,

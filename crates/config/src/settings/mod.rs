@@ -126,6 +126,9 @@ impl Settings {
                 "worker.bulk_prefetch must be at least worker.bulk_batch_messages, which must be at least 1",
             );
         }
+        if self.worker.bulk_consumers == 0 {
+            return invalid("worker.bulk_consumers must be at least 1");
+        }
         if self.amqp.prefix.is_empty() || self.amqp.prefix.contains(char::is_whitespace) {
             return invalid("amqp.prefix must be a non-empty name without spaces");
         }

@@ -213,6 +213,11 @@ pub struct Worker {
     /// memory: 40 of ours (200 records) are about 6 MiB, 40 of the largest a
     /// direct publisher may send (4 MiB) 160 MiB.
     pub bulk_prefetch: u16,
+    /// `KYC__WORKER__BULK_CONSUMERS`: bulk-lane consumers per worker, each on a
+    /// channel of its own with its own transactions, so that one decides its
+    /// next batch while another's transaction commits. Each holds up to
+    /// `bulk_prefetch` batch messages.
+    pub bulk_consumers: usize,
     /// `KYC__WORKER__GROUP_EVENTS`: announce the results of the records of batch
     /// messages as one `kyc.result-batch.v1` message per kind, project and
     /// worker batch (`true`), or one event message per record (`false`, for
@@ -233,6 +238,7 @@ impl Default for Worker {
             prefetch: 1_000,
             bulk_batch_messages: 20,
             bulk_prefetch: 40,
+            bulk_consumers: 2,
             group_events: true,
             drain_timeout_ms: 20_000,
             metrics_addr: None,
