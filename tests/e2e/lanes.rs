@@ -142,15 +142,17 @@ async fn a_bulk_backlog_does_not_delay_single_submissions() {
     );
 }
 
-/// A worker's bulk lane has consumers of its own (`worker.bulk_consumers`, 2 by
-/// default): while one transaction waits on the database, another consumer of
-/// the same worker stores the next batch messages.
+/// A worker with two bulk-lane consumers (`worker.bulk_consumers`): while one
+/// transaction waits on the database, the other consumer of the same worker
+/// stores the next batch messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_bulk_transaction_does_not_hold_up_the_workers_other_bulk_consumer() {
     let env = TestEnv::new().await;
     let (blocked_project, blocked_key) = env.project(false).await;
     let (free_project, free_key) = env.project(false).await;
-    let _worker = env.start_worker().await;
+    let mut settings = env.settings.clone();
+    settings.worker.bulk_consumers = 2;
+    let _worker = env.start_worker_with(&settings).await;
     let (_connection, channel) = channel(&env.topology).await;
     let pool = env.store.pool();
 

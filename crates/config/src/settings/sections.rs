@@ -216,7 +216,9 @@ pub struct Worker {
     /// `KYC__WORKER__BULK_CONSUMERS`: bulk-lane consumers per worker, each on a
     /// channel of its own with its own transactions, so that one decides its
     /// next batch while another's transaction commits. Each holds up to
-    /// `bulk_prefetch` batch messages.
+    /// `bulk_prefetch` batch messages. 1 by default: a second one took the
+    /// single-record lane's p99 during a migration past its goal
+    /// (`docs/benchmarks.md`, "two bulk consumers per worker").
     pub bulk_consumers: usize,
     /// `KYC__WORKER__GROUP_EVENTS`: announce the results of the records of batch
     /// messages as one `kyc.result-batch.v1` message per kind, project and
@@ -238,7 +240,7 @@ impl Default for Worker {
             prefetch: 1_000,
             bulk_batch_messages: 20,
             bulk_prefetch: 40,
-            bulk_consumers: 2,
+            bulk_consumers: 1,
             group_events: true,
             drain_timeout_ms: 20_000,
             metrics_addr: None,
