@@ -57,11 +57,6 @@ use clap::{Args, Parser, Subcommand};
 use kyc_config::{Settings, telemetry};
 use std::time::Duration;
 
-/// mimalloc, as in the service binaries: our intake and worker run in this
-/// process, so they are measured with the allocator they ship with.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "kyc-bench",
@@ -113,8 +108,14 @@ pub struct Common {
     pub json: bool,
 }
 
+fn main() -> anyhow::Result<()> {
+    // mimalloc, tuned before any thread starts (`kyc_alloc`).
+    kyc_alloc::init();
+    start()
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn start() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Before any HTTP client (the webhooks bench's): rustls' one provider, ring.
     kyc_webhooks::install_crypto_provider();

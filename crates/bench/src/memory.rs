@@ -6,7 +6,9 @@
 //! (`cargo build --release --bins`) — so that each figure is one process's peak
 //! alone: `VmHWM` of `/proc/<pid>/status`, the kernel's high-water mark of its
 //! resident set. Nothing is set but what points the processes at this run's
-//! database, prefix, keys and ports (no batch size, pool or prefetch is tuned).
+//! database, prefix, keys and ports (no batch size, pool or prefetch is tuned),
+//! unless the shell sets it: its `KYC__…` and `MIMALLOC_…` variables pass
+//! through, and the report lists them.
 //!
 //! 1. `kyc-intake` and one `kyc-worker` while `wrk` (a process of its own) posts
 //!    single records over `--connections` connections for `--duration`;
@@ -61,6 +63,22 @@ pub async fn run(settings: &Settings, args: MemoryArgs) -> anyhow::Result<Report
         report.param("records", args.records);
         report.param("duration", format!("{:?}", args.duration));
         report.param("connections", args.connections);
+        let passed: Vec<String> = passed_settings()
+            .map(|(k, v)| {
+                // Keys, secrets and URLs (which may carry a password): named only.
+                let secret = ["KEY", "SECRET", "PASSWORD", "URL"]
+                    .iter()
+                    .any(|word| k.contains(word));
+                if secret {
+                    format!("{k}=…")
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect();
+        if !passed.is_empty() {
+            report.param("settings", passed.join(" "));
+        }
         std::fs::create_dir_all(&env.dir)?;
 
         let addr = free_addr()?;
@@ -173,6 +191,12 @@ pub async fn run(settings: &Settings, args: MemoryArgs) -> anyhow::Result<Report
     .await
 }
 
+/// The settings (`KYC__…`) and allocator options (`MIMALLOC_…`) of this
+/// shell, which the services get too.
+fn passed_settings() -> impl Iterator<Item = (String, String)> {
+    std::env::vars().filter(|(k, _)| k.starts_with("KYC__") || k.starts_with("MIMALLOC_"))
+}
+
 /// A service process of this run; killed when dropped.
 struct Service {
     name: &'static str,
@@ -213,6 +237,9 @@ impl Service {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "warn")
+            // Settings of this shell pass through (to measure others than the
+            // defaults); those below, of this run, take precedence.
+            .envs(passed_settings())
             .env("KYC__DATABASE__URL", settings.database.url.expose_secret())
             .env("KYC__AMQP__URL", &env.amqp_url)
             .env("KYC__AMQP__PREFIX", env.ours.prefix())
@@ -227,8 +254,6 @@ impl Service {
                 &settings.crypto.transit_key_id,
             )
             .env("KYC__IMAGES__LOCAL_DIR", env.dir.join("images"))
-            // The allocator's own settings pass through, to compare them.
-            .envs(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")))
             .stdin(Stdio::null());
         Ok(command)
     }

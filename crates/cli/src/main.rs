@@ -8,10 +8,6 @@ use kyc_cli::{dlq, push, status, webhook};
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc: cheaper than glibc's allocator for the many small, short-lived
-/// allocations per message (bodies, headers, futures); docs/benchmarks.md.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use kyc_config::{Settings, telemetry};
 use uuid::Uuid;
 
@@ -102,8 +98,14 @@ enum DbCommand {
     Migrate,
 }
 
+fn main() -> anyhow::Result<()> {
+    // mimalloc, tuned before any thread starts (`kyc_alloc`).
+    kyc_alloc::init();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load()?;
     telemetry::init(settings.log.json);

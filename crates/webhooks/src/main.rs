@@ -3,12 +3,14 @@
 
 use kyc_config::{Settings, shutdown, telemetry};
 
-/// mimalloc, as the other services.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+fn main() -> anyhow::Result<()> {
+    // mimalloc, tuned before any thread starts (`kyc_alloc`).
+    kyc_alloc::init();
+    run()
+}
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     telemetry::init(settings.log.json);
     if let Some(addr) = settings.webhooks.metrics_addr {

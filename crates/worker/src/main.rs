@@ -2,14 +2,16 @@
 
 use kyc_config::{Settings, shutdown, telemetry};
 
-/// mimalloc: cheaper than glibc's allocator for the many small, short-lived
-/// allocations per message (bodies, headers, futures); docs/benchmarks.md.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Duration;
 
+fn main() -> anyhow::Result<()> {
+    // mimalloc, tuned before any thread starts (`kyc_alloc`).
+    kyc_alloc::init();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     telemetry::init(settings.log.json);
     if let Some(addr) = settings.worker.metrics_addr {
