@@ -9,10 +9,13 @@
 //! freed for 1,000 ms before handing it back to the kernel. A worker frees the
 //! megabytes of a 4,000-record bulk transaction every few hundred
 //! milliseconds, so with that delay its resident set carried several
-//! transactions' worth at once: 81–110 MiB at peak where its live heap never
-//! passed 51 MiB (heaptrack), and more or less from run to run as the timing
-//! fell. With the delay at 0 its peak was 54–56 MiB, with no loss of
-//! throughput that the benchmark could see (`docs/benchmarks.md`, "memory").
+//! transactions' worth at once: 81–110 MiB at peak under a million-record push
+//! where its live heap never passed 51 MiB (heaptrack), more or less from run
+//! to run as the timing fell. We set 10 ms (mimalloc 2's default): the peak
+//! was then 56–58 MiB, and throughput within the noise of 1,000 ms. At 0 the
+//! peak was 55–56 MiB, but push and the batch endpoint lost about a fifth of
+//! their throughput to purging memory that was about to be used again
+//! (`docs/benchmarks.md`, "memory, 2026-12-07").
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -26,7 +29,10 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// it (to compare delays without a rebuild).
 pub const PURGE_DELAY_VARIABLE: &str = "MIMALLOC_PURGE_DELAY";
 
-/// Return freed memory to the kernel at once, unless
+/// What [`init`] sets `purge_delay` to, in milliseconds.
+pub const PURGE_DELAY_MS: std::ffi::c_long = 10;
+
+/// Return freed memory to the kernel after [`PURGE_DELAY_MS`], unless
 /// [`PURGE_DELAY_VARIABLE`] says otherwise. Call it first in `main`, before
 /// any thread is started (an async `main` builds its runtime after it).
 pub fn init() {
@@ -39,7 +45,7 @@ pub fn init() {
     // thread only waits).
     #[allow(unsafe_code)]
     unsafe {
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS);
     }
 }
 
@@ -56,23 +62,24 @@ pub fn purge_delay_ms() -> std::ffi::c_long {
 mod tests {
     use super::*;
 
-    /// Without the variable, [`init`] sets the delay to 0. With it, the option
-    /// read back is the one mimalloc read the variable into, so [`PURGE_DELAY`]
-    /// names the right option: checked in a child process of this test (the
-    /// variable is read once, when the option is first used).
+    /// Without the variable, [`init`] sets the delay to [`PURGE_DELAY_MS`].
+    /// With it, the option read back is the one mimalloc read the variable
+    /// into, so [`PURGE_DELAY`] names the right option: checked in a child
+    /// process of this test (the variable is read once, when the option is
+    /// first used).
     #[test]
-    fn init_sets_mimallocs_purge_delay_to_zero_unless_the_environment_sets_it() {
+    fn init_sets_mimallocs_purge_delay_unless_the_environment_sets_it() {
         init();
         if let Ok(set) = std::env::var(PURGE_DELAY_VARIABLE) {
             assert_eq!(purge_delay_ms().to_string(), set);
             return;
         }
-        assert_eq!(purge_delay_ms(), 0);
+        assert_eq!(purge_delay_ms(), PURGE_DELAY_MS);
         let me = std::env::current_exe().expect("the test binary");
         let child = std::process::Command::new(me)
             .args([
                 "--exact",
-                "tests::init_sets_mimallocs_purge_delay_to_zero_unless_the_environment_sets_it",
+                "tests::init_sets_mimallocs_purge_delay_unless_the_environment_sets_it",
             ])
             .env(PURGE_DELAY_VARIABLE, "123")
             .output()
