@@ -174,7 +174,7 @@ pub async fn run(settings: &Settings, args: MemoryArgs) -> anyhow::Result<Report
         worker.stop()?;
 
         report.notes.push(format!(
-            "peak MiB: VmHWM of each process alone (release binaries, default settings); goals: {}",
+            "peak MiB: VmHWM of each process alone (release binaries, default settings but those under `settings`); goals: {}",
             GOALS
                 .iter()
                 .map(|(name, mib)| format!("{name} ≤ {mib} MiB"))
