@@ -7,7 +7,7 @@
 //!
 //! The tuning is one option, `purge_delay`. mimalloc 3 keeps memory it has
 //! freed for 1,000 ms before handing it back to the kernel. A worker frees the
-//! megabytes of a 4,000-record bulk transaction every few hundred
+//! megabytes of a bulk transaction (thousands of records) every few hundred
 //! milliseconds, so with that delay its resident set carried several
 //! transactions' worth at once: 81–110 MiB at peak under a million-record push
 //! where its live heap never passed 51 MiB (heaptrack), more or less from run

@@ -209,16 +209,18 @@ pub struct Worker {
     /// endpoint send 200).
     pub bulk_batch_messages: usize,
     /// `KYC__WORKER__BULK_PREFETCH`: unacknowledged batch messages the broker may
-    /// push ahead on the bulk lane (≥ `bulk_batch_messages`). Each is held in
-    /// memory: 40 of ours (200 records) are about 6 MiB, 40 of the largest a
-    /// direct publisher may send (4 MiB) 160 MiB.
+    /// push ahead on each bulk consumer (≥ `bulk_batch_messages`). Each is held
+    /// in memory: 20 of ours (200 records) are about 3 MiB, 20 of the largest a
+    /// direct publisher may send (4 MiB) 80 MiB.
     pub bulk_prefetch: u16,
     /// `KYC__WORKER__BULK_CONSUMERS`: bulk-lane consumers per worker, each on a
     /// channel of its own with its own transactions, so that one decides its
     /// next batch while another's transaction commits. Each holds up to
-    /// `bulk_prefetch` batch messages. 1 by default: a second one took the
-    /// single-record lane's p99 during a migration past its goal
-    /// (`docs/benchmarks.md`, "two bulk consumers per worker").
+    /// `bulk_prefetch` batch messages. 2 by default, of 10 messages (2,000
+    /// records) a transaction: two of 20 took the single-record lane's p99
+    /// during a migration past its goal, and one of 20 left the worker idle
+    /// while its transaction committed (`docs/benchmarks.md`, "two bulk
+    /// consumers per worker").
     pub bulk_consumers: usize,
     /// `KYC__WORKER__GROUP_EVENTS`: announce the results of the records of batch
     /// messages as one `kyc.result-batch.v1` message per kind, project and
@@ -238,9 +240,9 @@ impl Default for Worker {
             batch_size: 500,
             batch_linger_ms: 20,
             prefetch: 1_000,
-            bulk_batch_messages: 20,
-            bulk_prefetch: 40,
-            bulk_consumers: 1,
+            bulk_batch_messages: 10,
+            bulk_prefetch: 20,
+            bulk_consumers: 2,
             group_events: true,
             drain_timeout_ms: 20_000,
             metrics_addr: None,
