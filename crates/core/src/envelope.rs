@@ -195,22 +195,25 @@ impl Opened {
 /// with a string value is unambiguously an envelope.
 pub fn open(bytes: &[u8], api_key: &str, policy: EncryptionPolicy) -> Result<Opened, Rejection> {
     let raw = RawSubmission::from_slice(bytes)?;
-    match raw.entries() {
-        [(key, serde_json::Value::String(data))] if key == "body" => {
-            let plain = EnvelopeKey::from_api_key(api_key).decrypt_base64(data)?;
-            Ok(Opened {
-                raw: RawSubmission::from_slice(&plain)?,
-                was_encrypted: true,
-                decrypted: Some(plain),
-            })
-        }
-        _ if policy == EncryptionPolicy::Required => Err(Rejection::new(ErrorCode::InvalidPayload)),
-        _ => Ok(Opened {
-            raw,
-            was_encrypted: false,
-            decrypted: None,
-        }),
+    if let [entry] = raw.entries()
+        && entry.key() == "body"
+        && let Some(data) = entry.value.as_text()
+    {
+        let plain = EnvelopeKey::from_api_key(api_key).decrypt_base64(data)?;
+        return Ok(Opened {
+            raw: RawSubmission::from_slice(&plain)?,
+            was_encrypted: true,
+            decrypted: Some(plain),
+        });
     }
+    if policy == EncryptionPolicy::Required {
+        return Err(Rejection::new(ErrorCode::InvalidPayload));
+    }
+    Ok(Opened {
+        raw,
+        was_encrypted: false,
+        decrypted: None,
+    })
 }
 
 /// Builds the `{"body": …}` request form (used by `kycctl push --encrypt` and tests).

@@ -14,7 +14,7 @@
 use crate::error::{ErrorCode, Rejection};
 use crate::fields::{Parsed, submission_fields};
 use crate::types::{CountryAlpha3, Email, Gender, IdType, IsoDate, KycStatus};
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -121,9 +121,61 @@ const fn str_eq(a: &str, b: &str) -> bool {
 /// Parsing keeps every key, so "the first unknown key" and "the first bad value"
 /// can be named exactly. A key that occurs twice makes the document ambiguous
 /// and is refused as `invalid_payload` rather than silently taking one value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawSubmission {
-    entries: Vec<(String, Value)>,
+    entries: Vec<Entry>,
+}
+
+/// One key of an object and its value, as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    key: Key,
+    /// The value as read.
+    pub value: RawField,
+}
+
+/// A key: the position of a field of [`FIELDS`] (no copy of the name is made),
+/// or a key the contract does not have.
+#[derive(Debug, Clone, PartialEq)]
+enum Key {
+    Field(usize),
+    Unknown(String),
+}
+
+impl Entry {
+    /// The key as sent.
+    pub fn key(&self) -> &str {
+        match &self.key {
+            Key::Field(index) => FIELDS[*index].name,
+            Key::Unknown(key) => key,
+        }
+    }
+}
+
+/// A value as read. Every field of the contract takes a string ("string data
+/// only"); any other value is kept as it was read, to be refused as a bad value
+/// (or, for a correction's `data`, to be looked at as an object).
+///
+/// A string is a string only when the document has a string there: an object
+/// is never read as one, whatever its keys (`serde_json::Value`, with the
+/// `raw_value` feature this crate turns on, reads an object whose only key is
+/// serde_json's private raw-value token as the string inside it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawField {
+    /// A JSON string.
+    Text(String),
+    /// Any other JSON value: a number, `true`/`false`, `null`, an array or an object.
+    Other(Value),
+}
+
+impl RawField {
+    /// The string, if the value is one.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            RawField::Text(s) => Some(s),
+            RawField::Other(_) => None,
+        }
+    }
 }
 
 impl RawSubmission {
@@ -134,26 +186,30 @@ impl RawSubmission {
         Ok(RawSubmission { entries: object.0 })
     }
 
-    /// Builds one from already separated entries (used by the CSV reader).
-    pub fn from_entries(entries: Vec<(String, Value)>) -> RawSubmission {
-        RawSubmission { entries }
-    }
-
-    /// The key/value pairs, in document order.
-    pub fn entries(&self) -> &[(String, Value)] {
+    /// The keys and their values, in document order.
+    pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
 
-    /// Applies `docs/api.md` §2 in the order of `docs/api.md` §3, judging "the future" by `today`.
-    pub fn validate(&self, today: time::Date) -> Result<Submission, Rejection> {
-        // 1. Unknown keys, first in document order.
-        let mut slots: [Option<&Value>; FIELDS.len()] = [None; FIELDS.len()];
-        let mut order: Vec<usize> = Vec::with_capacity(self.entries.len());
-        for (key, value) in &self.entries {
-            let (index, _) = field_spec(key).ok_or_else(|| Rejection::invalid_parameter(key))?;
+    /// Applies `docs/api.md` §2 in the order of `docs/api.md` §3, judging "the
+    /// future" by `today`. The values move into the [`Submission`]; nothing is
+    /// copied that need not be.
+    pub fn validate(self, today: time::Date) -> Result<Submission, Rejection> {
+        // 1. Unknown keys, first in document order. Keys are unique (parsing
+        // refuses duplicates), so there are at most as many as fields.
+        let mut slots: [Option<RawField>; FIELDS.len()] = std::array::from_fn(|_| None);
+        let mut order = [0usize; FIELDS.len()];
+        let mut count = 0;
+        for Entry { key, value } in self.entries {
+            let index = match key {
+                Key::Field(index) => index,
+                Key::Unknown(key) => return Err(Rejection::invalid_parameter(&key)),
+            };
             slots[index] = Some(value);
-            order.push(index);
+            order[count] = index;
+            count += 1;
         }
+        let order = &order[..count];
 
         // 2. Required fields absent, or strings that are empty after trimming.
         let missing: Vec<String> = FIELDS
@@ -161,7 +217,9 @@ impl RawSubmission {
             .zip(&slots)
             .filter(|(spec, value)| {
                 spec.required
-                    && value.is_none_or(|v| v.as_str().is_some_and(|s| s.trim().is_empty()))
+                    && value
+                        .as_ref()
+                        .is_none_or(|v| v.as_text().is_some_and(|s| s.trim().is_empty()))
             })
             .map(|(spec, _)| spec.name.to_owned())
             .collect();
@@ -172,9 +230,11 @@ impl RawSubmission {
         // 3. Values, each parsed by its own rule; the first failure in document order.
         let mut parsed: [Option<Parsed>; FIELDS.len()] = std::array::from_fn(|_| None);
         let mut failed: [bool; FIELDS.len()] = [false; FIELDS.len()];
-        for &index in &order {
+        for &index in order {
             let spec = &FIELDS[index];
-            let Some(value) = slots[index] else { continue };
+            let Some(value) = slots[index].take() else {
+                continue;
+            };
             match parse_value(spec, value, today) {
                 Ok(p) => parsed[index] = p,
                 Err(()) => failed[index] = true,
@@ -204,9 +264,11 @@ const ISSUE_DATE: usize = field_index("issueDate");
 const EXPIRE_DATE: usize = field_index("expireDate");
 
 /// `Ok(None)`: absent (an optional field sent as `""` or white space).
-fn parse_value(spec: &FieldSpec, value: &Value, today: time::Date) -> Result<Option<Parsed>, ()> {
+fn parse_value(spec: &FieldSpec, value: RawField, today: time::Date) -> Result<Option<Parsed>, ()> {
     // "String data only": numbers, booleans, null, arrays and objects are bad values.
-    let raw = value.as_str().ok_or(())?;
+    let RawField::Text(raw) = value else {
+        return Err(());
+    };
     let s = raw.trim();
     if s.is_empty() {
         return Ok(None);
@@ -218,7 +280,10 @@ fn parse_value(spec: &FieldSpec, value: &Value, today: time::Date) -> Result<Opt
     }
     let parsed = match spec.rule {
         Rule::Email => Email::parse(s).map(Parsed::Email),
-        Rule::Text { max } => (s.chars().count() <= max).then(|| Parsed::Text(s.to_owned())),
+        Rule::Text { max } => {
+            let fits = s.chars().count() <= max;
+            fits.then(|| Parsed::Text(trimmed(raw)))
+        }
         Rule::Date => IsoDate::parse(s).map(Parsed::Date),
         Rule::PastDate => IsoDate::parse(s).filter(|d| d.0 <= today).map(Parsed::Date),
         Rule::KycStatus => KycStatus::parse(s).map(Parsed::KycStatus),
@@ -228,6 +293,16 @@ fn parse_value(spec: &FieldSpec, value: &Value, today: time::Date) -> Result<Opt
         Rule::Ip => s.parse::<IpAddr>().ok().map(Parsed::Ip),
     };
     parsed.map(Some).ok_or(())
+}
+
+/// The string without its surrounding white space, reusing it when it has none.
+fn trimmed(raw: String) -> String {
+    let s = raw.trim();
+    if s.len() == raw.len() {
+        raw
+    } else {
+        s.to_owned()
+    }
 }
 
 impl Submission {
@@ -275,7 +350,7 @@ pub const MAX_KEYS: usize = 64;
 pub const MAX_KEY_BYTES: usize = 256;
 
 /// A JSON object read with its keys in document order and duplicates refused.
-struct RawObject(Vec<(String, Value)>);
+struct RawObject(Vec<Entry>);
 
 impl<'de> Deserialize<'de> for RawObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -286,7 +361,7 @@ impl<'de> Deserialize<'de> for RawObject {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
-                let mut entries: Vec<(String, Value)> =
+                let mut entries: Vec<Entry> =
                     Vec::with_capacity(map.size_hint().unwrap_or(FIELDS.len()).min(MAX_KEYS));
                 // Known keys seen so far, one bit per field; unknown keys in a hash
                 // set, so the duplicate check costs the same for every key (linear
@@ -294,32 +369,110 @@ impl<'de> Deserialize<'de> for RawObject {
                 const _: () = assert!(FIELDS.len() <= 64);
                 let mut known = 0u64;
                 let mut unknown: HashSet<String> = HashSet::new();
-                while let Some(key) = map.next_key::<String>()? {
+                while let Some(key) = map.next_key_seed(KeySeed)? {
                     if entries.len() == MAX_KEYS {
                         return Err(de::Error::custom("too many keys"));
                     }
-                    if key.len() > MAX_KEY_BYTES {
-                        return Err(de::Error::custom("key too long"));
-                    }
-                    let duplicate = match field_spec(&key) {
-                        Some((i, _)) => {
+                    let duplicate = match &key {
+                        Key::Field(i) => {
                             let bit = 1u64 << i;
                             let seen = known & bit != 0;
                             known |= bit;
                             seen
                         }
-                        None => !unknown.insert(key.clone()),
+                        Key::Unknown(key) => !unknown.insert(key.clone()),
                     };
                     if duplicate {
                         return Err(de::Error::custom("duplicate key"));
                     }
-                    let value = map.next_value::<Value>()?;
-                    entries.push((key, value));
+                    let value = map.next_value_seed(FieldSeed)?;
+                    entries.push(Entry { key, value });
                 }
                 Ok(RawObject(entries))
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// Reads a key: a field's name becomes its position, any other key is kept
+/// (up to [`MAX_KEY_BYTES`]).
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Key;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(E::custom("key too long"));
+        }
+        Ok(match field_spec(key) {
+            Some((index, _)) => Key::Field(index),
+            None => Key::Unknown(key.to_owned()),
+        })
+    }
+}
+
+/// Reads a value: a string as [`RawField::Text`], anything else as it is.
+struct FieldSeed;
+
+impl<'de> DeserializeSeed<'de> for FieldSeed {
+    type Value = RawField;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawField, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldSeed {
+    type Value = RawField;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<RawField, E> {
+        Ok(RawField::Text(s.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, s: String) -> Result<RawField, E> {
+        Ok(RawField::Text(s))
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<RawField, E> {
+        Ok(RawField::Other(Value::Bool(b)))
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<RawField, E> {
+        Ok(RawField::Other(Value::from(n)))
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<RawField, E> {
+        Ok(RawField::Other(Value::from(n)))
+    }
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<RawField, E> {
+        Ok(RawField::Other(Value::from(n)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<RawField, E> {
+        Ok(RawField::Other(Value::Null))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawField, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            items.push(item);
+        }
+        Ok(RawField::Other(Value::Array(items)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawField, A::Error> {
+        // Entry by entry rather than through `Value`'s own visitor, which would
+        // read an object keyed by serde_json's raw-value token as a string.
+        let mut object = serde_json::Map::new();
+        while let Some((key, value)) = map.next_entry::<String, Value>()? {
+            object.insert(key, value);
+        }
+        Ok(RawField::Other(Value::Object(object)))
     }
 }
 
@@ -349,23 +502,24 @@ pub const CORRECTABLE: [&str; 13] = [
 /// between fields (expireDate not before issueDate) is checked here when both
 /// are present; against a stored value it is the caller's to check.
 pub fn validate_fields(
-    entries: &[(String, Value)],
+    entries: &[Entry],
     allowed: &[&str],
     today: time::Date,
 ) -> Result<Vec<(&'static FieldSpec, Option<String>)>, Rejection> {
     let mut out = Vec::with_capacity(entries.len());
-    for (key, _) in entries {
-        if !allowed.contains(&key.as_str()) || field_spec(key).is_none() {
-            return Err(Rejection::invalid_parameter(key));
+    for entry in entries {
+        if !allowed.contains(&entry.key()) || !matches!(entry.key, Key::Field(_)) {
+            return Err(Rejection::invalid_parameter(entry.key()));
         }
     }
     let (mut issue, mut expire) = (None, None);
-    for (key, value) in entries {
-        let Some((index, spec)) = field_spec(key) else {
-            return Err(Rejection::invalid_parameter(key));
+    for entry in entries {
+        let Key::Field(index) = entry.key else {
+            return Err(Rejection::invalid_parameter(entry.key()));
         };
-        let parsed =
-            parse_value(spec, value, today).map_err(|()| Rejection::invalid_format(spec.name))?;
+        let spec = &FIELDS[index];
+        let parsed = parse_value(spec, entry.value.clone(), today)
+            .map_err(|()| Rejection::invalid_format(spec.name))?;
         if parsed.is_none() && spec.required {
             return Err(Rejection::invalid_format(spec.name));
         }

@@ -37,17 +37,20 @@ impl Email {
         if !local_ok {
             return None;
         }
-        let labels: Vec<&str> = domain.split('.').collect();
-        let labels_ok = labels.len() >= 2
-            && labels.iter().all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            })
-            && labels.last().is_some_and(|tld| tld.len() >= 2);
-        labels_ok.then(|| Email(s.to_owned()))
+        let (mut labels, mut last) = (0, "");
+        for label in domain.split('.') {
+            let label_ok = !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !label_ok {
+                return None;
+            }
+            labels += 1;
+            last = label;
+        }
+        (labels >= 2 && last.len() >= 2).then(|| Email(s.to_owned()))
     }
 
     /// The address as sent (case kept).

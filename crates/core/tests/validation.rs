@@ -345,6 +345,19 @@ fn a_non_string_value_is_invalid_format_for_every_field() {
     }
 }
 
+/// An object whose only key is serde_json's private raw-value token is still an
+/// object. Read as a `serde_json::Value` (with the `raw_value` feature on), it
+/// would become the string inside it, and a field would take an object.
+#[test]
+fn an_object_keyed_by_serde_jsons_raw_value_token_is_not_a_string() {
+    for (field, value) in full_record() {
+        let inside = serde_json::to_string(&value).unwrap();
+        let object = json!({ "$serde_json::private::RawValue": inside });
+        let case = format!("{field} as a raw-value token object");
+        assert_bad_format(&case, &with(full_record(), &field, object), &field);
+    }
+}
+
 #[test]
 fn a_nul_character_in_any_value_is_invalid_format() {
     let text_fields = TEXT_LIMITS.iter().map(|(f, _)| *f).chain(["userid"]);
@@ -810,7 +823,7 @@ fn birth_date_today_is_judged_by_the_date_passed_to_validate() {
     let raw = RawSubmission::from_slice(&to_json(&with(full_record(), "birthDate", "2030-01-01")))
         .unwrap();
     assert!(
-        raw.validate(date!(2030 - 01 - 01)).is_ok(),
+        raw.clone().validate(date!(2030 - 01 - 01)).is_ok(),
         "born on that day"
     );
     let rejection = raw

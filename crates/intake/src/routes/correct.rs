@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use http_body_util::{BodyExt, Limited};
 use kyc_core::envelope::{self, EncryptionPolicy};
-use kyc_core::submission::{CORRECTABLE, validate_fields};
+use kyc_core::submission::{CORRECTABLE, Entry, RawField, validate_fields};
 use kyc_core::{ErrorCode, Rejection};
 use kyc_store::lifecycle::correct::{CorrectError, Correction};
 use serde::Serialize;
@@ -63,27 +63,27 @@ pub async fn correct(
     };
     let opened = envelope::open(&bytes, api_key, policy)?;
     let entries = opened.raw.entries();
-    if let Some((key, _)) = entries.iter().find(|(k, _)| !KEYS.contains(&k.as_str())) {
-        return Err(Rejection::invalid_parameter(key).into());
+    if let Some(entry) = entries.iter().find(|e| !KEYS.contains(&e.key())) {
+        return Err(Rejection::invalid_parameter(entry.key()).into());
     }
-    let get = |name: &str| entries.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    let get = |name: &str| entries.iter().find(|e| e.key() == name).map(|e| &e.value);
     let missing: Vec<String> = KEYS
         .iter()
-        .filter(|k| get(k).is_none_or(|v| v.as_str().is_some_and(|s| s.trim().is_empty())))
+        .filter(|k| get(k).is_none_or(|v| v.as_text().is_some_and(|s| s.trim().is_empty())))
         .map(|k| (*k).to_owned())
         .collect();
     if !missing.is_empty() {
         return Err(Rejection::missing(missing).into());
     }
     let data = match get("data") {
-        Some(Value::Object(map)) if map.is_empty() => {
+        Some(RawField::Other(Value::Object(map))) if map.is_empty() => {
             return Err(Rejection::missing(vec!["data".into()]).into());
         }
         // Parsed again for document order and refused duplicates, as a body is.
-        Some(Value::Object(_)) => data_entries(opened.plain(&bytes))?,
+        Some(RawField::Other(Value::Object(_))) => data_entries(opened.plain(&bytes))?,
         _ => return Err(Rejection::invalid_format("data").into()),
     };
-    let admin = get("admin").and_then(Value::as_str).unwrap_or_default();
+    let admin = get("admin").and_then(RawField::as_text).unwrap_or_default();
     if kyc_core::types::Email::parse(admin.trim()).is_none() {
         return Err(Rejection::invalid_format("admin").into());
     }
@@ -94,7 +94,7 @@ pub async fn correct(
     let admin = check_admin(&app, &project, "admin", admin).await?;
     // An id that is not a UUID is no submission of anyone's: like an unknown one.
     let submission_id = get("submissionId")
-        .and_then(Value::as_str)
+        .and_then(RawField::as_text)
         .and_then(|s| Uuid::parse_str(s.trim()).ok())
         .ok_or(ApiError::code(ErrorCode::InvalidSubmission))?;
     let correction = Correction {
@@ -128,7 +128,7 @@ pub async fn correct(
 }
 
 /// The `data` object's entries in document order, duplicates refused.
-fn data_entries(plain: &[u8]) -> Result<Vec<(String, Value)>, Rejection> {
+fn data_entries(plain: &[u8]) -> Result<Vec<Entry>, Rejection> {
     #[derive(serde::Deserialize)]
     struct Outer {
         data: kyc_core::submission::RawSubmission,

@@ -73,8 +73,9 @@ pub async fn submit(
     } else {
         EncryptionPolicy::Optional
     };
-    let opened = envelope::open(&bytes, api_key, policy)?;
-    let submission = opened.raw.validate(kyc_core::submission::today_utc())?;
+    let mut opened = envelope::open(&bytes, api_key, policy)?;
+    let submission =
+        std::mem::take(&mut opened.raw).validate(kyc_core::submission::today_utc())?;
     // The request's own options are checked with the body's formats: after them,
     // before project and admin.
     let wait = wait_seconds(query.as_deref())?;
