@@ -173,7 +173,7 @@ fn row_to_json(
 /// Members keep their order, so "the first bad field" stays the first.
 fn split_images(body: &[u8]) -> (Vec<u8>, Option<Box<RecordImages>>) {
     let unchanged = || (body.to_vec(), None);
-    if !body.windows(6).any(|w| w == b"Image\"") {
+    if memchr::memmem::find(body, b"Image\"").is_none() {
         return unchanged();
     }
     let Ok(Members(members)) = serde_json::from_slice::<Members>(body) else {

@@ -74,8 +74,7 @@ pub async fn submit(
         EncryptionPolicy::Optional
     };
     let mut opened = envelope::open(&bytes, api_key, policy)?;
-    let submission =
-        std::mem::take(&mut opened.raw).validate(kyc_core::submission::today_utc())?;
+    let submission = std::mem::take(&mut opened.raw).validate(kyc_core::submission::today_utc())?;
     // The request's own options are checked with the body's formats: after them,
     // before project and admin.
     let wait = wait_seconds(query.as_deref())?;

@@ -5,6 +5,9 @@ use super::{ColumnKind, Outcome, Verdict};
 use crate::{DataKey, Store, StoreError};
 use kyc_core::ErrorCode;
 use kyc_core::submission::{FIELDS, FieldValue};
+use sqlx::Arguments;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::PgArguments;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use time::OffsetDateTime;
@@ -28,17 +31,41 @@ impl<'a> FieldColumn<'a> {
         }
     }
 
-    /// Appends one row's value. The column's kind follows from the field's rule,
-    /// and so does the value's kind: a text column gets a text value.
-    fn push(&mut self, value: Option<FieldValue<'a>>, key: &DataKey, row: Uuid, column: &str) {
+    /// Appends one row's value and returns its size in bytes. The column's kind
+    /// follows from the field's rule, and so does the value's kind: a text
+    /// column gets a text value.
+    fn push(
+        &mut self,
+        value: Option<FieldValue<'a>>,
+        key: &DataKey,
+        row: Uuid,
+        column: &str,
+    ) -> usize {
         match self {
-            FieldColumn::Text(v) => v.push(value.and_then(|x| x.as_str())),
-            FieldColumn::Date(v) => v.push(value.and_then(|x| match x {
-                FieldValue::Date(d) => Some(d.0),
-                _ => None,
-            })),
-            FieldColumn::Inet(v) => v.push(value.map(|x| x.to_string())),
-            FieldColumn::Sealed(v) => v.push(value.map(|x| key.seal(row, column, &x.to_text()))),
+            FieldColumn::Text(v) => {
+                let text = value.and_then(|x| x.as_str());
+                v.push(text);
+                text.map_or(0, str::len)
+            }
+            FieldColumn::Date(v) => {
+                v.push(value.and_then(|x| match x {
+                    FieldValue::Date(d) => Some(d.0),
+                    _ => None,
+                }));
+                4
+            }
+            FieldColumn::Inet(v) => {
+                let inet = value.map(|x| x.to_string());
+                let len = inet.as_ref().map_or(0, String::len);
+                v.push(inet);
+                len
+            }
+            FieldColumn::Sealed(v) => {
+                let sealed = value.map(|x| key.seal(row, column, &x.to_text()));
+                let len = sealed.as_ref().map_or(0, Vec::len);
+                v.push(sealed);
+                len
+            }
         }
     }
 
@@ -51,17 +78,15 @@ impl<'a> FieldColumn<'a> {
         }
     }
 
-    fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+    fn add_to(&self, arguments: &mut PgArguments) -> Result<(), BoxDynError> {
         match self {
-            FieldColumn::Text(v) => query.bind(v),
-            FieldColumn::Date(v) => query.bind(v),
-            FieldColumn::Inet(v) => query.bind(v),
-            FieldColumn::Sealed(v) => query.bind(v),
+            FieldColumn::Text(v) => arguments.add(v),
+            FieldColumn::Date(v) => arguments.add(v),
+            FieldColumn::Inet(v) => arguments.add(v),
+            FieldColumn::Sealed(v) => arguments.add(v),
         }
     }
 }
-
-type Query<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, (Uuid,), sqlx::postgres::PgArguments>;
 
 /// One array per column, for a single set-based `INSERT … SELECT FROM UNNEST`:
 /// the outcome's own columns, then one per field of [`FIELDS`], in table order.
@@ -78,6 +103,9 @@ struct Columns<'a> {
     /// The sealed values' format (`crate::pii`): always the current one.
     pii_format: Vec<i16>,
     fields: Vec<FieldColumn<'a>>,
+    /// The bytes of the variable-length values pushed so far, to size the
+    /// encoded arguments once rather than let them grow by doubling.
+    value_bytes: usize,
 }
 
 impl<'a> Columns<'a> {
@@ -96,6 +124,7 @@ impl<'a> Columns<'a> {
                 .iter()
                 .map(|spec| FieldColumn::new(ColumnKind::of(spec), rows))
                 .collect(),
+            value_bytes: 0,
         }
     }
 
@@ -104,6 +133,7 @@ impl<'a> Columns<'a> {
         self.id.push(o.id);
         self.project_id.push(o.project_id);
         self.idempotency_key.push(o.idempotency_key.as_deref());
+        self.value_bytes += o.idempotency_key.as_ref().map_or(0, String::len);
         self.received_at.push(o.received_at);
         // A rejected submission keeps only its outcome: every field is NULL.
         let values = match &o.result {
@@ -116,12 +146,14 @@ impl<'a> Columns<'a> {
             Err(rejection) => {
                 self.status.push("rejected");
                 self.error_code.push(Some(rejection.code.as_str()));
-                self.message.push(Some(rejection.message()));
+                let message = rejection.message();
+                self.value_bytes += message.len();
+                self.message.push(Some(message));
                 [None; FIELDS.len()]
             }
         };
         for ((column, value), spec) in self.fields.iter_mut().zip(values).zip(&FIELDS) {
-            column.push(value, key, o.id, spec.column);
+            self.value_bytes += column.push(value, key, o.id, spec.column);
         }
         let sealed = FIELDS
             .iter()
@@ -131,20 +163,38 @@ impl<'a> Columns<'a> {
         self.pii_format.push(crate::pii::CURRENT_FORMAT);
     }
 
-    fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q> {
-        let query = query
-            .bind(&self.id)
-            .bind(&self.project_id)
-            .bind(&self.status)
-            .bind(&self.error_code)
-            .bind(&self.message)
-            .bind(&self.idempotency_key)
-            .bind(&self.received_at)
-            .bind(&self.pii_key_id)
-            .bind(&self.pii_format);
-        self.fields
-            .iter()
-            .fold(query, |query, column| column.bind(query))
+    /// Every column encoded as one array argument, in [`INSERT`]'s order, into
+    /// a buffer sized once: a batch's arguments are megabytes, and growing them
+    /// by doubling copied them over and over into freshly faulted pages.
+    fn arguments(&self) -> Result<PgArguments, sqlx::Error> {
+        let rows = self.id.len();
+        let params = OUTCOME_COLUMNS.len() + FIELDS.len();
+        // An array: a header of at most 24 bytes, then 4 bytes of length per
+        // element before its value. Fixed-size values of a row: two UUIDs, a
+        // timestamp, a status, a small integer, key ids and codes.
+        const FIXED_ROW_BYTES: usize = 96;
+        let mut arguments = PgArguments::default();
+        arguments.reserve(
+            params,
+            params * (24 + 4 * rows) + rows * FIXED_ROW_BYTES + self.value_bytes,
+        );
+        let mut add = || -> Result<(), BoxDynError> {
+            arguments.add(&self.id)?;
+            arguments.add(&self.project_id)?;
+            arguments.add(&self.status)?;
+            arguments.add(&self.error_code)?;
+            arguments.add(&self.message)?;
+            arguments.add(&self.idempotency_key)?;
+            arguments.add(&self.received_at)?;
+            arguments.add(&self.pii_key_id)?;
+            arguments.add(&self.pii_format)?;
+            for column in &self.fields {
+                column.add_to(&mut arguments)?;
+            }
+            Ok(())
+        };
+        add().map_err(sqlx::Error::Encode)?;
+        Ok(arguments)
     }
 }
 
@@ -246,8 +296,7 @@ impl Store {
         for project in projects {
             crate::lifecycle::lock_project(&mut tx, project, false).await?;
         }
-        let inserted: Vec<(Uuid,)> = c
-            .bind(sqlx::query_as(INSERT.as_str()))
+        let inserted: Vec<(Uuid,)> = sqlx::query_as_with(INSERT.as_str(), c.arguments()?)
             .fetch_all(&mut *tx)
             .await?;
 
