@@ -1,17 +1,17 @@
 //! Publishing records in batch messages (`kyc_core::wire::SubmissionBatchV1`):
 //! many records per broker message, each with the idempotency key it would have
-//! alone ([`message_id`]) and its line number as correlation id, so the results
+//! alone ([`input::message_id`]) and its line number as correlation id, so the results
 //! file, `--resume` and idempotency do not depend on the batch size.
 
+use super::input;
 use super::publishing::{MAX_ATTEMPTS, Publishing};
-use super::{input, message_id};
 use futures_util::StreamExt;
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::FuturesUnordered;
 use kyc_bus::{Outgoing, PublishError, persistent};
 use kyc_core::wire::{
     MAX_BATCH_BYTES, MAX_BATCH_RECORD_BYTES, SUBMISSION_BATCH_ROUTING_KEY, SUBMISSION_BATCH_TYPE,
-    encode_batch, submission_value,
+    encode_batch,
 };
 
 /// Records whose body alone is larger than this are sent as single messages:
@@ -70,15 +70,12 @@ impl Publishing {
         let first = records.first().map_or(0, |r| r.line);
         let channel = self.channels[first as usize % self.channels.len()].clone();
         let exchange = self.exchange.clone();
-        let keys: Vec<(String, String)> = records
-            .iter()
-            .map(|r| (message_id(r.line, &r.body), r.line.to_string()))
-            .collect();
-        let values: Vec<_> = records.iter().map(|r| submission_value(&r.body)).collect();
+        let lines: Vec<String> = records.iter().map(|r| r.line.to_string()).collect();
         let body = encode_batch(
-            keys.iter()
-                .zip(&values)
-                .map(|((key, line), value)| (Some(key.as_str()), Some(line.as_str()), &value[..])),
+            records
+                .iter()
+                .zip(&lines)
+                .map(|(r, line)| (Some(r.key.as_str()), Some(line.as_str()), r.batch_member())),
         );
         // Encrypted as a whole: nothing of any record is readable on the broker
         // without the project's key.
@@ -146,11 +143,7 @@ mod tests {
     use super::*;
 
     fn record(line: u64, len: usize) -> input::Record {
-        input::Record {
-            line,
-            body: vec![b'x'; len],
-            images: None,
-        }
+        input::Record::new(line, vec![b'x'; len], None)
     }
 
     #[test]

@@ -12,17 +12,66 @@
 
 use kyc_core::wire::ImageKind;
 use serde::de::{MapAccess, Visitor};
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-/// One record to publish: its line in the file and the message body.
+/// One record to publish: its line in the file, its idempotency key and the
+/// message body. The key and the check that the body is JSON are made as the
+/// record is read, on the reader's thread, not on the thread that publishes.
 #[derive(Debug, Clone)]
 pub struct Record {
     pub line: u64,
+    /// [`message_id`] of the line number and the body.
+    pub key: String,
     pub body: Vec<u8>,
+    /// The body as a member of a batch message when it is not one JSON value:
+    /// a JSON string of its text (which the worker answers `invalid_payload`).
+    /// `None` when the body is JSON and goes in as it is.
+    pub not_json: Option<Vec<u8>>,
     /// The record's image columns, if it has any.
     pub images: Option<Box<RecordImages>>,
+}
+
+impl Record {
+    /// A record of the file's `line`, named by the body it is sent with (image
+    /// members already taken out, as keys have always been made).
+    pub fn new(line: u64, body: Vec<u8>, images: Option<Box<RecordImages>>) -> Record {
+        let not_json = match kyc_core::wire::submission_value(&body) {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(text) => Some(text),
+        };
+        Record {
+            line,
+            key: message_id(line, &body),
+            body,
+            not_json,
+            images,
+        }
+    }
+
+    /// The body as it goes into a batch message: one JSON value.
+    pub fn batch_member(&self) -> &[u8] {
+        self.not_json.as_deref().unwrap_or(&self.body)
+    }
+}
+
+/// The idempotency key of a record: its line number and a digest of its content.
+/// Stable across reruns of the same file; an edited line gets a new key (it is a
+/// different record), while untouched lines keep theirs.
+pub fn message_id(line: u64, body: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(body);
+    let mut id = line.to_string();
+    id.reserve(33);
+    id.push(':');
+    for b in &digest[..16] {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    id
 }
 
 /// The image columns of a record, and the two fields an upload repeats.
@@ -91,7 +140,7 @@ fn read_jsonl(
             continue;
         }
         let (body, images) = split_images(body);
-        if !emit(Record { line, body, images }) {
+        if !emit(Record::new(line, body, images)) {
             return Ok(());
         }
     }
@@ -122,7 +171,7 @@ fn read_csv(source: impl Read, mut emit: impl FnMut(Record) -> bool) -> std::io:
             Err(e) => return Err(std::io::Error::other(e)),
         };
         let line = record.position().map_or(line_before, |p| p.line());
-        if !emit(Record { line, body, images }) {
+        if !emit(Record::new(line, body, images)) {
             return Ok(());
         }
     }
@@ -271,6 +320,26 @@ mod tests {
         })
         .expect("reading from memory");
         out
+    }
+
+    #[test]
+    fn keys_name_the_line_and_the_sent_body_and_a_line_that_is_not_json_is_sent_as_a_string() {
+        // The key's form is part of idempotency: a newer kycctl pushing a file
+        // an older one pushed must name the same submissions. SHA-256 of "{}"
+        // starts 44136fa3…, and line 2 of this text is `{}`.
+        let read = records(
+            "{}\n{\"userid\":\"u1\",\"idImage\":\"@a.jpg\"}\nnot json\n",
+            Format::Jsonl,
+        );
+        assert_eq!(read[0].key, "1:44136fa355b3678a1146ad16f7e8649e");
+        assert_eq!(read[0].batch_member(), b"{}");
+        // Named by the body it is sent with, image members taken out.
+        assert_eq!(read[1].body, br#"{"userid":"u1"}"#);
+        assert_eq!(read[1].key, "2:589027dcb7ddfc826f41a8ca3cf0f49c");
+        // Sent alone as it is, in a batch as a JSON string the worker rejects.
+        assert_eq!(read[2].body, b"not json");
+        assert_eq!(read[2].batch_member(), br#""not json""#);
+        assert_eq!(read[2].key, message_id(3, b"not json"));
     }
 
     #[test]

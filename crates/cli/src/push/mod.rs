@@ -21,7 +21,7 @@ mod publishing;
 mod results;
 
 pub use images::ImageArgs;
-pub use input::{Format, Record, RecordImages, read_from};
+pub use input::{Format, Record, RecordImages, message_id, read_from};
 pub use results::{ImageResult, ResultLine};
 
 use batching::{Gathering, MAX_BATCHED_RECORD, settle_batch};
@@ -36,7 +36,6 @@ use kyc_config::Settings;
 use kyc_core::wire::{ImageKind, ReplyMode, SubmissionHeadersV2};
 use progress::Progress;
 use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -332,20 +331,6 @@ pub fn default_results_path(file: &Path) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
     name.push(".results.jsonl");
     PathBuf::from(name)
-}
-
-/// The idempotency key of a record: its line number and a digest of its content.
-/// Stable across reruns of the same file; an edited line gets a new key (it is a
-/// different record), while untouched lines keep theirs.
-pub fn message_id(line: u64, body: &[u8]) -> String {
-    use std::fmt::Write;
-    let digest = Sha256::digest(body);
-    let mut id = String::with_capacity(54);
-    write!(id, "{line}:").expect("writing to a String cannot fail");
-    for b in &digest[..16] {
-        write!(id, "{b:02x}").expect("writing to a String cannot fail");
-    }
-    id
 }
 
 #[derive(Debug, Default)]

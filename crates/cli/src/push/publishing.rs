@@ -1,6 +1,6 @@
 //! Publishing one record: its message, confirm and the retry of a nacked publish.
 
-use super::{input, message_id};
+use super::input;
 use futures_util::StreamExt;
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::FuturesUnordered;
@@ -46,7 +46,7 @@ impl Publishing {
         };
         let properties = persistent()
             .with_headers(self.headers.clone())
-            .with_message_id(message_id(record.line, &record.body).into())
+            .with_message_id(record.key.as_str().into())
             .with_reply_to(self.reply_queue.as_str().into())
             .with_correlation_id(record.line.to_string().into());
         async move {

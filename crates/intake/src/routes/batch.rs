@@ -308,6 +308,14 @@ async fn publish(
         record.len()
     }) {
         let mut records = Vec::with_capacity(chunk.len());
+        // The encoded batch, sized once: the records and room for each one's
+        // key, ids and member names.
+        let mut plain = Vec::with_capacity(
+            chunk
+                .iter()
+                .map(|(_, _, key, record)| record.len() + key.as_ref().map_or(0, String::len) + 160)
+                .sum(),
+        );
         for (_, submission_id, key, record) in chunk {
             records.push(BatchRecordV1 {
                 key: key.clone(),
@@ -318,7 +326,7 @@ async fn publish(
                     .map_err(|_| Rejection::new(ErrorCode::InvalidPayload))?,
             });
         }
-        let plain = serde_json::to_vec(&SubmissionBatchV1 { records })
+        serde_json::to_writer(&mut plain, &SubmissionBatchV1 { records })
             .expect("a batch of JSON values serialises");
         // The batch's own id: only names the message (dead letters, logs).
         let ids = SealedIds {
