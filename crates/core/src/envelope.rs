@@ -11,7 +11,8 @@
 
 use crate::error::{ErrorCode, Rejection};
 use crate::submission::RawSubmission;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::inout::InOutBuf;
+use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -55,21 +56,40 @@ impl EnvelopeKey {
     }
 
     fn seal_with_nonce(&self, nonce: &Nonce, plaintext: &[u8]) -> Vec<u8> {
-        self.seal_parts(nonce, Payload::from(plaintext))
+        self.seal_parts(&[], nonce, plaintext, &[])
     }
 
     /// Like [`seal`](Self::seal), with `aad` bound as associated data: the result
     /// opens only with the same `aad` (used to tie a sealed value to its place).
     pub fn seal_with_aad(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+        self.seal_with_aad_after(&[], plaintext, aad)
+    }
+
+    /// `prefix ‖` [`seal_with_aad`](Self::seal_with_aad)`(plaintext, aad)`,
+    /// written once into one buffer (for large values such as images, which
+    /// are then neither copied before encryption nor moved after it).
+    pub fn seal_with_aad_after(&self, prefix: &[u8], plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        self.seal_parts(
-            &Nonce::from(nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+        self.seal_parts(prefix, &Nonce::from(nonce), plaintext, aad)
+    }
+
+    /// `prefix ‖ nonce ‖ ciphertext ‖ tag`: the cipher reads `msg` and writes
+    /// the ciphertext straight into its place in the result.
+    fn seal_parts(&self, prefix: &[u8], nonce: &Nonce, msg: &[u8], aad: &[u8]) -> Vec<u8> {
+        let start = prefix.len() + NONCE_LEN;
+        let mut out = vec![0u8; start + msg.len() + TAG_LEN];
+        out[..prefix.len()].copy_from_slice(prefix);
+        out[prefix.len()..start].copy_from_slice(nonce.as_slice());
+        let (body, tag) = out[start..].split_at_mut(msg.len());
+        let buffer = InOutBuf::new(msg, body).expect("the plaintext and its place have one length");
+        // Encryption fails only for inputs over 64 GiB, far beyond any body limit.
+        let computed = self
+            .0
+            .encrypt_inout_detached(nonce, aad, buffer)
+            .unwrap_or_else(|_| unreachable!("AES-GCM plaintext over 2^36 bytes"));
+        tag.copy_from_slice(computed.as_slice());
+        out
     }
 
     /// Opens what [`seal_with_aad`](Self::seal_with_aad) sealed with the same
@@ -81,18 +101,6 @@ impl EnvelopeKey {
         let (nonce, msg) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_from(nonce).ok()?;
         self.0.decrypt(&nonce, Payload { msg, aad }).ok()
-    }
-
-    fn seal_parts(&self, nonce: &Nonce, payload: Payload<'_, '_>) -> Vec<u8> {
-        // Encryption fails only for inputs over 64 GiB, far beyond any body limit.
-        let ciphertext = self
-            .0
-            .encrypt(nonce, payload)
-            .unwrap_or_else(|_| unreachable!("AES-GCM plaintext over 2^36 bytes"));
-        let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
-        out.extend_from_slice(nonce.as_slice());
-        out.extend_from_slice(&ciphertext);
-        out
     }
 
     /// Opens `nonce ‖ ciphertext ‖ tag`; `None` if it is short, or the tag does not
@@ -222,4 +230,37 @@ pub fn encrypt_request(api_key: &str, plain_json: &[u8]) -> Vec<u8> {
         body: EnvelopeKey::from_api_key(api_key).encrypt_to_base64(plain_json),
     };
     serde_json::to_vec(&request).unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seal_is_the_prefix_the_nonce_then_what_the_one_shot_aead_api_returns() {
+        let key = EnvelopeKey::from_bytes([7; 32]);
+        let nonce = Nonce::from([9u8; NONCE_LEN]);
+        let msg: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let sealed = key.seal_parts(b"P", &nonce, &msg, b"place");
+        let one_shot = key
+            .0
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: &msg,
+                    aad: b"place",
+                },
+            )
+            .unwrap();
+        assert_eq!(sealed[0], b'P');
+        assert_eq!(sealed[1..1 + NONCE_LEN], [9u8; NONCE_LEN]);
+        assert_eq!(sealed[1 + NONCE_LEN..], one_shot[..]);
+        assert_eq!(key.open_with_aad(&sealed[1..], b"place").unwrap(), msg);
+        assert!(key.open_with_aad(&sealed[1..], b"elsewhere").is_none());
+        // Without a prefix: what `seal_with_aad` returns, and it opens.
+        let plain = key.seal_with_aad(&msg, b"place");
+        assert_eq!(plain.len(), NONCE_LEN + msg.len() + TAG_LEN);
+        assert_eq!(key.open_with_aad(&plain, b"place").unwrap(), msg);
+    }
 }

@@ -111,13 +111,8 @@ impl ImageKeys {
         kind: ImageKind,
         plain: &[u8],
     ) -> Vec<u8> {
-        let sealed = self
-            .key
-            .seal_with_aad(plain, &place(object_key, submission, kind));
-        let mut out = Vec::with_capacity(1 + sealed.len());
-        out.push(FORMAT);
-        out.extend_from_slice(&sealed);
-        out
+        self.key
+            .seal_with_aad_after(&[FORMAT], plain, &place(object_key, submission, kind))
     }
 
     /// Opens an image sealed by key `key_id` for this place; `None` if that key
