@@ -36,6 +36,7 @@
 mod bare_intake;
 mod bare_worker;
 mod broker;
+mod cpu;
 mod e2e;
 mod env;
 mod images;

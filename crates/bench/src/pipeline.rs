@@ -20,6 +20,7 @@
 
 use crate::Common;
 use crate::bare_worker::{BareWorker, Shape};
+use crate::cpu::CpuTimes;
 use crate::env::{BenchEnv, Table, with_env};
 use crate::ours::OurWorker;
 use crate::raw_publish;
@@ -297,11 +298,13 @@ async fn push(
         .collect::<anyhow::Result<_>>()?;
     let results = env.dir.join(format!("results-{workers}.jsonl"));
     let push = push_args(file, &results, &env.api_key, args.window, args.batch_size)?;
+    let cpu = CpuTimes::now();
     let started = Instant::now();
     let pushed = kyc_cli::push::run(&env.settings, push).await?;
     let done = env
         .wait_rows(Table::Submissions, args.records, args.timeout)
         .await?;
+    let cpu_end = CpuTimes::now();
     for worker in ours {
         worker.stop().await?;
     }
@@ -318,6 +321,7 @@ async fn push(
         args.records,
         done.duration_since(started).as_secs_f64(),
     );
+    cpu.record_until(&cpu_end, &mut phase, args.records);
     phase.peak_rss_mib = peak.read();
     env.truncate(Table::Submissions).await?;
     env.purge().await?;
@@ -365,6 +369,7 @@ async fn http_batch(
     let next = std::sync::Arc::new(tokio::sync::Mutex::new(next));
     let client = reqwest::Client::new();
     let url = format!("http://{}/v3/submission/migration/batch", intake.addr);
+    let cpu = CpuTimes::now();
     let started = Instant::now();
     let senders: Vec<_> = (0..args.http_connections.max(1))
         .map(|_| {
@@ -414,6 +419,7 @@ async fn http_batch(
     let done = env
         .wait_rows(Table::Submissions, args.records, args.timeout)
         .await?;
+    let cpu_end = CpuTimes::now();
     for worker in ours {
         worker.stop().await?;
     }
@@ -428,6 +434,7 @@ async fn http_batch(
     phase
         .extra
         .insert("records_per_request", args.http_batch as f64);
+    cpu.record_until(&cpu_end, &mut phase, args.records);
     env.truncate(Table::Submissions).await?;
     env.purge().await?;
 

@@ -235,7 +235,15 @@ impl Report {
                 Role::Ceiling => "ceiling:",
                 Role::Ours => "ours:",
             };
-            let extra: Vec<String> = p.extra.iter().map(|(k, v)| format!("{k}={v:.0}")).collect();
+            // Small figures (CPU µs per item) keep a decimal.
+            let extra: Vec<String> = p
+                .extra
+                .iter()
+                .map(|(k, v)| match v.abs() < 100.0 && v.fract() != 0.0 {
+                    true => format!("{k}={v:.1}"),
+                    false => format!("{k}={v:.0}"),
+                })
+                .collect();
             let _ = writeln!(
                 out,
                 "{:<name_width$} {:>10.0} {:>9} {:>7.1} {:>8} {:>8} {:>7} {:>6} {:>8}  {}",

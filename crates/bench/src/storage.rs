@@ -11,6 +11,7 @@
 //! What our pipeline stores per record is the same row, so the ceiling is what
 //! `kycctl push` with batch messages could at best reach.
 
+use crate::cpu::CpuTimes;
 use crate::env::{BenchEnv, Table};
 use crate::record;
 use crate::report::{Phase, Role};
@@ -164,6 +165,7 @@ pub async fn ceilings(env: &BenchEnv, n: u64) -> anyhow::Result<(Phase, Phase)> 
     let halves: Vec<&[Row]> = rows
         .chunks(rows.len().div_ceil(CONNECTIONS).max(1))
         .collect();
+    let cpu = CpuTimes::now();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for half in &halves {
@@ -188,12 +190,13 @@ pub async fn ceilings(env: &BenchEnv, n: u64) -> anyhow::Result<(Phase, Phase)> 
     for task in tasks {
         task.await??;
     }
-    let unnest = Phase::new(
+    let mut unnest = Phase::new(
         format!("storage ceiling: UNNEST, {BATCH}/statement, {CONNECTIONS} connections"),
         Role::Ceiling,
         n,
         started.elapsed().as_secs_f64(),
     );
+    cpu.record_until(&CpuTimes::now(), &mut unnest, n);
     env.truncate(Table::Submissions).await?;
 
     eprintln!("bench pipeline: storage ceiling, COPY …");
@@ -205,6 +208,7 @@ pub async fn ceilings(env: &BenchEnv, n: u64) -> anyhow::Result<(Phase, Phase)> 
         .iter()
         .map(|half| copy_text(half, project_id, received_at, &key_id))
         .collect();
+    let cpu = CpuTimes::now();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for payload in payloads {
@@ -221,12 +225,13 @@ pub async fn ceilings(env: &BenchEnv, n: u64) -> anyhow::Result<(Phase, Phase)> 
     for task in tasks {
         task.await??;
     }
-    let copy = Phase::new(
+    let mut copy = Phase::new(
         format!("storage ceiling: COPY, {CONNECTIONS} connections"),
         Role::Ceiling,
         n,
         started.elapsed().as_secs_f64(),
     );
+    cpu.record_until(&CpuTimes::now(), &mut copy, n);
     env.truncate(Table::Submissions).await?;
     Ok((unnest, copy))
 }
