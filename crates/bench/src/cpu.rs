@@ -52,19 +52,18 @@ impl CpuTimes {
     /// Adds to `phase` the CPU microseconds per item each one spent from
     /// these times to `end`.
     pub fn record_until(&self, end: &CpuTimes, phase: &mut Phase, items: u64) {
-        let now = end;
         let per_item = |before: u64, after: u64| {
             after.saturating_sub(before) as f64 / TICKS_PER_SECOND * 1e6 / items.max(1) as f64
         };
         phase
             .extra
-            .insert("cpu_us_ours", per_item(self.ours, now.ours));
+            .insert("cpu_us_ours", per_item(self.ours, end.ours));
         phase
             .extra
-            .insert("cpu_us_postgres", per_item(self.postgres, now.postgres));
+            .insert("cpu_us_postgres", per_item(self.postgres, end.postgres));
         phase
             .extra
-            .insert("cpu_us_rabbitmq", per_item(self.rabbitmq, now.rabbitmq));
+            .insert("cpu_us_rabbitmq", per_item(self.rabbitmq, end.rabbitmq));
     }
 }
 

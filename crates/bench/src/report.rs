@@ -239,9 +239,12 @@ impl Report {
             let extra: Vec<String> = p
                 .extra
                 .iter()
-                .map(|(k, v)| match v.abs() < 100.0 && v.fract() != 0.0 {
-                    true => format!("{k}={v:.1}"),
-                    false => format!("{k}={v:.0}"),
+                .map(|(k, v)| {
+                    if v.abs() < 100.0 && v.fract() != 0.0 {
+                        format!("{k}={v:.1}")
+                    } else {
+                        format!("{k}={v:.0}")
+                    }
                 })
                 .collect();
             let _ = writeln!(

@@ -35,8 +35,6 @@ pub fn content_key(body: &[u8]) -> String {
     let digest = Sha256::digest(body);
     let mut key = String::with_capacity(7 + 64);
     key.push_str("sha256:");
-    for b in digest {
-        key.push_str(&format!("{b:02x}"));
-    }
+    crate::hex::push(&mut key, &digest);
     key
 }

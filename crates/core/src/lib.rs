@@ -26,6 +26,7 @@ pub mod envelope;
 pub mod error;
 pub mod example;
 mod fields;
+pub mod hex;
 pub mod id;
 pub mod submission;
 pub mod trace;

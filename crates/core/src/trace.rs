@@ -51,22 +51,6 @@ fn hex_into(text: &str, out: &mut [u8]) -> Option<()> {
     Some(())
 }
 
-/// Lower-case hex of `bytes` into `out` (twice as long): no allocation, no
-/// formatter — the intake writes a `traceparent` twice per request.
-fn hex_to(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0x0f)];
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = vec![0u8; bytes.len() * 2];
-    hex_to(bytes, &mut out);
-    String::from_utf8(out).unwrap_or_else(|_| unreachable!("hex digits are ASCII"))
-}
-
 /// The length of a version-00 `traceparent`: `00-` 32 `-` 16 `-` 2.
 pub const TRACEPARENT_LEN: usize = 55;
 
@@ -120,12 +104,12 @@ impl TraceParent {
 
     /// The trace id, 32 lower-case hex digits.
     pub fn trace_id(&self) -> String {
-        hex(&self.trace_id)
+        crate::hex::encode(&self.trace_id)
     }
 
     /// The span id, 16 lower-case hex digits.
     pub fn span_id(&self) -> String {
-        hex(&self.span_id)
+        crate::hex::encode(&self.span_id)
     }
 
     /// The version-00 header value (`00-<trace id>-<span id>-<flags>`), without
@@ -133,9 +117,9 @@ impl TraceParent {
     pub fn encode(&self) -> Encoded {
         let mut out = [b'-'; TRACEPARENT_LEN];
         out[..2].copy_from_slice(b"00");
-        hex_to(&self.trace_id, &mut out[3..35]);
-        hex_to(&self.span_id, &mut out[36..52]);
-        hex_to(&[self.flags], &mut out[53..55]);
+        crate::hex::encode_to(&self.trace_id, &mut out[3..35]);
+        crate::hex::encode_to(&self.span_id, &mut out[36..52]);
+        crate::hex::encode_to(&[self.flags], &mut out[53..55]);
         Encoded(out)
     }
 

@@ -97,10 +97,7 @@ impl ImageKeys {
 
     /// The keyed digest of a plain image, lowercase hex.
     pub fn digest(&self, plain: &[u8]) -> String {
-        hmac(&self.digest_key, &[plain])
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        kyc_core::hex::encode(&hmac(&self.digest_key, &[plain]))
     }
 
     /// `plain` sealed under the current key for its place.

@@ -30,9 +30,7 @@ impl ApiKey {
         getrandom::fill(&mut bytes)?;
         let mut key = String::with_capacity(4 + 64);
         key.push_str("kyc_");
-        for b in bytes {
-            key.push_str(&format!("{b:02x}"));
-        }
+        kyc_core::hex::push(&mut key, &bytes);
         Ok(ApiKey(key))
     }
 

@@ -62,15 +62,10 @@ impl Record {
 /// Stable across reruns of the same file; an edited line gets a new key (it is a
 /// different record), while untouched lines keep theirs.
 pub fn message_id(line: u64, body: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(body);
     let mut id = line.to_string();
-    id.reserve(33);
     id.push(':');
-    for b in &digest[..16] {
-        id.push(char::from(HEX[usize::from(b >> 4)]));
-        id.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
+    kyc_core::hex::push(&mut id, &digest[..16]);
     id
 }
 
