@@ -84,15 +84,17 @@ impl Intakes {
     }
 
     /// SIGKILLs the `n`th intake started (from 0) and reaps it, off the async
-    /// runtime.
-    pub async fn kill(&mut self, n: usize) {
+    /// runtime. Returns the instant just before the signal was sent.
+    pub async fn kill(&mut self, n: usize) -> std::time::Instant {
         let mut intake = self.running.remove(n);
         tokio::task::spawn_blocking(move || {
+            let signalled = std::time::Instant::now();
             intake.child.kill().expect("SIGKILL kyc-intake");
-            intake.child.wait().expect("reap kyc-intake")
+            intake.child.wait().expect("reap kyc-intake");
+            signalled
         })
         .await
-        .expect("the blocking task");
+        .expect("the blocking task")
     }
 
     /// Where the intakes' logs are.
