@@ -163,7 +163,7 @@ impl<'a> Columns<'a> {
         self.pii_format.push(crate::pii::CURRENT_FORMAT);
     }
 
-    /// Every column encoded as one array argument, in [`INSERT`]'s order, into
+    /// Every column encoded as one array argument, in the insert's order, into
     /// a buffer sized once: a batch's arguments are megabytes, and growing them
     /// by doubling copied them over and over into freshly faulted pages.
     fn arguments(&self) -> Result<PgArguments, sqlx::Error> {
@@ -217,14 +217,25 @@ const OUTCOME_COLUMNS: [(&str, &str); 9] = [
 const OVERWRITTEN: [&str; 4] = ["status", "error_code", "message", "pii_key_id"];
 
 /// The batch insert, built once from [`OUTCOME_COLUMNS`] and [`FIELDS`]: every
-/// column is one `UNNEST`ed array parameter.
+/// column is one `UNNEST`ed array parameter, and no row of an erased id
+/// (`submission_tombstones`) is written.
 ///
-/// A row already there is left alone, with one exception: a `processing_error`
-/// rejection (written when a message could not be stored within its delivery
-/// limit, before it was dead-lettered) is replaced by an accepted outcome, which
-/// is what a successful replay of that message brings. Every row the statement
-/// wrote, inserted or replaced, is returned.
-static INSERT: LazyLock<String> = LazyLock::new(|| {
+/// `insert_new` is that statement alone: it stores every row of the batch, or
+/// fails at the first id already there. `insert` adds what a batch with such
+/// ids needs: a row already there is left alone, with one exception — a
+/// `processing_error` rejection (written when a message could not be stored
+/// within its delivery limit, before it was dead-lettered) is replaced by an
+/// accepted outcome, which is what a successful replay of that message brings —
+/// and every row the statement wrote, inserted or replaced, is returned.
+/// Those clauses cost PostgreSQL about a fifth of the insert per row
+/// (`docs/benchmarks.md`), and a migration's batches are nearly all new ids, so
+/// [`Store::store_batch`] tries `insert_new` first.
+struct Statements {
+    insert_new: String,
+    insert: String,
+}
+
+static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| {
     let columns: Vec<(&str, &str, String)> = OUTCOME_COLUMNS
         .iter()
         .map(|&(name, array)| (name, array, name.to_owned()))
@@ -248,30 +259,39 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
         .map(|column| format!("{column} = EXCLUDED.{column}"))
         .chain(["processed_at = now()".to_owned()])
         .collect();
-    format!(
+    let insert_new = format!(
         "INSERT INTO submissions ({names})\nSELECT {}\nFROM UNNEST({}) AS t({names})\n\
          WHERE NOT EXISTS (SELECT 1 FROM submission_tombstones z\n\
-                           WHERE z.id = t.id AND z.project_id = t.project_id)\n\
+                           WHERE z.id = t.id AND z.project_id = t.project_id)",
+        selects.join(", "),
+        params.join(", "),
+    );
+    let insert = format!(
+        "{insert_new}\n\
          ON CONFLICT (id) DO UPDATE SET {}\n\
          WHERE submissions.status = 'rejected' AND submissions.error_code = '{}'\n\
          AND EXCLUDED.status = 'accepted' AND submissions.project_id = EXCLUDED.project_id\n\
          AND submissions.deleted_at IS NULL\n\
          RETURNING id",
-        selects.join(", "),
-        params.join(", "),
         updates.join(", "),
         ErrorCode::ProcessingError.as_str(),
-    )
+    );
+    Statements { insert_new, insert }
 });
 
 impl Store {
     /// Stores a batch in one transaction with one set-based insert, and returns
     /// the stored verdict for each outcome, in order.
     ///
+    /// The batch is first written with the short statement (`insert_new`); if
+    /// any of its ids is already stored or erased, that transaction is rolled
+    /// back, so nothing of it stays, and the batch is written again with the
+    /// full one in a new transaction.
+    ///
     /// `ON CONFLICT (id)` makes a redelivered message harmless: its row is already
     /// there, and its verdict is read back from the row (not recomputed), so a
     /// redelivery re-announces exactly what was stored. The one exception is a
-    /// stored `processing_error`, which an accepted outcome replaces (see [`INSERT`]).
+    /// stored `processing_error`, which an accepted outcome replaces (see [`Statements`]).
     pub async fn store_batch(
         &self,
         outcomes: &[Outcome],
@@ -279,32 +299,42 @@ impl Store {
     ) -> Result<Vec<Verdict>, StoreError> {
         let mut c = Columns::with_capacity(outcomes.len());
         // The first outcome of an id only: `ON CONFLICT DO UPDATE` refuses to touch
-        // a row twice in one statement, and the first one wins anyway.
+        // a row twice in one statement (and `insert_new` would fail on the
+        // second), and the first one wins anyway.
         let mut seen = std::collections::HashSet::with_capacity(outcomes.len());
         for o in outcomes {
             if seen.insert(o.id) {
                 c.push(o, key);
             }
         }
-        let mut tx = self.pool().begin().await?;
-        // Erasures of these projects wait for this batch, and this batch for
-        // them: the insert below sees every tombstone committed before it
-        // (`crate::lifecycle`).
         let mut projects: Vec<Uuid> = c.project_id.clone();
         projects.sort_unstable();
         projects.dedup();
-        for project in projects {
-            crate::lifecycle::lock_project(&mut tx, project, false).await?;
-        }
-        let inserted: Vec<(Uuid,)> = sqlx::query_as_with(INSERT.as_str(), c.arguments()?)
-            .fetch_all(&mut *tx)
-            .await?;
+
+        // New ids only, the common case: the short statement stores them all.
+        // Otherwise (an id already stored, or erased) nothing of it stays and
+        // the batch takes the full statement in a new transaction.
+        let mut tx = self.begin_locked(&projects).await?;
+        let new_rows = sqlx::query_with(STATEMENTS.insert_new.as_str(), c.arguments()?)
+            .execute(&mut *tx)
+            .await;
+        let all_new = match new_rows {
+            Ok(done) => done.rows_affected() == c.id.len() as u64,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => false,
+            Err(e) => return Err(e.into()),
+        };
+        let inserted = if all_new {
+            c.id.clone()
+        } else {
+            tx.rollback().await?;
+            tx = self.begin_locked(&projects).await?;
+            self.insert_full(&mut tx, &c).await?
+        };
 
         // The verdict of every id: ours for the rows just inserted (the first
         // outcome of an id wins, as in the insert), the stored one for the rest.
         let mut verdicts: HashMap<Uuid, Verdict> = HashMap::with_capacity(outcomes.len());
-        let inserted: std::collections::HashSet<Uuid> =
-            inserted.into_iter().map(|(id,)| id).collect();
+        let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
         for o in outcomes {
             if inserted.contains(&o.id) {
                 verdicts.entry(o.id).or_insert_with(|| Verdict::of(o));
@@ -365,5 +395,33 @@ impl Store {
                 ))
             })
             .collect()
+    }
+}
+
+impl Store {
+    /// A transaction holding the shared lock of each of `projects` (sorted):
+    /// erasures of these projects wait for it, and it for them, so the insert
+    /// sees every tombstone committed before it (`crate::lifecycle`).
+    async fn begin_locked(
+        &self,
+        projects: &[Uuid],
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for &project in projects {
+            crate::lifecycle::lock_project(&mut tx, project, false).await?;
+        }
+        Ok(tx)
+    }
+
+    /// The full statement ([`Statements::insert`]): the ids it wrote.
+    async fn insert_full(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        c: &Columns<'_>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let written: Vec<(Uuid,)> = sqlx::query_as_with(STATEMENTS.insert.as_str(), c.arguments()?)
+            .fetch_all(tx)
+            .await?;
+        Ok(written.into_iter().map(|(id,)| id).collect())
     }
 }
