@@ -85,8 +85,23 @@ submission_fields! {
 
 /// Looks up a field by its wire name.
 pub fn field_spec(name: &str) -> Option<(usize, &'static FieldSpec)> {
-    FIELDS.iter().enumerate().find(|(_, f)| f.name == name)
+    FIELD_POSITIONS
+        .get(name)
+        .map(|&index| (index, &FIELDS[index]))
 }
+
+/// Each field's position in [`FIELDS`] by name: every key of every record is
+/// looked up here. A fixed-seed hasher is enough: the table never grows, so
+/// no choice of keys can make lookups degrade.
+static FIELD_POSITIONS: std::sync::LazyLock<
+    std::collections::HashMap<&'static str, usize, foldhash::fast::FixedState>,
+> = std::sync::LazyLock::new(|| {
+    FIELDS
+        .iter()
+        .enumerate()
+        .map(|(index, spec)| (spec.name, index))
+        .collect()
+});
 
 /// The position of a field in [`FIELDS`], checked when compiling: a name that is
 /// not in the table stops the build.
@@ -181,8 +196,12 @@ impl RawField {
 impl RawSubmission {
     /// Parses bytes that must hold one JSON object (and nothing after it).
     pub fn from_slice(bytes: &[u8]) -> Result<RawSubmission, Rejection> {
+        // UTF-8 checked once for the whole body, rather than string by string
+        // as `serde_json::from_slice` does.
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| Rejection::new(ErrorCode::InvalidPayload))?;
         let object: RawObject =
-            serde_json::from_slice(bytes).map_err(|_| Rejection::new(ErrorCode::InvalidPayload))?;
+            serde_json::from_str(text).map_err(|_| Rejection::new(ErrorCode::InvalidPayload))?;
         Ok(RawSubmission { entries: object.0 })
     }
 
@@ -281,7 +300,8 @@ fn parse_value(spec: &FieldSpec, value: RawField, today: time::Date) -> Result<O
     let parsed = match spec.rule {
         Rule::Email => Email::parse(s).map(Parsed::Email),
         Rule::Text { max } => {
-            let fits = s.chars().count() <= max;
+            // No more characters than bytes: counting only when the bytes exceed.
+            let fits = s.len() <= max || s.chars().count() <= max;
             fits.then(|| Parsed::Text(trimmed(raw)))
         }
         Rule::Date => IsoDate::parse(s).map(Parsed::Date),

@@ -326,6 +326,10 @@ impl Store {
         let inserted = if all_new {
             c.id.clone()
         } else {
+            tracing::debug!(
+                rows = c.id.len(),
+                "a batch with ids already stored or erased: written again with the full insert"
+            );
             tx.rollback().await?;
             tx = self.begin_locked(&projects).await?;
             self.insert_full(&mut tx, &c).await?
