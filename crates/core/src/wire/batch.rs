@@ -145,7 +145,11 @@ pub fn encode_batch<'a>(
 /// value, else a JSON string of its text (which a worker answers
 /// `invalid_payload`, as it would the bytes sent alone).
 pub fn submission_value(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    if serde_json::from_slice::<&RawValue>(bytes).is_ok() {
+    // UTF-8 checked once for the whole value (valid JSON is UTF-8 throughout),
+    // rather than string by string as `serde_json::from_slice` does.
+    let json = std::str::from_utf8(bytes)
+        .is_ok_and(|text| serde_json::from_str::<&RawValue>(text).is_ok());
+    if json {
         std::borrow::Cow::Borrowed(bytes)
     } else {
         let text = String::from_utf8_lossy(bytes);
@@ -193,6 +197,22 @@ mod tests {
         assert_eq!(batch.records[0].submission.get().as_bytes(), a);
         assert_eq!(batch.records[1].key, None);
         assert_eq!(batch.records[1].submission.get(), r#""not json {""#);
+    }
+
+    #[test]
+    fn json_is_kept_as_it_is_and_anything_else_becomes_a_string() {
+        let kept = br#" {"fullName": "Zo\u00eb", "n": [1, 2.5e3, null]} "#;
+        assert!(matches!(submission_value(kept), std::borrow::Cow::Borrowed(b) if b == kept));
+        // Not UTF-8 inside a string, or at all: a string of the text, lossily.
+        for bytes in [
+            &b"{\"fullName\":\"\xff\"}"[..],
+            b"\xff\xfe",
+            b"{\"a\":1} {}",
+        ] {
+            let value = submission_value(bytes);
+            let text: String = serde_json::from_slice(&value).unwrap();
+            assert_eq!(text, String::from_utf8_lossy(bytes));
+        }
     }
 
     #[test]
