@@ -9,7 +9,8 @@
 //! and what each publisher must then do: the intake answers 503 with
 //! `Retry-After` and nothing is stored; `kycctl push` exits non-zero naming the
 //! line; the worker keeps the batch unacknowledged and announces again until the
-//! broker confirms; `kycctl dlq replay` leaves the dead letter where it is.
+//! broker confirms its events (a refused *reply* does not hold the batch);
+//! `kycctl dlq replay` leaves the dead letter where it is.
 //! (A confirm that never comes, with the broker up, is the memory-alarm fault
 //! test: an alarm blocks the whole shared broker.)
 
@@ -359,6 +360,58 @@ async fn the_worker_announces_until_the_broker_confirms_and_acks_only_then() {
     let _ = channel
         .queue_delete(downstream.as_str().into(), QueueDeleteOptions::default())
         .await;
+}
+
+/// A reply the broker refuses does not hold the batch: unlike an event, a reply
+/// is a courtesy to whoever waits (the result is stored and announced), and a
+/// reply queue refuses everything while its node is down — retrying until then
+/// would stop the worker's lane. Stored, acknowledged, gone from the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_reply_does_not_hold_the_batch() {
+    let env = TestEnv::new().await;
+    let (project_id, key) = env.project(false).await;
+    let (_connection, channel) = channel(&env.topology).await;
+    let reply_queue = format!("{}.reply.refusing", env.topology.prefix());
+    channel
+        .queue_declare(
+            reply_queue.as_str().into(),
+            QueueDeclareOptions {
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare the reply queue");
+    let policy = QueuePolicy::reject_all(&reply_queue).await;
+    eventually(Duration::from_secs(20), "the policy refusing", || async {
+        nacks(&channel, &reply_queue).await.then_some(())
+    })
+    .await;
+    let worker = env.start_worker().await;
+
+    let body = serde_json::to_vec(&record("refused-reply")).unwrap();
+    publish_submission(
+        &channel,
+        &env.topology,
+        &body,
+        with_api_key(&key)
+            .with_message_id("refused-reply".into())
+            .with_reply_to(reply_queue.as_str().into()),
+    )
+    .await;
+    let id = kyc_core::id::submission_id(project_id, Some("refused-reply"));
+    env.await_row(id, Duration::from_secs(20)).await;
+    // Stopped, the worker finishes the batch it holds and hands back what it
+    // did not acknowledge: nothing (a batch retried while its reply is refused
+    // would be back in the queue).
+    worker.shutdown().await.expect("the worker stops");
+    assert_eq!(
+        kyc_testkit::amqp::queue_depth(&env.topology).await,
+        0,
+        "the submission is acknowledged though its reply was refused"
+    );
+    drop(policy);
 }
 
 /// Sets the reject-all policy on the submissions queue and waits until the

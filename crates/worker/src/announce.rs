@@ -140,8 +140,16 @@ pub async fn announce(
             (Ok(()), Count::Replies) => metrics::counter!(crate::metrics::REPLIES).increment(n),
             (Ok(()), Count::Events) => metrics::counter!(crate::metrics::EVENTS).increment(n),
             // A reply is mandatory, so a vanished requester shows up as a return,
-            // which is fine to ignore: nobody is waiting any more.
-            (Err(PublishError::Returned(_)), Count::Replies) => {}
+            // which is fine to ignore: nobody is waiting any more. A reply queue
+            // whose node went down shows up as a nack until the node is back
+            // (the requester has reconnected elsewhere by then): also ignored,
+            // or the batch would be retried, never acknowledged, for as long as
+            // that node is away. Replies are a courtesy; the stored result and
+            // the events are what count (a requester asks again: `--resume`,
+            // `GET`).
+            (Err(PublishError::Returned(_) | PublishError::Nacked), Count::Replies) => {
+                metrics::counter!(crate::metrics::REPLIES_DROPPED).increment(n);
+            }
             (Err(e), _) => return Err(e),
         }
     }

@@ -29,6 +29,9 @@ pub const TIME_TO_PERSISTED: &str = "kyc_worker_time_to_persisted_seconds";
 pub const EVENTS: &str = "kyc_worker_events_published_total";
 /// `kyc_worker_replies_published_total`: replies (single or batched) confirmed.
 pub const REPLIES: &str = "kyc_worker_replies_published_total";
+/// `kyc_worker_replies_dropped_total`: replies the broker returned (the reply
+/// queue is gone) or refused (its node is down); the batch is acknowledged anyway.
+pub const REPLIES_DROPPED: &str = "kyc_worker_replies_dropped_total";
 /// `kyc_worker_rejections_total{code}`: submissions stored as rejected, by code.
 pub const REJECTIONS: &str = "kyc_worker_rejections_total";
 /// `kyc_worker_dead_lettered_total{reason}`.
@@ -74,6 +77,10 @@ pub fn describe() {
     );
     describe_counter!(EVENTS, "Result events published and confirmed.");
     describe_counter!(REPLIES, "Replies published and confirmed.");
+    describe_counter!(
+        REPLIES_DROPPED,
+        "Replies returned or refused by the broker (the requester's queue gone or unavailable)."
+    );
     describe_counter!(REJECTIONS, "Submissions stored as rejected, by errorCode.");
     describe_counter!(DEAD_LETTERED, "Messages sent to the dead queue, by reason.");
     describe_counter!(
@@ -101,6 +108,7 @@ pub fn describe() {
         ACKED,
         EVENTS,
         REPLIES,
+        REPLIES_DROPPED,
         "kyc_worker_batches_total",
         "kyc_worker_batch_retries_total",
         "kyc_worker_poison_total",
