@@ -311,11 +311,7 @@ async fn the_worker_announces_until_the_broker_confirms_and_acks_only_then() {
     // A downstream queue that refuses every event: the broker nacks each one.
     let downstream = format!("{}.downstream", env.topology.prefix());
     events_queue(&channel, &env.topology, &downstream).await;
-    let policy = QueuePolicy::reject_all(&downstream).await;
-    eventually(Duration::from_secs(20), "the policy refusing", || async {
-        nacks(&channel, &downstream).await.then_some(())
-    })
-    .await;
+    let policy = refuse_all(&channel, &downstream).await;
     let intake = env.start_intake().await;
     let worker = env.start_worker().await;
     let api = Api::new(intake.addr.unwrap());
@@ -375,19 +371,12 @@ async fn a_refused_reply_does_not_hold_the_batch() {
     channel
         .queue_declare(
             reply_queue.as_str().into(),
-            QueueDeclareOptions {
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
+            QueueDeclareOptions::default(),
             FieldTable::default(),
         )
         .await
         .expect("declare the reply queue");
-    let policy = QueuePolicy::reject_all(&reply_queue).await;
-    eventually(Duration::from_secs(20), "the policy refusing", || async {
-        nacks(&channel, &reply_queue).await.then_some(())
-    })
-    .await;
+    let _policy = refuse_all(&channel, &reply_queue).await;
     let worker = env.start_worker().await;
 
     let body = serde_json::to_vec(&record("refused-reply")).unwrap();
@@ -411,16 +400,17 @@ async fn a_refused_reply_does_not_hold_the_batch() {
         0,
         "the submission is acknowledged though its reply was refused"
     );
-    drop(policy);
+    let _ = channel
+        .queue_delete(reply_queue.as_str().into(), QueueDeleteOptions::default())
+        .await;
 }
 
-/// Sets the reject-all policy on the submissions queue and waits until the
-/// broker nacks a probe published straight to it.
-async fn refuse_submissions(env: &TestEnv, channel: &Channel) -> QueuePolicy {
-    let queue = env.topology.submissions_queue();
-    let policy = QueuePolicy::reject_all(&queue).await;
+/// Sets the reject-all policy on `queue` and waits until the broker nacks a
+/// probe published straight to it.
+async fn refuse_all(channel: &Channel, queue: &str) -> QueuePolicy {
+    let policy = QueuePolicy::reject_all(queue).await;
     eventually(Duration::from_secs(20), "the policy refusing", || async {
-        nacks(channel, &queue).await.then_some(())
+        nacks(channel, queue).await.then_some(())
     })
     .await;
     policy
@@ -437,7 +427,7 @@ async fn push_exits_non_zero_naming_the_line_the_broker_refused() {
     let (_connection, channel) = channel(&env.topology).await;
 
     // Every publish is nacked: push retries, then gives up naming the line.
-    let _policy = refuse_submissions(&env, &channel).await;
+    let _policy = refuse_all(&channel, &env.topology.submissions_queue()).await;
     let output = kycctl::run_unchecked(
         &env,
         &[
@@ -540,7 +530,7 @@ async fn a_replay_the_broker_refuses_leaves_the_dead_letter_in_place() {
 
     // The replay declares the topology itself (re-binding anything unbound), so
     // the broker's refusal comes from a policy: every publish is nacked.
-    let _policy = refuse_submissions(&env, &channel).await;
+    let _policy = refuse_all(&channel, &env.topology.submissions_queue()).await;
     let output = kycctl::run_unchecked(&env, &["dlq", "replay", "--all"]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "replay must fail: {stderr}");
