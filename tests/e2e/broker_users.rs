@@ -267,6 +267,7 @@ async fn each_component_user_can_do_its_job_and_the_publisher_no_more() {
             format: None,
             window: 16,
             batch_size: kyc_cli::push::DEFAULT_BATCH_SIZE,
+            no_compress: false,
             idle_timeout: 20,
             images: Default::default(),
         },

@@ -14,7 +14,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Publishes a batch message to the bulk lane and waits for the broker's ack.
-async fn publish_batch(channel: &Channel, env: &TestEnv, body: &[u8], properties: BasicProperties) {
+pub(crate) async fn publish_batch(
+    channel: &Channel,
+    env: &TestEnv,
+    body: &[u8],
+    properties: BasicProperties,
+) {
     let confirm = channel
         .basic_publish(
             env.topology.submissions_exchange().into(),

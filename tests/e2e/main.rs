@@ -4,6 +4,7 @@
 
 mod api_keys;
 mod back_pressure;
+mod batch_compression;
 mod batch_http;
 mod batch_push;
 mod bounds;

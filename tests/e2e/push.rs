@@ -84,6 +84,7 @@ pub(crate) fn args(file: &Path, key: &str) -> PushArgs {
         format: None,
         window: 16,
         batch_size: kyc_cli::push::DEFAULT_BATCH_SIZE,
+        no_compress: false,
         idle_timeout: 20,
         images: Default::default(),
     }

@@ -64,6 +64,11 @@ pub struct PipelineArgs {
     /// send one record per message and take most of a run's time).
     #[arg(long)]
     pub bulk_only: bool,
+    /// Batch messages uncompressed: push with `--no-compress`, the batch
+    /// endpoint with `KYC__HTTP__COMPRESS_BATCHES=false` (to compare with the
+    /// default, zstd).
+    #[arg(long)]
+    pub no_compress: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -75,7 +80,9 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
         !args.workers.is_empty() && args.workers.iter().all(|&w| w > 0),
         "--workers takes counts of at least 1, e.g. 1,2"
     );
-    with_env(settings, async |env: &BenchEnv| {
+    let mut settings = settings.clone();
+    settings.http.compress_batches &= !args.no_compress;
+    with_env(&settings, async |env: &BenchEnv| {
         let mut report = Report::new("pipeline", "records/s", args.common.json);
         let shape = Shape::of(&env.settings);
         report.param("records", args.records);
@@ -87,6 +94,7 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
         if args.bulk_only {
             report.param("bulk_only", true);
         }
+        report.param("compressed_batches", !args.no_compress);
 
         std::fs::create_dir_all(&env.dir)?;
         let file = env.dir.join("records.jsonl");
@@ -297,7 +305,8 @@ async fn push(
         .map(|_| OurWorker::start(env))
         .collect::<anyhow::Result<_>>()?;
     let results = env.dir.join(format!("results-{workers}.jsonl"));
-    let push = push_args(file, &results, &env.api_key, args.window, args.batch_size)?;
+    let mut push = push_args(file, &results, &env.api_key, args.window, args.batch_size)?;
+    push.no_compress = args.no_compress;
     let cpu = CpuTimes::now();
     let started = Instant::now();
     let pushed = kyc_cli::push::run(&env.settings, push).await?;

@@ -15,8 +15,8 @@ use crate::cpu::CpuTimes;
 use crate::env::{BenchEnv, Table};
 use crate::record;
 use crate::report::{Phase, Role};
+use kyc_core::RawSubmission;
 use kyc_core::submission::{FIELDS, Rule};
-use kyc_core::{RawSubmission, Submission};
 use kyc_store::DataKey;
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -61,23 +61,21 @@ enum Value {
     Sealed(Vec<u8>),
 }
 
-fn prepare(n: u64, key: &DataKey) -> anyhow::Result<(Vec<Row>, Submission)> {
-    let body = record::body();
-    let submission = RawSubmission::from_slice(&body)
-        .and_then(|raw| raw.validate(kyc_core::submission::today_utc()))
-        .map_err(|r| anyhow::anyhow!("the bench record is invalid: {}", r.message()))?;
+fn prepare(n: u64, key: &DataKey) -> anyhow::Result<Vec<Row>> {
+    let today = kyc_core::submission::today_utc();
     let mut rows = Vec::with_capacity(n as usize);
     for i in 0..n {
+        // The records push sends (`record::varied`), each parsed as ours are.
+        let body = record::varied(&format!("storage-{i}"), i).to_string();
+        let submission = RawSubmission::from_slice(body.as_bytes())
+            .and_then(|raw| raw.validate(today))
+            .map_err(|r| anyhow::anyhow!("a bench record is invalid: {}", r.message()))?;
         let id = Uuid::now_v7();
-        let userid = format!("storage-{i}");
         let fields = FIELDS
             .iter()
             .zip(submission.values())
             .map(|(spec, value)| {
                 let value = value?;
-                if spec.column == "userid" {
-                    return Some(Value::Text(userid.clone()));
-                }
                 Some(match (kind(spec), value) {
                     (Kind::Sealed, v) => Value::Sealed(key.seal(id, spec.column, &v.to_text())),
                     (Kind::Date, kyc_core::submission::FieldValue::Date(d)) => Value::Date(d.0),
@@ -87,7 +85,7 @@ fn prepare(n: u64, key: &DataKey) -> anyhow::Result<(Vec<Row>, Submission)> {
             .collect();
         rows.push(Row { id, fields });
     }
-    Ok((rows, submission))
+    Ok(rows)
 }
 
 fn column_names() -> Vec<&'static str> {
@@ -154,7 +152,7 @@ pub async fn ceilings(env: &BenchEnv, n: u64) -> anyhow::Result<(Phase, Phase)> 
     let (project_id,): (Uuid,) = sqlx::query_as("SELECT id FROM projects LIMIT 1")
         .fetch_one(env.store.pool())
         .await?;
-    let (rows, _) = prepare(n, &key)?;
+    let rows = prepare(n, &key)?;
     let key_id = key.id().to_owned();
     // Empty already; this is for the checkpoint, as before every other phase.
     env.truncate(Table::Submissions).await?;

@@ -392,9 +392,9 @@ pub fn encode_result_batch<'a>(events: impl IntoIterator<Item = &'a [u8]>) -> Ve
 
 mod batch;
 pub use batch::{
-    BatchRecordV1, MAX_BATCH_BYTES, MAX_BATCH_RECORD_BYTES, MAX_BATCH_RECORDS,
-    SUBMISSION_BATCH_ROUTING_KEY, SUBMISSION_BATCH_TYPE, SubmissionBatchV1, batch_runs,
-    encode_batch, submission_value,
+    BATCH_ZSTD, BatchEncodingError, BatchRecordV1, MAX_BATCH_BYTES, MAX_BATCH_RECORD_BYTES,
+    MAX_BATCH_RECORDS, SUBMISSION_BATCH_ROUTING_KEY, SUBMISSION_BATCH_TYPE, SubmissionBatchV1,
+    batch_runs, compress_batch, decode_batch_encoding, encode_batch, submission_value,
 };
 
 mod image;

@@ -113,6 +113,7 @@ impl IntakeOptions {
             batch: routes::batch::BatchLimits {
                 body_limit: http.batch_body_limit_bytes,
                 max_records: http.batch_max_records,
+                compress: http.compress_batches,
             },
             rate_limit_per_second: http.rate_limit_per_second,
             drain_timeout: Duration::from_millis(http.drain_timeout_ms),

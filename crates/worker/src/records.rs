@@ -21,11 +21,13 @@ use kyc_core::envelope::{EncryptedRequest, EnvelopeKey};
 use kyc_core::submission::RawSubmission;
 use kyc_core::transit::{SealedIds, TransitKeyring};
 use kyc_core::wire::{
-    MAX_BATCH_BYTES, MAX_BATCH_RECORDS, ResultEventV1, SUBMISSION_BATCH_TYPE, SubmissionBatchV1,
+    BatchEncodingError, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, ResultEventV1, SUBMISSION_BATCH_TYPE,
+    SubmissionBatchV1, decode_batch_encoding,
 };
 use kyc_core::{ErrorCode, Rejection, id};
 use kyc_store::submissions::Outcome;
 use kyc_store::{Directory, StoreError};
+use std::borrow::Cow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -105,6 +107,7 @@ pub(crate) async fn decide_batch(
 ) -> Result<BatchDecision, StoreError> {
     let headers = headers::decode(properties);
     let reply = ReplyTo::of(properties, &headers, prefix);
+    let encoding = properties.content_encoding().as_ref().map(|e| e.as_str());
     if let Some((ids, plain)) = open_sealed_batch(&headers, body, transit) {
         // An intake authenticated and validated this batch: trust its project
         // and its records' ids, as for a sealed single message (`decide`).
@@ -113,6 +116,9 @@ pub(crate) async fn decide_batch(
                 submission_id: ids.submission_id,
                 reply,
             });
+        };
+        let Ok(plain) = decode_batch_encoding(encoding, Cow::Owned(plain)) else {
+            return Ok(BatchDecision::Refused(None));
         };
         let Ok(batch) = SubmissionBatchV1::from_slice(&plain) else {
             return Ok(BatchDecision::Refused(None));
@@ -179,12 +185,22 @@ pub(crate) async fn decide_batch(
     if body.len() > MAX_BATCH_BYTES {
         return Ok(refuse(ErrorCode::PayloadTooLarge));
     }
+    // Compression comes before the envelope, so a compressed body in the
+    // envelope opens to compressed bytes (and a compressed one without it is no
+    // JSON: its first byte already tells).
     let (plain, encrypted) = match serde_json::from_slice::<EncryptedRequest>(body) {
         Ok(envelope) => match EnvelopeKey::from_api_key(api_key).decrypt_base64(&envelope.body) {
-            Ok(plain) => (std::borrow::Cow::Owned(plain), true),
+            Ok(plain) => (Cow::Owned(plain), true),
             Err(_) => return Ok(refuse(ErrorCode::InvalidPayload)),
         },
-        Err(_) => (std::borrow::Cow::Borrowed(body), false),
+        Err(_) => (Cow::Borrowed(body), false),
+    };
+    let plain = match decode_batch_encoding(encoding, plain) {
+        Ok(plain) => plain,
+        Err(BatchEncodingError::TooLarge) => return Ok(refuse(ErrorCode::PayloadTooLarge)),
+        Err(BatchEncodingError::Unreadable | BatchEncodingError::Unsupported) => {
+            return Ok(refuse(ErrorCode::InvalidPayload));
+        }
     };
     let Ok(batch) = SubmissionBatchV1::from_slice(&plain) else {
         return Ok(refuse(ErrorCode::InvalidPayload));

@@ -33,6 +33,7 @@ pub fn push_args(file: &Path, key: &str, idle_timeout: u64) -> PushArgs {
         format: None,
         window: 1000,
         batch_size: push::DEFAULT_BATCH_SIZE,
+        no_compress: false,
         idle_timeout,
         images: Default::default(),
     }

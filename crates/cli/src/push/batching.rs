@@ -10,8 +10,8 @@ use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::FuturesUnordered;
 use kyc_bus::{Outgoing, PublishError, persistent};
 use kyc_core::wire::{
-    MAX_BATCH_BYTES, MAX_BATCH_RECORD_BYTES, SUBMISSION_BATCH_ROUTING_KEY, SUBMISSION_BATCH_TYPE,
-    encode_batch,
+    BATCH_ZSTD, MAX_BATCH_BYTES, MAX_BATCH_RECORD_BYTES, SUBMISSION_BATCH_ROUTING_KEY,
+    SUBMISSION_BATCH_TYPE, compress_batch, encode_batch,
 };
 
 /// Records whose body alone is larger than this are sent as single messages:
@@ -77,17 +77,25 @@ impl Publishing {
                 .zip(&lines)
                 .map(|(r, line)| (Some(r.key.as_str()), Some(line.as_str()), r.batch_member())),
         );
-        // Encrypted as a whole: nothing of any record is readable on the broker
-        // without the project's key.
+        // Compressed first (encrypted bytes would not shrink), then encrypted
+        // as a whole: nothing of any record is readable on the broker without
+        // the project's key.
+        let (body, encoding) = match self.compress.then(|| compress_batch(&body)).flatten() {
+            Some(packed) => (packed, Some(BATCH_ZSTD)),
+            None => (body, None),
+        };
         let body = if self.encrypt {
             kyc_core::envelope::encrypt_request(&self.api_key, &body)
         } else {
             body
         };
-        let properties = persistent()
+        let mut properties = persistent()
             .with_type(SUBMISSION_BATCH_TYPE.into())
             .with_headers(self.headers.clone())
             .with_reply_to(self.reply_queue.as_str().into());
+        if let Some(encoding) = encoding {
+            properties = properties.with_content_encoding(encoding.into());
+        }
         async move {
             let result = channel
                 .publish(Outgoing {

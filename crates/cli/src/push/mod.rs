@@ -75,6 +75,10 @@ pub struct PushArgs {
     /// depend on it.
     #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
+    /// Send batch messages uncompressed (by default each batch's JSON is
+    /// compressed with zstd before any encryption, `docs/api.md` §8).
+    #[arg(long)]
+    pub no_compress: bool,
     /// Give up when no result has arrived for this many seconds (are workers running?).
     #[arg(long, default_value_t = 120)]
     pub idle_timeout: u64,
@@ -230,6 +234,7 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
         }),
         api_key,
         encrypt: args.encrypt,
+        compress: !args.no_compress,
         reply_queue,
     };
     let mut in_flight = FuturesUnordered::new();

@@ -18,6 +18,8 @@ pub(super) struct Publishing {
     /// a time, not one reply message per record.
     pub(super) headers: FieldTable,
     pub(super) encrypt: bool,
+    /// Batch messages compressed ([`kyc_core::wire::BATCH_ZSTD`]).
+    pub(super) compress: bool,
     pub(super) reply_queue: String,
 }
 

@@ -20,6 +20,10 @@ pub struct Http {
     /// `KYC__HTTP__BATCH_MAX_RECORDS`: most records per batch request (default
     /// 1,000 → 413 beyond).
     pub batch_max_records: usize,
+    /// `KYC__HTTP__COMPRESS_BATCHES`: whether the batch endpoint's broker
+    /// messages are zstd-compressed before they are sealed (default true;
+    /// `docs/api.md` §8).
+    pub compress_batches: bool,
     /// Per-project requests per second (`docs/api.md` §3 `rate_limited`); 0 disables.
     pub rate_limit_per_second: u32,
     /// How long in-flight requests may take to finish after SIGTERM.
@@ -51,6 +55,7 @@ impl Default for Http {
             body_limit_bytes: 64 * 1024,
             batch_body_limit_bytes: 4 << 20,
             batch_max_records: 1_000,
+            compress_batches: true,
             rate_limit_per_second: 5_000,
             drain_timeout_ms: 10_000,
             operator_addr: None,

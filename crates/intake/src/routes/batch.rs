@@ -24,8 +24,9 @@ use kyc_core::envelope::{EncryptedRequest, EncryptedResponse, EnvelopeKey};
 use kyc_core::submission::RawSubmission;
 use kyc_core::transit::SealedIds;
 use kyc_core::wire::{
-    BatchRecordV1, EventKind, ReplyMode, SUBMISSION_BATCH_ROUTING_KEY, SUBMISSION_BATCH_TYPE,
-    SubmissionBatchV1, SubmissionHeadersV2, TRANSIT_CONTENT_TYPE, batch_runs,
+    BATCH_ZSTD, BatchRecordV1, EventKind, ReplyMode, SUBMISSION_BATCH_ROUTING_KEY,
+    SUBMISSION_BATCH_TYPE, SubmissionBatchV1, SubmissionHeadersV2, TRANSIT_CONTENT_TYPE,
+    batch_runs, compress_batch,
 };
 use kyc_core::{ErrorCode, Rejection, id};
 use serde::Serialize;
@@ -46,6 +47,9 @@ pub struct BatchLimits {
     pub body_limit: usize,
     /// The most records (413 beyond).
     pub max_records: usize,
+    /// Whether the batch messages' JSON is compressed before it is sealed
+    /// ([`kyc_core::wire::BATCH_ZSTD`]).
+    pub compress: bool,
 }
 
 /// `200 {"results": […]}`: one entry per record, in input order.
@@ -335,6 +339,11 @@ async fn publish(
             received_at,
             idempotency_key: None,
         };
+        // Compressed, then sealed: encrypted bytes would not shrink.
+        let (plain, encoding) = match app.batch.compress.then(|| compress_batch(&plain)).flatten() {
+            Some(packed) => (packed, Some(BATCH_ZSTD)),
+            None => (plain, None),
+        };
         let sealed = app.transit.seal_batch(&ids, &plain);
         let wire = SubmissionHeadersV2 {
             submission_id: Some(ids.submission_id),
@@ -354,6 +363,9 @@ async fn publish(
             .with_headers(headers::encode(&wire));
         if let Some(queue) = reply_to {
             properties = properties.with_reply_to(queue.into());
+        }
+        if let Some(encoding) = encoding {
+            properties = properties.with_content_encoding(encoding.into());
         }
         messages.push((sealed.body, properties));
     }
