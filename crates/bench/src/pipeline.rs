@@ -114,6 +114,10 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
             // (or of the broker's log housekeeping) hits all of them alike; each
             // phase is reported by its median round.
             let mut rounds: [Vec<(Phase, bool)>; 4] = Default::default();
+            // Push's and the batch endpoint's throughput over the UNNEST ceiling
+            // measured just before them, round by round: a slow spell of the
+            // machine that spans a round then touches both sides of its ratio.
+            let mut paired: [Vec<f64>; 2] = Default::default();
             for round in 1..=args.rounds {
                 if args.rounds > 1 {
                     eprintln!(
@@ -128,14 +132,26 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
                     rounds[0].push(ceiling(env, &args, shape, &body, workers).await?);
                     rounds[1].push(worker_only(env, &args, &body, workers).await?);
                 }
-                rounds[2].push(push(env, &args, &file, workers).await?);
-                rounds[3].push(http_batch(env, &args, &file, workers).await?);
+                let unnest = storage[0].last().map_or(f64::NAN, |(p, _)| p.throughput);
+                let pushed = push(env, &args, &file, workers).await?;
+                let posted = http_batch(env, &args, &file, workers).await?;
+                paired[0].push(pushed.0.throughput / unnest);
+                paired[1].push(posted.0.throughput / unnest);
+                rounds[2].push(pushed);
+                rounds[3].push(posted);
             }
             let [ceiling, worker_only, phase, http] =
                 rounds.map(|r| (!r.is_empty()).then(|| median(r)));
-            let (Some(phase), Some(http)) = (phase, http) else {
+            let (Some(mut phase), Some(mut http)) = (phase, http) else {
                 anyhow::bail!("every round measures push and the HTTP batch endpoint");
             };
+            for (phase, ratios) in [(&mut phase, &paired[0]), (&mut http, &paired[1])] {
+                let mut ratios = ratios.clone();
+                ratios.sort_by(f64::total_cmp);
+                // Rounded to two places, as the report's ratios are.
+                let median = (ratios[ratios.len() / 2] * 100.0).round() / 100.0;
+                phase.0.extra.insert("x_unnest_paired", median);
+            }
             if let (Some(ceiling), Some(worker_only)) = (ceiling, worker_only) {
                 report
                     .ratios
