@@ -148,8 +148,9 @@ pub async fn run(settings: &Settings, args: PipelineArgs) -> anyhow::Result<Repo
             for (phase, ratios) in [(&mut phase, &paired[0]), (&mut http, &paired[1])] {
                 let mut ratios = ratios.clone();
                 ratios.sort_by(f64::total_cmp);
-                // Rounded to two places, as the report's ratios are.
-                let median = (ratios[ratios.len() / 2] * 100.0).round() / 100.0;
+                // The lower middle of an even count (the conservative one),
+                // rounded to two places as the report's ratios are.
+                let median = (ratios[(ratios.len() - 1) / 2] * 100.0).round() / 100.0;
                 phase.0.extra.insert("x_unnest_paired", median);
             }
             if let (Some(ceiling), Some(worker_only)) = (ceiling, worker_only) {
