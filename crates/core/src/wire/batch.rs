@@ -162,9 +162,10 @@ pub fn submission_value(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 /// so what travels is compressed, then encrypted.
 pub const BATCH_ZSTD: &str = "zstd";
 
-/// zstd's fastest ordinary level: a batch of 200 records shrinks about six-fold
-/// (`docs/benchmarks.md`, "compressed batch messages"), and compressing costs
-/// less than the broker's work on the bytes it saves.
+/// zstd's fastest ordinary level: a batch of 200 varied records shrinks about
+/// five-fold (`docs/benchmarks.md`, "pipeline, 2026-12-07 (night): compressed
+/// batch messages"), and compressing costs less than the broker's work on the
+/// bytes it saves.
 const ZSTD_LEVEL: i32 = 1;
 
 /// The largest zstd window a worker decodes with (8 MiB, above the largest
