@@ -416,7 +416,9 @@ pub(crate) async fn failover_under_load(fault: Fault) {
     .await;
     let new_leader = t0.elapsed();
 
-    let (push_status, push_log) = push.finish(Duration::from_secs(900)).await;
+    let (push_status, push_log) = push
+        .finish(Duration::from_secs(300), &push::default_results_path(&file))
+        .await;
     let push_done = t0.elapsed();
     // For a SIGKILL, the node comes back (while the HTTP load still runs) and
     // rejoins with its member of the queue.
@@ -644,7 +646,8 @@ impl PushProcess {
             .env("KYC__AMQP__CONFIRM_TIMEOUT_MS", "30000")
             .env("KYC__HTTP__REQUEST_TIMEOUT_MS", "61000")
             .env("KYC_API_KEY", key)
-            .env("RUST_LOG", "warn")
+            // Its phases (published, results written) show in its log.
+            .env("RUST_LOG", "warn,kyc_cli=info")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log)
@@ -658,13 +661,37 @@ impl PushProcess {
         self.child.try_wait().ok().flatten()
     }
 
-    /// Waits (bounded) for it to exit; its status and its log.
-    async fn finish(&mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
-        let status = eventually(timeout, "kycctl push exits", || {
-            let status = self.exited();
-            async move { status }
-        })
-        .await;
+    /// Waits (bounded) for it to exit; its status and its log. If it does not
+    /// exit in time, the test fails showing where each of its threads waits
+    /// (from gdb, when installed), its log and how many results it wrote.
+    async fn finish(
+        &mut self,
+        timeout: Duration,
+        results: &Path,
+    ) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.exited() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let threads = std::process::Command::new("gdb")
+                    .args(["-batch", "-p", &self.child.id().to_string()])
+                    .args(["-ex", "thread apply all bt 30"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_else(|e| format!("(no gdb: {e})"));
+                let written = std::fs::read_to_string(results)
+                    .map(|text| text.lines().count())
+                    .unwrap_or(0);
+                let log = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+                panic!(
+                    "kycctl push did not exit within {timeout:?}; {written} result lines \
+                     written; its log:\n{log}\nits threads:\n{threads}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         (
             status,
             std::fs::read_to_string(&self.stderr).unwrap_or_default(),

@@ -85,7 +85,7 @@ impl BareIntake {
         for channel in &self.shared.channels {
             let _ = channel.close(200, "bye".into()).await;
         }
-        let _ = self.connection.close(200, "bye".into()).await;
+        kyc_bus::close(&self.connection, "bye").await;
         Ok(())
     }
 }

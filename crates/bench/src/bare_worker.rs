@@ -147,7 +147,7 @@ async fn run(
     }
     let _ = consume.close(200, "bye".into()).await;
     let _ = events.close(200, "bye".into()).await;
-    let _ = connection.close(200, "bye".into()).await;
+    kyc_bus::close(&connection, "bye").await;
     Ok(())
 }
 

@@ -126,7 +126,7 @@ pub async fn run(settings: &Settings, args: BrokerArgs) -> anyhow::Result<Report
         );
         ours.peak_rss_mib = peak.read();
         env.purge().await?;
-        let _ = connection.close(200, "bye".into()).await;
+        kyc_bus::close(&connection, "bye").await;
         report.push(ours, peak.own);
 
         let phases = &report.phases;

@@ -254,7 +254,7 @@ impl BenchEnv {
         tokio::time::sleep(Duration::from_millis(200)).await;
         self.store.pool().close().await;
         let _ = self.control.close(200, "bye".into()).await;
-        let _ = self.connection.close(200, "bye".into()).await;
+        kyc_bus::close(&self.connection, "bye").await;
         remove(&self.db, &self.broker).await;
         if self.dir.exists()
             && let Err(e) = std::fs::remove_dir_all(&self.dir)

@@ -305,7 +305,7 @@ async fn raw_feed(
     )
     .await?;
     let done = env.wait_rows(table, args.records, args.timeout).await?;
-    let _ = connection.close(200, "bye".into()).await;
+    kyc_bus::close(&connection, "bye").await;
     Ok((started, published, done))
 }
 

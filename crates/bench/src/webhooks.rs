@@ -152,7 +152,7 @@ pub async fn run(settings: &Settings, args: WebhooksArgs) -> anyhow::Result<Repo
         let took = started.elapsed();
         stop.cancel();
         let _ = running.await;
-        let _ = connection.close(200, "bye".into()).await;
+        kyc_bus::close(&connection, "bye").await;
         let mut ours = Phase::new(
             format!("kyc-webhooks dispatcher, {} per endpoint", args.concurrency),
             Role::Ours,

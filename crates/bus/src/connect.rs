@@ -99,6 +99,21 @@ async fn connect_one(url: &str, name: &str) -> Result<Connection, BusError> {
         .map_err(BusError::from)
 }
 
+/// How long a polite close may wait for the broker's answer.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Closes `connection` politely, waiting at most two seconds for the broker's
+/// close-ok: a process that is done must end even when a broker (or a cluster
+/// in the middle of losing a node) does not answer. The socket goes with the
+/// process anyway; the close only spares the broker a "connection lost" log.
+pub async fn close(connection: &Connection, reason: &str) {
+    match tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, reason.into())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "amqp close"),
+        Err(_) => tracing::warn!("amqp close unanswered after {CLOSE_TIMEOUT:?}; leaving anyway"),
+    }
+}
+
 /// A channel for consuming from the submissions queue: topology declared, and at
 /// most `prefetch` unacknowledged deliveries outstanding (the broker stops
 /// sending beyond it, which is the worker's back-pressure).

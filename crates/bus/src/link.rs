@@ -277,11 +277,7 @@ async fn supervise(
             }
         };
         state.send_replace(State::Down);
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            live.connection.close(200, "closing".into()),
-        )
-        .await;
+        crate::close(&live.connection, "closing").await;
         match reason {
             None => return,
             Some(reason) => {

@@ -139,7 +139,7 @@ async fn get(channel: &Channel, topology: &Topology) -> anyhow::Result<Option<Ba
 
 async fn close(connection: Connection, channel: Channel) {
     let _ = channel.close(200, "done".into()).await;
-    let _ = connection.close(200, "done".into()).await;
+    kyc_bus::close(&connection, "done").await;
 }
 
 /// What `list` shows of a message: identifiers and why it died, never the body

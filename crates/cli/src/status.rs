@@ -154,7 +154,7 @@ async fn queues(settings: &Settings, topology: &Topology) -> anyhow::Result<Vec<
         });
         let _ = channel.close(200, "status".into()).await;
     }
-    let _ = connection.close(200, "status".into()).await;
+    kyc_bus::close(&connection, "status").await;
     Ok(queues)
 }
 

@@ -295,8 +295,7 @@ impl Dispatcher {
         let _ = channel
             .basic_cancel(consumer.tag(), BasicCancelOptions::default())
             .await;
-        let _ =
-            tokio::time::timeout(Duration::from_secs(2), connection.close(200, "bye".into())).await;
+        kyc_bus::close(&connection, "bye").await;
         result
     }
 

@@ -309,6 +309,11 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
         .map_err(|_| anyhow::anyhow!("the file reader panicked"))?
         .with_context(|| format!("reading {}", args.file.display()))?;
     expected_tx.send_replace(Some(published));
+    tracing::info!(
+        published,
+        skipped,
+        "every record published and confirmed; collecting results"
+    );
 
     let counts = match collector.await? {
         Ok(counts) => counts,
@@ -318,7 +323,12 @@ pub async fn run(settings: &Settings, args: PushArgs) -> anyhow::Result<PushRepo
         }
     };
     progress.finish();
-    let _ = connection.close(200, "done".into()).await;
+    tracing::info!(
+        accepted = counts.accepted,
+        rejected = counts.rejected,
+        "every result written"
+    );
+    kyc_bus::close(&connection, "done").await;
     Ok(PushReport {
         records: published,
         skipped,
