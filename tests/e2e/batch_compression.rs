@@ -4,6 +4,7 @@
 //! body that decompresses beyond the largest batch, is no zstd frame or names
 //! an encoding the worker does not know is answered once and not stored.
 
+use crate::dead_letter_support::await_dead_letters;
 use crate::lanes::publish_batch;
 use crate::push::{args, read_results, temp_dir, write_file};
 use kyc_bus::Topology;
@@ -165,50 +166,27 @@ async fn a_worker_takes_compressed_batches_and_answers_bombs_and_unknown_encodin
     // Compressed, plain and in the §7 envelope (compressed, then encrypted).
     let json = encode_batch([(Some("cz-k1"), Some("c1"), &a[..])]);
     let packed = compress_batch(&json).unwrap();
-    publish_batch(
-        &channel,
-        &env,
-        &packed,
-        reply_to("m1").with_content_encoding(BATCH_ZSTD.into()),
-    )
-    .await;
-    let json = encode_batch([(Some("cz-k2"), Some("c2"), &b[..])]);
-    let sealed = encrypt_request(&key, &compress_batch(&json).unwrap());
-    publish_batch(
-        &channel,
-        &env,
-        &sealed,
-        reply_to("m2").with_content_encoding(BATCH_ZSTD.into()),
-    )
-    .await;
+    let json2 = encode_batch([(Some("cz-k2"), Some("c2"), &b[..])]);
+    let sealed = encrypt_request(&key, &compress_batch(&json2).unwrap());
     // 64 MiB of spaces inside a record: a few kilobytes on the wire.
     let mut bomb = b"{\"records\":[{\"submission\":\"".to_vec();
     bomb.resize(bomb.len() + (64 << 20), b' ');
     bomb.extend_from_slice(b"\"}]}");
     let bomb = compress_batch(&bomb).unwrap();
     assert!(bomb.len() < 64 << 10);
-    publish_batch(
-        &channel,
-        &env,
-        &bomb,
-        reply_to("m3").with_content_encoding(BATCH_ZSTD.into()),
-    )
-    .await;
-    publish_batch(
-        &channel,
-        &env,
-        &packed,
-        reply_to("m4").with_content_encoding("gzip".into()),
-    )
-    .await;
-    // Said to be compressed, but plain JSON.
-    publish_batch(
-        &channel,
-        &env,
-        &json,
-        reply_to("m5").with_content_encoding(BATCH_ZSTD.into()),
-    )
-    .await;
+    // (correlation id, body, content encoding)
+    let messages: [(&str, &[u8], &str); 5] = [
+        ("m1", &packed, BATCH_ZSTD),
+        ("m2", &sealed, BATCH_ZSTD),
+        ("m3", &bomb, BATCH_ZSTD),
+        ("m4", &packed, "gzip"),
+        // Said to be compressed, but plain JSON.
+        ("m5", &json, BATCH_ZSTD),
+    ];
+    for (correlation, body, encoding) in messages {
+        let properties = reply_to(correlation).with_content_encoding(encoding.into());
+        publish_batch(&channel, &env, body, properties).await;
+    }
 
     let mut answers = std::collections::BTreeMap::new();
     while answers.len() < 5 {
@@ -227,4 +205,76 @@ async fn a_worker_takes_compressed_batches_and_answers_bombs_and_unknown_encodin
     assert_eq!(code("m5"), Some("invalid_payload"), "{answers:?}");
     let rows = env.rows_per_userid().await;
     assert_eq!(rows.keys().collect::<Vec<_>>(), ["cz-d1", "cz-d2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intake_batch_whose_encoding_cannot_be_undone_is_dead_lettered_not_dropped() {
+    let env = TestEnv::new().await;
+    let (_, key) = env.project(false).await;
+    let intake = env.start_intake().await;
+    let api = Api::new(intake.addr.unwrap());
+    let body: Vec<serde_json::Value> = (0..3).map(|i| record(&format!("cz-u{i}"))).collect();
+    let reply = api
+        .post(
+            "/v3/submission/migration/batch",
+            Some(&key),
+            serde_json::to_vec(&body).unwrap(),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+
+    // The intake's sealed batch, taken off the bulk lane and put back under an
+    // encoding no worker knows (the seal does not cover the property: it
+    // opens, and then cannot be read).
+    let (_connection, channel) = channel(&env.topology).await;
+    let taken = eventually(WAIT, "the intake's batch on the bulk lane", || async {
+        channel
+            .basic_get(
+                env.topology.bulk_queue().as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("basic_get")
+    })
+    .await;
+    let properties = taken
+        .delivery
+        .properties
+        .clone()
+        .with_content_encoding("br".into());
+    publish_batch(&channel, &env, &taken.delivery.data, properties).await;
+
+    let _worker = env.start_worker().await;
+    let letters = await_dead_letters(&env, WAIT, "the unreadable batch dead-lettered").await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].reason, "unreadable");
+    eventually(WAIT, "the bulk lane drained", || async {
+        let depth = channel
+            .queue_declare(
+                env.topology.bulk_queue().as_str().into(),
+                kyc_bus::lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .expect("the bulk lane")
+            .message_count();
+        (depth == 0).then_some(())
+    })
+    .await;
+    assert_eq!(env.count_rows().await, 0, "nothing of it stored");
+
+    // Kept whole: the same sealed bytes wait in the dead queue.
+    let letter = channel
+        .basic_get(
+            env.topology.dead_queue().as_str().into(),
+            BasicGetOptions { no_ack: false },
+        )
+        .await
+        .expect("basic_get")
+        .expect("the dead letter");
+    assert_eq!(letter.delivery.data, taken.delivery.data);
 }

@@ -31,6 +31,11 @@ pub enum DeadReason {
     /// An image reference that does not open under a transit key (forged,
     /// altered or unsealed; `images`).
     Unsealed,
+    /// An intake's sealed batch that opens under its transit key but holds no
+    /// readable batch (an encoding this worker does not know, or no batch
+    /// inside): the intake answered 200 for its records, so the message is
+    /// kept whole for a worker that can read it (`kycctl dlq replay`).
+    Unreadable,
 }
 
 impl DeadReason {
@@ -40,6 +45,7 @@ impl DeadReason {
             DeadReason::Forbidden => "forbidden",
             DeadReason::Unstorable => "unstorable",
             DeadReason::Unsealed => "unsealed",
+            DeadReason::Unreadable => "unreadable",
         }
     }
 }

@@ -200,6 +200,15 @@ impl Worker {
                         .increment(1);
                     announcements.extend(announcement.map(|a| *a));
                 }
+                Slot::Unreadable => {
+                    metrics::counter!("kyc_worker_submissions_total", "status" => "unreadable")
+                        .increment(1);
+                    tracing::error!(
+                        message_id = ?batch[i].properties.message_id(),
+                        "an intake's sealed batch holds no readable batch: dead-lettered"
+                    );
+                    dead.push((&batch[i], DeadReason::Unreadable));
+                }
                 Slot::Forbidden {
                     submission_id,
                     idempotency_key,
@@ -327,6 +336,7 @@ impl Worker {
                 },
             )),
             BatchDecision::Refused(announcement) => slots.push((i, Slot::Refused(announcement))),
+            BatchDecision::Unreadable => slots.push((i, Slot::Unreadable)),
         }
         Ok(())
     }
@@ -398,6 +408,8 @@ enum Slot {
         idempotency_key: Option<String>,
         reply: ReplyTo,
     },
+    /// An intake's sealed batch that cannot be read: dead-lettered whole.
+    Unreadable,
 }
 
 fn event(outcome: &Outcome, verdict: &Verdict, at: OffsetDateTime) -> ResultEventV1 {

@@ -39,16 +39,25 @@ pub const DEAD_LETTERED: &str = "kyc_worker_dead_lettered_total";
 
 /// Every `reason` of `kyc_worker_dead_lettered_total`: `forbidden` (moved by the
 /// worker, `dead_letter`), `unstorable` (one record of a batch message the
-/// database refused, moved alone) and `delivery_limit` (rejected without
-/// requeue on its last allowed delivery, dead-lettered by the broker).
-pub const DEAD_REASONS: [&str; 3] = ["forbidden", "unstorable", "delivery_limit"];
+/// database refused, moved alone), `unsealed` (an image reference that does
+/// not open), `unreadable` (an intake's sealed batch with no readable batch
+/// inside) and `delivery_limit` (rejected without requeue on its last allowed
+/// delivery, dead-lettered by the broker).
+pub const DEAD_REASONS: [&str; 5] = [
+    "forbidden",
+    "unstorable",
+    "unsealed",
+    "unreadable",
+    "delivery_limit",
+];
 
 /// Every `status` of `kyc_worker_submissions_total`.
-pub const STATUSES: [&str; 5] = [
+pub const STATUSES: [&str; 6] = [
     "accepted",
     "rejected",
     "refused",
     "forbidden",
+    "unreadable",
     "processing_error",
 ];
 

@@ -91,6 +91,10 @@ pub(crate) enum BatchDecision {
     Forbidden { submission_id: Uuid, reply: ReplyTo },
     /// Not a batch at all (or too large): answered once, not stored.
     Refused(Option<Box<Announcement>>),
+    /// An intake's sealed batch whose content cannot be read: dead-lettered
+    /// whole ([`crate::dead_letter::DeadReason::Unreadable`]), never dropped,
+    /// since the intake has answered 200 for it.
+    Unreadable,
 }
 
 /// Decides about every record of a batch message. `Err` only when the
@@ -118,10 +122,10 @@ pub(crate) async fn decide_batch(
             });
         };
         let Ok(plain) = decode_batch_encoding(encoding, Cow::Owned(plain)) else {
-            return Ok(BatchDecision::Refused(None));
+            return Ok(BatchDecision::Unreadable);
         };
         let Ok(batch) = SubmissionBatchV1::from_slice(&plain) else {
-            return Ok(BatchDecision::Refused(None));
+            return Ok(BatchDecision::Unreadable);
         };
         let mut records = Vec::with_capacity(batch.records.len());
         for record in batch.records {
