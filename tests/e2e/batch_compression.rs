@@ -38,6 +38,25 @@ async fn peek_bulk(channel: &Channel, topology: &Topology) -> (BasicProperties, 
     .await
 }
 
+/// `n` records (userids `{prefix}0`, …) posted to the batch endpoint of an
+/// intake of a new project, answered 200; no worker runs, so their batch
+/// message waits on the bulk lane.
+async fn post_batch(env: &TestEnv, prefix: &str, n: usize) {
+    let (_, key) = env.project(false).await;
+    let intake = env.start_intake().await;
+    let api = Api::new(intake.addr.unwrap());
+    let body: Vec<serde_json::Value> = (0..n).map(|i| record(&format!("{prefix}{i}"))).collect();
+    let reply = api
+        .post(
+            "/v3/submission/migration/batch",
+            Some(&key),
+            serde_json::to_vec(&body).unwrap(),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+}
+
 /// The userids a batch body marked compressed carries, after checking it is a
 /// third of its JSON or less.
 fn userids_of_compressed(properties: &BasicProperties, body: &[u8]) -> Vec<String> {
@@ -113,19 +132,7 @@ async fn push_compresses_its_batches_and_an_uncompressed_push_stores_nothing_twi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_batch_endpoint_queues_compressed_sealed_batches() {
     let env = TestEnv::new().await;
-    let (_, key) = env.project(false).await;
-    let intake = env.start_intake().await;
-    let api = Api::new(intake.addr.unwrap());
-    let body: Vec<serde_json::Value> = (0..40).map(|i| record(&format!("cz-h{i}"))).collect();
-    let reply = api
-        .post(
-            "/v3/submission/migration/batch",
-            Some(&key),
-            serde_json::to_vec(&body).unwrap(),
-            &[],
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    post_batch(&env, "cz-h", 40).await;
 
     // Sealed after compression: the body is neither JSON nor a zstd frame in
     // plain, and says it is compressed.
@@ -210,19 +217,7 @@ async fn a_worker_takes_compressed_batches_and_answers_bombs_and_unknown_encodin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_intake_batch_whose_encoding_cannot_be_undone_is_dead_lettered_not_dropped() {
     let env = TestEnv::new().await;
-    let (_, key) = env.project(false).await;
-    let intake = env.start_intake().await;
-    let api = Api::new(intake.addr.unwrap());
-    let body: Vec<serde_json::Value> = (0..3).map(|i| record(&format!("cz-u{i}"))).collect();
-    let reply = api
-        .post(
-            "/v3/submission/migration/batch",
-            Some(&key),
-            serde_json::to_vec(&body).unwrap(),
-            &[],
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    post_batch(&env, "cz-u", 3).await;
 
     // The intake's sealed batch, taken off the bulk lane and put back under an
     // encoding no worker knows (the seal does not cover the property: it
