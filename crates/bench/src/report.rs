@@ -235,12 +235,15 @@ impl Report {
                 Role::Ceiling => "ceiling:",
                 Role::Ours => "ours:",
             };
-            // Small figures (CPU µs per item) keep a decimal.
+            // Ratios (below 1) keep two decimals, small figures (CPU µs per
+            // item) one.
             let extra: Vec<String> = p
                 .extra
                 .iter()
                 .map(|(k, v)| {
-                    if v.abs() < 100.0 && v.fract() != 0.0 {
+                    if v.abs() < 1.0 && v.fract() != 0.0 {
+                        format!("{k}={v:.2}")
+                    } else if v.abs() < 100.0 && v.fract() != 0.0 {
                         format!("{k}={v:.1}")
                     } else {
                         format!("{k}={v:.0}")
@@ -359,6 +362,8 @@ mod tests {
         let mut ours = Phase::new("intake", Role::Ours, 10_000, 10.0);
         ours.p50_ms = Some(4.0);
         ours.p99_ms = Some(15.0);
+        ours.extra.insert("x_paired", 0.43);
+        ours.extra.insert("cpu_us", 14.25);
         report.ratios.push(Ratio::throughput(&ours, &bare));
         report.ratios.extend(Ratio::latencies(&ours, &bare));
         report.push(bare, true);
@@ -369,6 +374,9 @@ mod tests {
         let table = report.table();
         assert!(table.contains("ceiling: bare intake"), "{table}");
         assert!(table.contains("< 0.8 of the ceiling"), "{table}");
+        // A ratio keeps two decimals, a CPU figure one.
+        assert!(table.contains("x_paired=0.43"), "{table}");
+        assert!(table.contains("cpu_us=14.2"), "{table}");
         let json = serde_json::to_value(&report).unwrap_or_default();
         assert_eq!(json["phases"][1]["role"], "ours");
         assert_eq!(json["ratios"][0]["better"], "higher");
