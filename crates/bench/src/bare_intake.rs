@@ -83,7 +83,7 @@ impl BareIntake {
         self.stop.cancel();
         self.server.await??;
         for channel in &self.shared.channels {
-            let _ = channel.close(200, "bye".into()).await;
+            kyc_bus::close_channel(channel, "bye").await;
         }
         kyc_bus::close(&self.connection, "bye").await;
         Ok(())

@@ -145,8 +145,8 @@ async fn run(
             break;
         }
     }
-    let _ = consume.close(200, "bye".into()).await;
-    let _ = events.close(200, "bye".into()).await;
+    kyc_bus::close_channel(&consume, "bye").await;
+    kyc_bus::close_channel(&events, "bye").await;
     kyc_bus::close(&connection, "bye").await;
     Ok(())
 }

@@ -253,7 +253,7 @@ impl BenchEnv {
         // Let cancelled services close their connections.
         tokio::time::sleep(Duration::from_millis(200)).await;
         self.store.pool().close().await;
-        let _ = self.control.close(200, "bye".into()).await;
+        kyc_bus::close_channel(&self.control, "bye").await;
         kyc_bus::close(&self.connection, "bye").await;
         remove(&self.db, &self.broker).await;
         if self.dir.exists()

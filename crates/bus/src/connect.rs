@@ -114,6 +114,17 @@ pub async fn close(connection: &Connection, reason: &str) {
     }
 }
 
+/// Closes `channel` politely, waiting at most two seconds, as [`close`] does
+/// for a connection: a blocked connection's channel close is never answered
+/// either.
+pub async fn close_channel(channel: &Channel, reason: &str) {
+    match tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, reason.into())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "amqp channel close"),
+        Err(_) => tracing::debug!("amqp channel close unanswered after {CLOSE_TIMEOUT:?}"),
+    }
+}
+
 /// A channel for consuming from the submissions queue: topology declared, and at
 /// most `prefetch` unacknowledged deliveries outstanding (the broker stops
 /// sending beyond it, which is the worker's back-pressure).

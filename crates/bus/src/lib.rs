@@ -26,7 +26,8 @@ mod topology;
 
 pub use backoff::backoff;
 pub use connect::{
-    BusError, addresses, close, confirm_channels, connect, open_consumer_channel, redacted,
+    BusError, addresses, close, close_channel, confirm_channels, connect, open_consumer_channel,
+    redacted,
 };
 pub use lapin;
 pub use link::{Link, LinkOptions};

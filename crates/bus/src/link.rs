@@ -370,7 +370,7 @@ async fn replace_channel(live: &Live, index: usize) {
             );
             tokio::spawn(async move {
                 tokio::time::sleep(REPLACED_CHANNEL_GRACE).await;
-                let _ = old.close(200, "replaced".into()).await;
+                crate::close_channel(&old, "replaced").await;
             });
         }
         Err(e) => tracing::warn!(error = %e, "could not open a replacement channel"),

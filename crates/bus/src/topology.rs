@@ -274,7 +274,7 @@ impl Topology {
         let channel = connection.create_channel().await?;
         match self.declare(&channel).await {
             Ok(()) => {
-                let _ = channel.close(200, "declared".into()).await;
+                crate::close_channel(&channel, "declared").await;
                 Ok(Ensured::Declared)
             }
             // The broker closed that channel; check on a fresh one.
@@ -318,7 +318,7 @@ impl Topology {
                 .queue_declare(name.into(), queue, FieldTable::default())
                 .await?;
         }
-        let _ = channel.close(200, "verified".into()).await;
+        crate::close_channel(&channel, "verified").await;
         Ok(())
     }
 

@@ -138,7 +138,7 @@ async fn get(channel: &Channel, topology: &Topology) -> anyhow::Result<Option<Ba
 }
 
 async fn close(connection: Connection, channel: Channel) {
-    let _ = channel.close(200, "done".into()).await;
+    kyc_bus::close_channel(&channel, "done").await;
     kyc_bus::close(&connection, "done").await;
 }
 

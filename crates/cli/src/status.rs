@@ -152,7 +152,7 @@ async fn queues(settings: &Settings, topology: &Topology) -> anyhow::Result<Vec<
             publish_rate: None,
             deliver_rate: None,
         });
-        let _ = channel.close(200, "status".into()).await;
+        kyc_bus::close_channel(&channel, "status").await;
     }
     kyc_bus::close(&connection, "status").await;
     Ok(queues)

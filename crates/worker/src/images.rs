@@ -86,8 +86,7 @@ impl Worker {
         let _ = channel
             .basic_cancel(consumer.tag(), BasicCancelOptions::default())
             .await;
-        let _ =
-            tokio::time::timeout(Duration::from_secs(2), channel.close(200, "bye".into())).await;
+        kyc_bus::close_channel(&channel, "bye").await;
         result
     }
 
