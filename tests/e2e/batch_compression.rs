@@ -216,12 +216,24 @@ async fn a_worker_takes_compressed_batches_and_answers_bombs_and_unknown_encodin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_intake_batch_whose_encoding_cannot_be_undone_is_dead_lettered_not_dropped() {
+    // An encoding no worker knows: the seal opens, the content cannot be
+    // decoded.
+    relabelled_intake_batch_is_dead_lettered("br").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intake_batch_that_opens_to_no_batch_is_dead_lettered_not_dropped() {
+    // Said to be plain: the seal opens to zstd bytes, which are no batch.
+    relabelled_intake_batch_is_dead_lettered("identity").await;
+}
+
+/// Takes the intake's sealed batch off the bulk lane, puts it back labelled
+/// `encoding` (the seal does not cover the property, so it still opens, and
+/// then cannot be read) and checks it is dead-lettered whole as `unreadable`.
+async fn relabelled_intake_batch_is_dead_lettered(encoding: &str) {
     let env = TestEnv::new().await;
     post_batch(&env, "cz-u", 3).await;
 
-    // The intake's sealed batch, taken off the bulk lane and put back under an
-    // encoding no worker knows (the seal does not cover the property: it
-    // opens, and then cannot be read).
     let (_connection, channel) = channel(&env.topology).await;
     let taken = eventually(WAIT, "the intake's batch on the bulk lane", || async {
         channel
@@ -237,7 +249,7 @@ async fn an_intake_batch_whose_encoding_cannot_be_undone_is_dead_lettered_not_dr
         .delivery
         .properties
         .clone()
-        .with_content_encoding("br".into());
+        .with_content_encoding(encoding.into());
     publish_batch(&channel, &env, &taken.delivery.data, properties).await;
 
     let _worker = env.start_worker().await;

@@ -190,7 +190,7 @@ async fn a_memory_alarm_turns_submissions_into_503_never_200() {
 /// that had every result once hung there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fault test: raises a memory alarm on the shared broker; run by scripts/test with --ignored --test-threads=1"]
-async fn closing_a_connection_the_broker_no_longer_reads_ends_within_its_bound() {
+async fn closing_a_channel_and_a_connection_the_broker_no_longer_reads_ends_within_its_bound() {
     let env = TestEnv::new().await;
     let connection = kyc_bus::connect(&kyc_testkit::amqp_url(), "kyc-tests-blocked-close")
         .await
@@ -217,6 +217,7 @@ async fn closing_a_connection_the_broker_no_longer_reads_ends_within_its_bound()
     publish(channel.clone(), exchange.clone())
         .await
         .expect("confirmed before the alarm");
+    let other = connection.create_channel().await.expect("a second channel");
 
     let alarm = MemoryAlarm::raise().await;
     // Published during the alarm: the connection is blocked, nothing confirms.
@@ -225,6 +226,24 @@ async fn closing_a_connection_the_broker_no_longer_reads_ends_within_its_bound()
     assert!(
         !blocked.is_finished(),
         "a publish confirmed during the alarm"
+    );
+
+    // Its channels' closes are not read either.
+    let started = Instant::now();
+    let closed = tokio::time::timeout(
+        Duration::from_secs(10),
+        kyc_bus::close_channel(&other, "bye"),
+    )
+    .await;
+    let took = started.elapsed();
+    // (On failure the alarm's guard clears it when dropped.)
+    assert!(
+        closed.is_ok(),
+        "kyc_bus::close_channel still waiting after {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "closing the channel took {took:?}"
     );
 
     let started = Instant::now();

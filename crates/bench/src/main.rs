@@ -33,6 +33,7 @@
 //! - one module per subcommand: [`intake`], [`e2e`], [`pipeline`], [`broker`],
 //!   [`webhooks`], [`images`], [`lanes`].
 
+mod bare_dispatcher;
 mod bare_intake;
 mod bare_worker;
 mod broker;

@@ -51,12 +51,14 @@ impl Machine {
     }
 }
 
-/// Whether a phase is a ceiling or our code.
+/// Whether a phase is a ceiling, our code, or a reference between them: a
+/// bare program that does only part of our work, to show what that part costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Ceiling,
     Ours,
+    Reference,
 }
 
 /// One measured phase.
@@ -234,6 +236,7 @@ impl Report {
             let role = match p.role {
                 Role::Ceiling => "ceiling:",
                 Role::Ours => "ours:",
+                Role::Reference => "reference:",
             };
             // Ratios (below 1) keep two decimals, small figures (CPU µs per
             // item) one.

@@ -5,10 +5,16 @@
 //!   stored, nothing signed;
 //! - ours: the dispatcher (`kyc_webhooks::Dispatcher`, in this process) taking
 //!   the same number of result events off its queue: each stored as an event and
-//!   a delivery, claimed, signed, POSTed and its attempt recorded.
+//!   a delivery, claimed, signed, POSTed and its attempt recorded;
+//! - then two references, with `crate::bare_dispatcher`, on the ceilings'
+//!   topology (a dispatcher queue of the same kind): the same events taken off
+//!   it and POSTed with the same number in flight, nothing signed or stored;
+//!   then the same again with one row per delivery written in one statement
+//!   per chunk. They show what taking events off RabbitMQ, and keeping any
+//!   durable record of each delivery, leave for everything else.
 //!
-//! The events are published before the dispatcher starts (not timed); the clock
-//! runs from its start until the receiver has every delivery.
+//! The events are published before each dispatcher starts (not timed); the
+//! clock runs from its start until the receiver has every delivery.
 
 use crate::Common;
 use crate::env::{BenchEnv, with_env};
@@ -93,42 +99,19 @@ pub async fn run(settings: &Settings, args: WebhooksArgs) -> anyhow::Result<Repo
         drop(receiver);
 
         eprintln!("bench webhooks: publishing {n} events …");
-        let receiver = Receiver::start(|_| Answer::Status(200)).await;
-        let key = DataKey::keyring(&env.settings.data_key()?, &[])?;
-        let secret = kyc_webhooks::signature::generate_secret()?;
-        env.store
-            .add_webhook(&key, project.id, &receiver.url(), &[], &secret)
-            .await?;
         let connection = kyc_bus::connect(&env.amqp_url, "bench-webhooks").await?;
         let channel = kyc_bus::confirm_channels(&connection, 1)
             .await?
             .pop()
             .ok_or_else(|| anyhow::anyhow!("no channel"))?;
         env.ours.declare(&channel).await?;
-        for chunk in events.chunks(1000) {
-            let confirms = futures_util::future::join_all(chunk.iter().map(|event| {
-                let body = serde_json::to_vec(event).unwrap_or_default();
-                let channel = channel.clone();
-                let exchange = env.ours.events_exchange();
-                async move {
-                    channel
-                        .basic_publish(
-                            exchange.into(),
-                            event.routing_key().into(),
-                            BasicPublishOptions::default(),
-                            &body,
-                            kyc_bus::persistent(),
-                        )
-                        .await?
-                        .await
-                }
-            }))
-            .await;
-            anyhow::ensure!(
-                confirms.iter().all(Result::is_ok),
-                "an event was not confirmed"
-            );
-        }
+        let receiver = Receiver::start(|_| Answer::Status(200)).await;
+        let key = DataKey::keyring(&env.settings.data_key()?, &[])?;
+        let secret = kyc_webhooks::signature::generate_secret()?;
+        env.store
+            .add_webhook(&key, project.id, &receiver.url(), &[], &secret)
+            .await?;
+        publish(&channel, env.ours.events_exchange(), &events).await?;
 
         eprintln!("bench webhooks: our dispatcher …");
         let mut ours_settings = env.settings.clone();
@@ -152,7 +135,6 @@ pub async fn run(settings: &Settings, args: WebhooksArgs) -> anyhow::Result<Repo
         let took = started.elapsed();
         stop.cancel();
         let _ = running.await;
-        kyc_bus::close(&connection, "bye").await;
         let mut ours = Phase::new(
             format!("kyc-webhooks dispatcher, {} per endpoint", args.concurrency),
             Role::Ours,
@@ -161,11 +143,96 @@ pub async fn run(settings: &Settings, args: WebhooksArgs) -> anyhow::Result<Repo
         );
         ours.peak_rss_mib = peak.read();
         report.push(ours, peak.own);
+        drop(receiver);
+
+        // What is left beside the bare exchange once the events come off
+        // RabbitMQ, and once each delivery also leaves one row: on the
+        // ceilings' topology (queues of the same kind), after ours, so that
+        // ours runs on a broker and database as fresh as it always has.
+        let receiver = Receiver::start(|_| Answer::Status(200)).await;
+        env.bare.declare(&channel).await?;
+        for (name, rows) in [
+            ("bare dispatcher: off RabbitMQ, POSTed, acked", None),
+            (
+                "bare dispatcher + one row per delivery",
+                Some(env.store.pool()),
+            ),
+        ] {
+            publish(&channel, env.bare.events_exchange(), &events).await?;
+            eprintln!("bench webhooks: {name} …");
+            let before = receiver.count();
+            let peak = Peak::start();
+            let started = Instant::now();
+            crate::bare_dispatcher::deliver(
+                &env.amqp_url,
+                &env.bare,
+                env.settings.webhooks.prefetch,
+                args.concurrency,
+                &receiver.url(),
+                n,
+                rows,
+            )
+            .await?;
+            let took = started.elapsed();
+            anyhow::ensure!(
+                receiver.count() - before == n,
+                "the bare dispatcher delivered {} of {n}",
+                receiver.count() - before
+            );
+            let mut phase = Phase::new(
+                format!("{name}, {} in flight", args.concurrency),
+                Role::Reference,
+                args.deliveries,
+                took.as_secs_f64(),
+            );
+            phase.peak_rss_mib = peak.read();
+            report.push(phase, peak.own);
+        }
+        drop(receiver);
+
+        kyc_bus::close(&connection, "bye").await;
         env.purge().await?;
 
         let phases = &report.phases;
-        report.ratios = vec![Ratio::throughput(&phases[1], &phases[0])];
+        report.ratios = vec![
+            Ratio::throughput(&phases[1], &phases[0]),
+            Ratio::throughput(&phases[2], &phases[0]),
+            Ratio::throughput(&phases[3], &phases[0]),
+            Ratio::throughput(&phases[1], &phases[3]),
+        ];
         Ok(report)
     })
     .await
+}
+
+/// Publishes `events` to `exchange` with confirms, a thousand at a time.
+async fn publish(
+    channel: &kyc_bus::lapin::Channel,
+    exchange: String,
+    events: &[ResultEventV1],
+) -> anyhow::Result<()> {
+    for chunk in events.chunks(1000) {
+        let confirms = futures_util::future::join_all(chunk.iter().map(|event| {
+            let body = serde_json::to_vec(event).unwrap_or_default();
+            let exchange = exchange.clone();
+            async move {
+                channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        event.routing_key().into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        kyc_bus::persistent(),
+                    )
+                    .await?
+                    .await
+            }
+        }))
+        .await;
+        anyhow::ensure!(
+            confirms.iter().all(Result::is_ok),
+            "an event was not confirmed"
+        );
+    }
+    Ok(())
 }
