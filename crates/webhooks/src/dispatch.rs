@@ -14,6 +14,14 @@
 //! handful. A claimed row waits in memory only while its lease still covers a
 //! whole attempt; past that it is let go (and claimed again once the lease has
 //! run out), so no row is ever attempted under an expired lease.
+//!
+//! When a fast endpoint's queue is full, the consumer pauses (at most
+//! [`MAX_PAUSE`] per batch) instead of recording events it would only release
+//! to the table: a released row costs two more updates and a claim that scans
+//! past every row leased since, and under a long backlog that work took more
+//! of PostgreSQL than the deliveries themselves. A slow or hanging endpoint
+//! never pauses the consumer: its overflow is released as before, so it
+//! delays no one else.
 
 use crate::event::{Routed, route, webhook_id};
 use crate::signature;
@@ -30,7 +38,7 @@ use kyc_store::webhooks::{
 use kyc_store::{DataKey, Store};
 use rand::RngExt;
 use secrecy::ExposeSecret;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -60,6 +68,9 @@ const AHEAD: usize = 4;
 const MAX_AHEAD: usize = 4_096;
 /// What an attempt's lease covers beyond its timeout: recording it.
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
+/// The longest the consumer waits, per batch, for a full endpoint's queue to
+/// drain; also what makes an endpoint fast enough to wait for at all.
+const MAX_PAUSE: Duration = Duration::from_millis(250);
 
 /// A claimed delivery waiting in memory for a slot of its endpoint.
 #[derive(Debug)]
@@ -102,6 +113,11 @@ pub struct Dispatcher {
     /// their first attempt needs no claim of its own.
     handoff: mpsc::UnboundedSender<Vec<ClaimedDelivery>>,
     handoff_rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<ClaimedDelivery>>>>,
+    /// Set by the deliver loop while a fast endpoint's queue is full (fresh
+    /// claims for it had to be released): the consumer waits before reading
+    /// more events, until [`Dispatcher::drained`] or [`MAX_PAUSE`].
+    saturated: std::sync::atomic::AtomicBool,
+    drained: Notify,
 }
 
 impl Dispatcher {
@@ -147,6 +163,8 @@ impl Dispatcher {
             latency: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
             fresh: std::sync::atomic::AtomicBool::new(true),
+            saturated: std::sync::atomic::AtomicBool::new(false),
+            drained: Notify::new(),
         })
     }
 
@@ -230,7 +248,16 @@ impl Dispatcher {
         let mut recording = futures_util::stream::FuturesOrdered::new();
         let result = async {
             loop {
+                // Since when the next batch waits for a full endpoint.
+                let mut paused_since: Option<Instant> = None;
                 let first = loop {
+                    let hold = if self.saturated.load(std::sync::atomic::Ordering::Acquire) {
+                        let since = *paused_since.get_or_insert_with(Instant::now);
+                        since.elapsed() < MAX_PAUSE
+                    } else {
+                        false
+                    };
+                    let pause_left = paused_since.map_or(MAX_PAUSE, |at| MAX_PAUSE.saturating_sub(at.elapsed()));
                     tokio::select! {
                         () = stop.cancelled() => {
                             while let Some(done) = recording.next().await {
@@ -243,7 +270,9 @@ impl Dispatcher {
                                 self.settle(done).await?;
                             }
                         }
-                        next = consumer.next(), if recording.len() < RECORDING => match next {
+                        () = self.drained.notified(), if hold => {}
+                        () = tokio::time::sleep(pause_left), if hold => {}
+                        next = consumer.next(), if recording.len() < RECORDING && !hold => match next {
                             Some(delivery) => break delivery?,
                             None => anyhow::bail!("the consumer was cancelled by the broker"),
                         },
@@ -363,12 +392,15 @@ impl Dispatcher {
         // its lease, with a margin to record it.
         let usable = lease.saturating_sub(self.timeout + Duration::from_secs(2));
         let mut queue: HashMap<Uuid, VecDeque<Queued>> = HashMap::new();
+        // Fast endpoints whose queue was full: the consumer waits for them.
+        let mut full: HashSet<Uuid> = HashSet::new();
         let mut claim_due = true;
         let mut last_claim: Option<Instant> = None;
         while !stop.is_cancelled() {
             if self.dispatch(&mut queue, usable, attempts) {
                 claim_due = true;
             }
+            self.ease(&queue, &mut full);
             if self.fresh.swap(false, Ordering::AcqRel)
                 || last_claim.is_none_or(|at| at.elapsed() >= self.poll)
             {
@@ -401,7 +433,10 @@ impl Dispatcher {
                 () = self.wake.notified() => {}
                 fresh = handoff.recv() => {
                     if let Some(fresh) = fresh {
-                        self.take_over(&mut queue, fresh).await;
+                        full.extend(self.take_over(&mut queue, fresh).await);
+                        if !full.is_empty() {
+                            self.saturated.store(true, Ordering::Release);
+                        }
                     }
                 }
                 () = tokio::time::sleep(self.poll) => {}
@@ -410,6 +445,8 @@ impl Dispatcher {
         // Claims not attempted go back at once rather than when their lease
         // runs out.
         handoff.close();
+        full.clear();
+        self.ease(&queue, &mut full);
         let mut unused: Vec<(Uuid, Uuid)> = queue
             .into_values()
             .flatten()
@@ -426,12 +463,14 @@ impl Dispatcher {
     /// Queues the deliveries the consumer claimed for their first attempt, each
     /// endpoint up to [`Dispatcher::ahead`] (in flight and queued together);
     /// the rest are released at once for later claims, so a burst
-    /// for a slow endpoint is not held in memory past its leases.
+    /// for a slow endpoint is not held in memory past its leases. Returns the
+    /// fast endpoints (see [`drains_within`]) that had claims released: the
+    /// consumer should wait for them.
     async fn take_over(
         &self,
         queue: &mut HashMap<Uuid, VecDeque<Queued>>,
         fresh: Vec<ClaimedDelivery>,
-    ) {
+    ) -> HashSet<Uuid> {
         let counts = self
             .in_flight
             .lock()
@@ -439,24 +478,61 @@ impl Dispatcher {
             .clone();
         let at = Instant::now();
         let mut released = Vec::new();
+        let mut full = HashSet::new();
         for claim in fresh {
-            let waiting = queue.entry(claim.endpoint_id).or_default();
-            let busy = counts.get(&claim.endpoint_id).copied().unwrap_or(0);
-            if busy + waiting.len() < self.ahead(claim.endpoint_id) {
+            let endpoint = claim.endpoint_id;
+            let waiting = queue.entry(endpoint).or_default();
+            let busy = counts.get(&endpoint).copied().unwrap_or(0);
+            if busy + waiting.len() < self.ahead(endpoint) {
                 waiting.push_back(Queued { claim, at });
             } else {
                 released.push((claim.id, claim.lease_token));
+                if self.drains_within(endpoint, self.ahead(endpoint) / 2, MAX_PAUSE) {
+                    full.insert(endpoint);
+                }
             }
         }
         queue.retain(|_, waiting| !waiting.is_empty());
         if released.is_empty() {
-            return;
+            return full;
         }
+        metrics::counter!("kyc_webhook_claims_released_total").increment(released.len() as u64);
         if let Err(e) = self.store.release_webhook_claims(&released).await {
             tracing::warn!(error = %e, n = released.len(), "could not release claims; they return when their leases run out");
         }
         // There is more to claim than was kept.
         self.fresh.store(true, std::sync::atomic::Ordering::Release);
+        full
+    }
+
+    /// Whether `endpoint`'s slots, at its recent speed, attempt `n` deliveries
+    /// within `limit` (never, while its speed is unknown).
+    fn drains_within(&self, endpoint: Uuid, n: usize, limit: Duration) -> bool {
+        let latency = self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&endpoint)
+            .copied();
+        latency.is_some_and(|latency| drain_time(n, self.per_endpoint, latency) <= limit)
+    }
+
+    /// Forgets the full endpoints whose queue is down to half of what they may
+    /// hold; once none is left, lets the consumer go on.
+    fn ease(&self, queue: &HashMap<Uuid, VecDeque<Queued>>, full: &mut HashSet<Uuid>) {
+        if full.is_empty() && !self.saturated.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        full.retain(|endpoint| {
+            queue.get(endpoint).map_or(0, VecDeque::len) >= self.ahead(*endpoint) / 2
+        });
+        if full.is_empty()
+            && self
+                .saturated
+                .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            self.drained.notify_waiters();
+        }
     }
 
     /// Claims up to `max` due deliveries, each endpoint up to
@@ -753,6 +829,13 @@ async fn record_loop(store: Store, mut finished: mpsc::UnboundedReceiver<Finishe
     }
 }
 
+/// How long `slots` attempts in parallel, each taking `latency`, take for `n`
+/// deliveries.
+fn drain_time(n: usize, slots: usize, latency: Duration) -> Duration {
+    let rounds = n.div_ceil(slots.max(1));
+    latency.saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
+}
+
 /// `delay` times a random factor in `1 ± jitter`.
 fn jittered(delay: Duration, jitter: f64) -> Duration {
     if delay.is_zero() || jitter == 0.0 {
@@ -807,4 +890,25 @@ pub fn client(policy: Policy, timeout: Duration) -> anyhow::Result<reqwest::Clie
         .pool_max_idle_per_host(64)
         .dns_resolver(GuardedResolver(policy))
         .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_time_counts_rounds_of_the_endpoints_slots() {
+        let ms = Duration::from_millis;
+        // A full fast endpoint (16 slots, 1 ms an attempt) halves its 4,096 in
+        // 128 ms: worth pausing the consumer for.
+        assert_eq!(drain_time(2_048, 16, ms(1)), ms(128));
+        assert!(drain_time(2_048, 16, ms(1)) <= MAX_PAUSE);
+        // A partial round is a round.
+        assert_eq!(drain_time(17, 16, ms(10)), ms(20));
+        assert_eq!(drain_time(0, 16, ms(10)), Duration::ZERO);
+        // A hanging one (10 s an attempt) never is.
+        assert!(drain_time(32, 16, Duration::from_secs(10)) > MAX_PAUSE);
+        // No slots counts as one.
+        assert_eq!(drain_time(3, 0, ms(1)), ms(3));
+    }
 }
