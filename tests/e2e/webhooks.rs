@@ -5,11 +5,11 @@
 
 use crate::kycctl;
 use kyc_bus::lapin::Channel;
-use kyc_bus::lapin::options::BasicPublishOptions;
 use kyc_core::wire::ResultEventV1;
 use kyc_store::DataKey;
 use kyc_testkit::webhooks::{
-    Answer, DELIVERY_TIMEOUT, Receiver, dispatcher_settings, start_dispatcher, verifies,
+    Answer, DELIVERY_TIMEOUT, Receiver, dispatcher_settings, publish_events, start_dispatcher,
+    verifies,
 };
 use kyc_testkit::{Api, TestEnv, eventually, record};
 use kyc_webhooks::signature::generate_secret;
@@ -78,18 +78,13 @@ async fn add_endpoint(env: &TestEnv, project: Uuid, url: &str) -> (Uuid, String)
 /// Publishes a result event to the events exchange as a worker does, and waits
 /// for the broker's confirm.
 async fn publish(env: &TestEnv, channel: &Channel, event: &ResultEventV1) {
-    channel
-        .basic_publish(
-            env.topology.events_exchange().into(),
-            event.routing_key().into(),
-            BasicPublishOptions::default(),
-            &serde_json::to_vec(event).expect("json"),
-            kyc_bus::persistent(),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
+    publish_events(
+        channel,
+        &env.topology.events_exchange(),
+        std::slice::from_ref(event),
+    )
+    .await
+    .expect("publish, confirmed");
 }
 
 fn accepted(project: Uuid, userid: &str) -> ResultEventV1 {

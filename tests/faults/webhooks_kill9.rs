@@ -3,11 +3,9 @@
 //! webhook-id if more than once. Touches no shared service.
 
 use crate::support::service_vars;
-use futures_util::future::join_all;
-use kyc_bus::lapin::options::BasicPublishOptions;
 use kyc_core::wire::ResultEventV1;
 use kyc_store::DataKey;
-use kyc_testkit::webhooks::{Answer, Receiver};
+use kyc_testkit::webhooks::{Answer, Receiver, publish_events};
 use kyc_testkit::{TestEnv, eventually};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
@@ -67,25 +65,9 @@ async fn kill9_dispatcher_during_a_burst_loses_no_event() {
     // Publish the burst in chunks, killing the dispatcher twice while it flows.
     let mut kills = 0;
     for (i, chunk) in events.chunks(250).enumerate() {
-        let confirms = join_all(chunk.iter().map(|event| {
-            let body = serde_json::to_vec(event).unwrap();
-            let channel = channel.clone();
-            let exchange = env.topology.events_exchange();
-            async move {
-                channel
-                    .basic_publish(
-                        exchange.into(),
-                        event.routing_key().into(),
-                        BasicPublishOptions::default(),
-                        &body,
-                        kyc_bus::persistent(),
-                    )
-                    .await?
-                    .await
-            }
-        }))
-        .await;
-        assert!(confirms.iter().all(|c| c.is_ok()), "every event confirmed");
+        publish_events(&channel, &env.topology.events_exchange(), chunk)
+            .await
+            .expect("every event confirmed");
         if i == 4 || i == 12 {
             // Once deliveries are flowing, SIGKILL the dispatcher and start another.
             let before = receiver.count();

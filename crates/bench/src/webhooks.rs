@@ -20,7 +20,6 @@ use crate::Common;
 use crate::env::{BenchEnv, with_env};
 use crate::report::{Phase, Ratio, Report, Role, memory::Peak};
 use futures_util::StreamExt;
-use kyc_bus::lapin::options::BasicPublishOptions;
 use kyc_config::Settings;
 use kyc_core::wire::ResultEventV1;
 use kyc_store::DataKey;
@@ -212,27 +211,7 @@ async fn publish(
     events: &[ResultEventV1],
 ) -> anyhow::Result<()> {
     for chunk in events.chunks(1000) {
-        let confirms = futures_util::future::join_all(chunk.iter().map(|event| {
-            let body = serde_json::to_vec(event).unwrap_or_default();
-            let exchange = exchange.clone();
-            async move {
-                channel
-                    .basic_publish(
-                        exchange.as_str().into(),
-                        event.routing_key().into(),
-                        BasicPublishOptions::default(),
-                        &body,
-                        kyc_bus::persistent(),
-                    )
-                    .await?
-                    .await
-            }
-        }))
-        .await;
-        anyhow::ensure!(
-            confirms.iter().all(Result::is_ok),
-            "an event was not confirmed"
-        );
+        kyc_testkit::webhooks::publish_events(channel, &exchange, chunk).await?;
     }
     Ok(())
 }

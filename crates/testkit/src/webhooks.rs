@@ -267,3 +267,27 @@ pub fn start_dispatcher(settings: &Settings) -> Running {
 
 /// How long a test waits for a delivery at most.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Publishes `events` to `exchange` as a worker does (persistent, routed by
+/// their type), all of them in flight at once, and waits for every confirm.
+pub async fn publish_events(
+    channel: &kyc_bus::lapin::Channel,
+    exchange: &str,
+    events: &[kyc_core::wire::ResultEventV1],
+) -> Result<(), kyc_bus::lapin::Error> {
+    let confirms = futures_util::future::join_all(events.iter().map(|event| async move {
+        let body = serde_json::to_vec(event).expect("an event serializes");
+        channel
+            .basic_publish(
+                exchange.into(),
+                event.routing_key().into(),
+                kyc_bus::lapin::options::BasicPublishOptions::default(),
+                &body,
+                kyc_bus::persistent(),
+            )
+            .await?
+            .await
+    }))
+    .await;
+    confirms.into_iter().try_for_each(|c| c.map(drop))
+}

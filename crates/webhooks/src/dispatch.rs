@@ -508,12 +508,7 @@ impl Dispatcher {
     /// Whether `endpoint`'s slots, at its recent speed, attempt `n` deliveries
     /// within `limit` (never, while its speed is unknown).
     fn drains_within(&self, endpoint: Uuid, n: usize, limit: Duration) -> bool {
-        let latency = self
-            .latency
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&endpoint)
-            .copied();
+        let latency = self.latency(endpoint);
         latency.is_some_and(|latency| drain_time(n, self.per_endpoint, latency) <= limit)
     }
 
@@ -629,18 +624,22 @@ impl Dispatcher {
     /// speed is unknown; never more than [`MAX_AHEAD`].
     fn ahead(&self, endpoint: Uuid) -> usize {
         let floor = self.per_endpoint * AHEAD;
-        let latency = self
-            .latency
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&endpoint)
-            .copied();
+        let latency = self.latency(endpoint);
         let Some(latency) = latency else {
             return floor;
         };
         let usable = LEASE_MARGIN.saturating_sub(Duration::from_secs(2)) / 2;
         let rounds = usable.as_secs_f64() / latency.as_secs_f64().max(0.001);
         ((self.per_endpoint as f64 * rounds) as usize).clamp(floor, MAX_AHEAD.max(floor))
+    }
+
+    /// `endpoint`'s recent attempt time, once one has finished.
+    fn latency(&self, endpoint: Uuid) -> Option<Duration> {
+        self.latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&endpoint)
+            .copied()
     }
 
     /// Folds an attempt's duration into `endpoint`'s moving average.
