@@ -257,7 +257,8 @@ impl Dispatcher {
                     } else {
                         false
                     };
-                    let pause_left = paused_since.map_or(MAX_PAUSE, |at| MAX_PAUSE.saturating_sub(at.elapsed()));
+                    let pause_left = paused_since
+                        .map_or(MAX_PAUSE, |at| MAX_PAUSE.saturating_sub(at.elapsed()));
                     tokio::select! {
                         () = stop.cancelled() => {
                             while let Some(done) = recording.next().await {
@@ -464,7 +465,7 @@ impl Dispatcher {
     /// endpoint up to [`Dispatcher::ahead`] (in flight and queued together);
     /// the rest are released at once for later claims, so a burst
     /// for a slow endpoint is not held in memory past its leases. Returns the
-    /// fast endpoints (see [`drains_within`]) that had claims released: the
+    /// fast endpoints (see [`Dispatcher::drains_within`]) that had claims released: the
     /// consumer should wait for them.
     async fn take_over(
         &self,
