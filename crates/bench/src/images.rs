@@ -220,14 +220,7 @@ pub async fn run(settings: &Settings, args: ImagesArgs) -> anyhow::Result<Report
         // Over all rounds: every upload against every raw write (and the
         // bare uploads against both), the figures to quote for several rounds.
         if args.rounds > 1 {
-            let all = |role: Role, name: &str| -> Phase {
-                let (count, seconds) = report
-                    .phases
-                    .iter()
-                    .filter(|p| p.role == role)
-                    .fold((0, 0.0), |(c, s), p| (c + p.count, s + p.seconds));
-                Phase::new(format!("{name}, all rounds"), role, count, seconds)
-            };
+            let all = |role, name| Phase::all_rounds(&report.phases, role, name);
             let raw = all(Role::Ceiling, "raw object writes");
             let bare = all(Role::Reference, "bare upload");
             let ours = all(Role::Ours, "PUT /v3/submission/image");

@@ -85,18 +85,9 @@ pub async fn run(settings: &Settings, args: IntakeArgs) -> anyhow::Result<Report
         // one. Round-to-round spread (mostly the broker's) is as large as the
         // gap; this is the figure to quote for several rounds.
         if args.rounds > 1 {
-            let total = |role: Role| -> (u64, f64) {
-                report
-                    .phases
-                    .iter()
-                    .filter(|p| p.role == role)
-                    .fold((0, 0.0), |(n, s), p| (n + p.count, s + p.seconds))
-            };
-            let (ours_n, ours_s) = total(Role::Ours);
-            let (bare_n, bare_s) = total(Role::Ceiling);
             ratios.push(Ratio::throughput(
-                &Phase::new("intake, all rounds", Role::Ours, ours_n, ours_s),
-                &Phase::new("bare intake, all rounds", Role::Ceiling, bare_n, bare_s),
+                &Phase::all_rounds(&report.phases, Role::Ours, "intake"),
+                &Phase::all_rounds(&report.phases, Role::Ceiling, "bare intake"),
             ));
         }
         report.ratios = ratios;

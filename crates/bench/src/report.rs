@@ -87,6 +87,17 @@ pub struct Phase {
 }
 
 impl Phase {
+    /// Every phase of `role` in `phases` as one, named `"{name}, all rounds"`:
+    /// their counts over their summed seconds (every item of one role against
+    /// every item of another, the figure to quote for several rounds).
+    pub fn all_rounds(phases: &[Phase], role: Role, name: &str) -> Phase {
+        let (count, seconds) = phases
+            .iter()
+            .filter(|p| p.role == role)
+            .fold((0, 0.0), |(n, s), p| (n + p.count, s + p.seconds));
+        Phase::new(format!("{name}, all rounds"), role, count, seconds)
+    }
+
     pub fn new(name: impl Into<String>, role: Role, count: u64, seconds: f64) -> Phase {
         Phase {
             name: name.into(),
